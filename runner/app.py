@@ -1,0 +1,102 @@
+"""The Celery app: SQS broker through predefined queues, S3 results, JSON only, late acks.
+
+``celery -A runner.app worker`` loads :data:`app`. Its configuration is built from
+:class:`runner.settings.WorkerSettings` the first time the app is configured, so importing a
+task module costs nothing and a missing variable fails with its name, not deep inside kombu.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from runner import limits
+from runner.settings import WorkerSettings, load
+
+#: Packages whose modules hold the user's tasks; every module in them is loaded at start.
+TASK_PACKAGES = ("tasks",)
+
+
+def task_modules(packages: tuple[str, ...] = TASK_PACKAGES) -> list[str]:
+    """Every module of the task packages, so a new file in ``tasks/`` needs no registration."""
+    names: list[str] = []
+    for package in packages:
+        module = importlib.import_module(package)
+        names.append(package)
+        for info in pkgutil.iter_modules(module.__path__, prefix=f"{package}."):
+            names.append(info.name)
+    return names
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The Celery settings for ``settings``: pure, so it is unit-tested without AWS."""
+    queue = settings.queue_name
+    return {
+        # --- broker: SQS, only the queues we were given; never ListQueues/CreateQueue ---
+        "broker_url": "sqs://",
+        "broker_transport_options": {
+            "region": settings.region,
+            "predefined_queues": {queue: {"url": settings.queue_url}},
+            # kombu sends this with every ReceiveMessage, so it must equal the queue's own.
+            "visibility_timeout": settings.visibility_timeout,
+            "wait_time_seconds": limits.MAX_WAIT_TIME_SECONDS,
+            "polling_interval": 0,
+        },
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": queue,
+        "task_queues": [Queue(queue, no_declare=True)],
+        "task_create_missing_queues": False,
+        # SQS has no fanout: remote control, events, gossip and mingle would need extra queues.
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        # --- results: S3; the endpoint comes from AWS_ENDPOINT_URL through boto3 ---
+        "result_backend": "s3",
+        "s3_bucket": settings.results_bucket,
+        "s3_base_path": settings.results_prefix,
+        "s3_region": settings.region,
+        # Objects expire by the bucket's lifecycle rule; no celery.backend_cleanup task.
+        "result_expires": None,
+        "result_extended": True,
+        "task_track_started": True,
+        # --- JSON only, both ways ---
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # --- reliability: a killed worker's task comes back instead of vanishing ---
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.effective_time_limit,
+        "include": task_modules(),
+    }
+
+
+class GalleyCelery(Celery):
+    """Celery that reads Galley's settings when it is first configured."""
+
+    def __init__(self, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any) -> None:
+        self._galley_settings = settings
+        super().__init__(*args, **kwargs)
+
+    @property
+    def galley_settings(self) -> WorkerSettings:
+        if self._galley_settings is None:
+            self._galley_settings = load(WorkerSettings)
+        return self._galley_settings
+
+    def on_configure(self) -> None:  # type: ignore[override]
+        self.conf.update(celery_config(self.galley_settings))
+
+
+def create_app(settings: WorkerSettings | None = None) -> GalleyCelery:
+    """A Galley Celery app; ``settings`` default to the environment."""
+    return GalleyCelery("galley", settings=settings)
+
+
+app = create_app()

@@ -1,0 +1,277 @@
+"""The embedded local stack: a moto server on 127.0.0.1, the stack's queues and bucket, a worker.
+
+Nothing here listens beyond 127.0.0.1. Credentials are moto's dummy ones; they never reach AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shlex
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import boto3
+
+from runner import aws, settings
+from runner.process import Child, ProcessError, python_module, wait_for
+
+HOST = "127.0.0.1"
+#: Where `galley local up` records the running stack for `galley local env`.
+DEFAULT_STATE_FILE = Path(".galley") / "local.json"
+#: moto accepts any credentials; these make boto3 sign requests without a real account.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class PortInUseError(ProcessError):
+    """The configured local port is taken by another process."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Names and limits of the local resources."""
+
+    queue_name: str = "galley-jobs"
+    dlq_name: str = "galley-jobs-dlq"
+    bucket: str = "galley-results-local"
+    region: str = "us-east-1"
+    visibility_timeout: int = 120
+    max_receive_count: int = 3
+    dlq_retention_seconds: int = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """What a process needs to attach to a running local stack."""
+
+    endpoint_url: str
+    region: str
+    queue_url: str
+    dlq_url: str
+    bucket: str
+    visibility_timeout: int
+    moto_pid: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that attach a process to this stack."""
+        return {
+            settings.AWS_ENDPOINT_URL: self.endpoint_url,
+            settings.AWS_DEFAULT_REGION: self.region,
+            settings.AWS_REGION: self.region,
+            **DUMMY_CREDENTIALS,
+            settings.QUEUE_URL: self.queue_url,
+            settings.DLQ_URL: self.dlq_url,
+            settings.RESULTS_BUCKET: self.bucket,
+            settings.VISIBILITY_TIMEOUT: str(self.visibility_timeout),
+            **self.extra,
+        }
+
+    def exports(self) -> str:
+        """``export NAME=value`` lines for ``eval "$(galley local env)"``."""
+        return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in self.env().items())
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LocalResources:
+        return cls(**json.loads(path.read_text()))
+
+
+def local_session(region: str = "us-east-1") -> boto3.Session:
+    """A boto3 session with moto's dummy credentials, whatever the environment holds."""
+    return boto3.Session(
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=region,
+    )
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {HOST} is already in use; stop whatever listens there "
+                    "or choose another port (--port)"
+                ) from None
+            raise
+
+
+def _responds(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):  # noqa: S310
+            return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+class MotoServer:
+    """moto's HTTP server in a child process on 127.0.0.1."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.port = port
+        self.log = log
+        self.extra_env = dict(env or {})
+        self.child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> MotoServer:
+        if self.port is None:
+            self.port = free_port()
+        else:
+            check_port_free(self.port)
+        env = {**os.environ, **DUMMY_CREDENTIALS, **self.extra_env}
+        argv = python_module("moto.server", "-H", HOST, "-p", str(self.port))
+        self.child = Child(argv, env=env, log=self.log)
+        try:
+            wait_for(self._ready, timeout=timeout, what=f"moto server on {self.url}")
+        except (TimeoutError, ProcessError):
+            tail = self.child.log_tail()
+            self.stop()
+            raise ProcessError(f"moto server did not start on {self.url}\n{tail}") from None
+        return self
+
+    def _ready(self) -> bool:
+        assert self.child is not None
+        if not self.child.alive():
+            raise ProcessError(f"moto server exited with code {self.child.proc.returncode}")
+        return _responds(self.url)
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop(grace=5)
+            self.child = None
+
+    def __enter__(self) -> MotoServer:
+        return self.start() if self.child is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def provision(endpoint_url: str, config: StackConfig | None = None) -> LocalResources:
+    """Create the DLQ, the jobs queue (redriving to it) and the results bucket."""
+    config = config or StackConfig()
+    session = local_session(config.region)
+    sqs = aws.client("sqs", endpoint_url=endpoint_url, session=session)
+    s3 = aws.client("s3", endpoint_url=endpoint_url, session=session)
+    dlq_url = sqs.create_queue(
+        QueueName=config.dlq_name,
+        Attributes={"MessageRetentionPeriod": str(config.dlq_retention_seconds)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.max_receive_count}
+    queue_url = sqs.create_queue(
+        QueueName=config.queue_name,
+        Attributes={
+            "VisibilityTimeout": str(config.visibility_timeout),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    create: dict[str, object] = {"Bucket": config.bucket}
+    if config.region != "us-east-1":
+        create["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
+    s3.create_bucket(**create)
+    return LocalResources(
+        endpoint_url=endpoint_url,
+        region=config.region,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        bucket=config.bucket,
+        visibility_timeout=config.visibility_timeout,
+    )
+
+
+def worker_argv(*, concurrency: int = 2, loglevel: str = "INFO", pool: str = "prefork") -> list[str]:
+    """``celery -A runner.app worker`` as Galley runs it locally."""
+    return python_module(
+        "celery",
+        "-A",
+        "runner.app",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+    )
+
+
+def start_worker(
+    resources: LocalResources, *, log: Path | None = None, concurrency: int = 2, **env: str
+) -> Child:
+    """A real ``celery worker`` process attached to ``resources``."""
+    return Child(
+        worker_argv(concurrency=concurrency),
+        env={**os.environ, **resources.env(), **env},
+        log=log,
+    )
+
+
+def read_state(path: Path = DEFAULT_STATE_FILE) -> LocalResources:
+    """The running local stack recorded at ``path``, checked to be alive."""
+    if not path.exists():
+        raise ProcessError(f"no local stack is running ({path} not found); start one with "
+                           "`galley local up`")
+    resources = LocalResources.load(path)
+    if not _responds(resources.endpoint_url):
+        raise ProcessError(
+            f"the local stack recorded in {path} does not answer at {resources.endpoint_url}; "
+            "start one with `galley local up`"
+        )
+    return resources
+
+
+@contextlib.contextmanager
+def running_stack(
+    *,
+    port: int | None = None,
+    config: StackConfig | None = None,
+    state_file: Path | None = DEFAULT_STATE_FILE,
+    log_dir: Path | None = None,
+) -> Iterator[LocalResources]:
+    """moto + provisioned resources for the duration of the block; state file while it runs."""
+    log = (log_dir / "moto.log") if log_dir else None
+    with MotoServer(port, log=log) as moto:
+        resources = provision(moto.url, config)
+        assert moto.child is not None
+        resources = LocalResources(**{**asdict(resources), "moto_pid": moto.child.pid})
+        if state_file:
+            resources.save(state_file)
+        try:
+            yield resources
+        finally:
+            if state_file:
+                state_file.unlink(missing_ok=True)

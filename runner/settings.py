@@ -1,0 +1,208 @@
+"""Typed settings, one model per process kind, read from the environment and validated at start.
+
+Every environment variable Galley reads is named here and nowhere else. Resolution order:
+explicit keyword argument > environment variable > default. A missing or malformed variable
+raises :class:`SettingsError` naming the variable, before any AWS client is built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner import limits
+
+# --- environment variable names (the template and README use exactly these) ---
+QUEUE_URL = "GALLEY_QUEUE_URL"
+DLQ_URL = "GALLEY_DLQ_URL"
+RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
+RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
+VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
+TASK_TIME_LIMIT = "GALLEY_TASK_TIME_LIMIT"
+AWS_REGION = "AWS_REGION"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+
+#: Every variable Galley reads, for the README and the template check.
+ALL_VARIABLES = (
+    QUEUE_URL,
+    DLQ_URL,
+    RESULTS_BUCKET,
+    RESULTS_PREFIX,
+    VISIBILITY_TIMEOUT,
+    TASK_TIME_LIMIT,
+    AWS_REGION,
+    AWS_DEFAULT_REGION,
+    AWS_ENDPOINT_URL,
+)
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,%d}$" % limits.MAX_QUEUE_NAME_LENGTH)
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+_HINTS = {
+    QUEUE_URL: "the SQS queue URL jobs go to, "
+    "e.g. https://sqs.us-east-1.amazonaws.com/123456789012/galley-jobs",
+    RESULTS_BUCKET: "the S3 bucket results are stored in",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def queue_name_from_url(url: str) -> str:
+    """The queue name is the last path segment of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _check_queue_url(value: str) -> str:
+    parts = urlsplit(value)
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(segments) != 2:
+        raise ValueError(
+            f"{value!r} is not an SQS queue URL (expected scheme://host/<account-id>/<queue-name>)"
+        )
+    name = segments[1].removesuffix(".fifo")
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(f"{segments[1]!r} is not a valid SQS queue name")
+    return value.rstrip("/")
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GALLEY_",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+
+class AwsSettings(_Base):
+    """What every process needs to reach AWS (or moto, through ``AWS_ENDPOINT_URL``)."""
+
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices(AWS_REGION, AWS_DEFAULT_REGION)
+    )
+    #: Only read to validate it and to report it; boto3 honours the variable by itself.
+    endpoint_url: str | None = Field(default=None, validation_alias=AWS_ENDPOINT_URL)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+class ProducerSettings(AwsSettings):
+    """A process that only sends jobs."""
+
+    queue_url: str
+
+    @property
+    def queue_name(self) -> str:
+        return queue_name_from_url(self.queue_url)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url_valid(cls, value: str) -> str:
+        return _check_queue_url(value)
+
+
+class WorkerSettings(ProducerSettings):
+    """A process that runs jobs and stores their results: Celery worker, Lambda consumer, CLI."""
+
+    dlq_url: str | None = None
+    results_bucket: str
+    results_prefix: str = "results/"
+    #: Must equal the queue's VisibilityTimeout: kombu sends it with every ReceiveMessage.
+    visibility_timeout: int = Field(default=900, ge=1, le=limits.MAX_VISIBILITY_TIMEOUT_SECONDS)
+    #: Hard time limit per task; defaults to 90 % of the visibility timeout so that a task
+    #: is stopped before SQS hands its message to another worker.
+    task_time_limit: int | None = Field(default=None, ge=1)
+
+    @field_validator("dlq_url")
+    @classmethod
+    def _dlq_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_queue_url(value)
+
+    @field_validator("results_bucket")
+    @classmethod
+    def _bucket_valid(cls, value: str) -> str:
+        if not _BUCKET_NAME.match(value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not a valid S3 bucket name "
+                "(3-63 lowercase letters, digits, '.' or '-')"
+            )
+        return value
+
+    @field_validator("results_prefix")
+    @classmethod
+    def _prefix_valid(cls, value: str) -> str:
+        if value.startswith("/"):
+            raise ValueError(f"{value!r} must not start with '/'")
+        return value if value == "" or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _time_limit_below_visibility(self) -> WorkerSettings:
+        if self.task_time_limit is not None and self.task_time_limit >= self.visibility_timeout:
+            raise ValueError(
+                f"{TASK_TIME_LIMIT}={self.task_time_limit} must be lower than "
+                f"{VISIBILITY_TIMEOUT}={self.visibility_timeout}: a task running past the "
+                "visibility timeout is delivered again and runs twice"
+            )
+        return self
+
+    @property
+    def effective_time_limit(self) -> int:
+        if self.task_time_limit is not None:
+            return self.task_time_limit
+        return max(1, self.visibility_timeout * 9 // 10)
+
+
+_S = TypeVar("_S", bound=_Base)
+
+
+def _env_name(model: type[_Base], field: str) -> str:
+    info = model.model_fields.get(field)
+    if info is None and field.isupper():
+        return field  # pydantic reports an aliased field by its alias: the variable itself
+    if info is not None:
+        alias = info.validation_alias
+        if isinstance(alias, str):
+            return alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[0])
+    return (model.model_config.get("env_prefix", "") + field).upper()
+
+
+def _describe(model: type[_Base], error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = _env_name(model, field) if field else "settings"
+        if item["type"] == "missing":
+            hint = _HINTS.get(name)
+            lines.append(f"  {name}: required but not set" + (f" ({hint})" if hint else ""))
+        else:
+            msg = str(item["msg"]).removeprefix("Value error, ")
+            ours = item["type"] == "value_error"  # our validators already quote the value
+            shown = "" if ours or not field else f" (got {item['input']!r})"
+            lines.append(f"  {name}: {msg}{shown}" if field else f"  {msg}")
+    return "Galley settings are invalid:\n" + "\n".join(lines)
+
+
+def load(model: type[_S], **overrides: Any) -> _S:
+    """Build ``model`` from keyword overrides and the environment, or raise SettingsError."""
+    try:
+        return model(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(model, error)) from None

@@ -11,11 +11,12 @@ import importlib
 import pkgutil
 from typing import Any
 
+import click
 from celery import Celery
 from kombu import Queue
 
 from runner import limits
-from runner.settings import WorkerSettings, load
+from runner.settings import SettingsError, WorkerSettings, load
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
 TASK_PACKAGES = ("tasks",)
@@ -77,6 +78,18 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
+class AppSettingsError(SettingsError, click.ClickException):
+    """Settings error raised while the app configures itself.
+
+    The ``celery`` command reads the app's configuration while parsing its options; as a
+    ClickException it prints ``Error: <which variable is wrong>`` and exits 1, no traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        SettingsError.__init__(self, message)
+        click.ClickException.__init__(self, message)
+
+
 class GalleyCelery(Celery):
     """Celery that reads Galley's settings when it is first configured."""
 
@@ -87,10 +100,13 @@ class GalleyCelery(Celery):
     @property
     def galley_settings(self) -> WorkerSettings:
         if self._galley_settings is None:
-            self._galley_settings = load(WorkerSettings)
+            try:
+                self._galley_settings = load(WorkerSettings)
+            except SettingsError as error:
+                raise AppSettingsError(str(error)) from None
         return self._galley_settings
 
-    def on_configure(self) -> None:  # type: ignore[override]
+    def on_configure(self) -> None:
         self.conf.update(celery_config(self.galley_settings))
 
 

@@ -31,4 +31,4 @@ def client(
         kwargs["endpoint_url"] = endpoint_url
     if region:
         kwargs["region_name"] = region
-    return session.client(service, **kwargs)
+    return session.client(service, **kwargs)  # type: ignore[call-overload]

@@ -13,14 +13,14 @@ import shlex
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import boto3
 
 from runner import aws, settings
-from runner.process import Child, ProcessError, python_module, wait_for
+from runner.process import Child, ProcessError, StopRequested, python_module, wait_for
 
 HOST = "127.0.0.1"
 #: Where `galley local up` records the running stack for `galley local env`.
@@ -188,9 +188,9 @@ def provision(endpoint_url: str, config: StackConfig | None = None) -> LocalReso
         QueueName=config.dlq_name,
         Attributes={"MessageRetentionPeriod": str(config.dlq_retention_seconds)},
     )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.max_receive_count}
     queue_url = sqs.create_queue(
         QueueName=config.queue_name,
@@ -213,7 +213,9 @@ def provision(endpoint_url: str, config: StackConfig | None = None) -> LocalReso
     )
 
 
-def worker_argv(*, concurrency: int = 2, loglevel: str = "INFO", pool: str = "prefork") -> list[str]:
+def worker_argv(
+    *, concurrency: int = 2, loglevel: str = "INFO", pool: str = "prefork"
+) -> list[str]:
     """``celery -A runner.app worker`` as Galley runs it locally."""
     return python_module(
         "celery",
@@ -243,8 +245,9 @@ def start_worker(
 def read_state(path: Path = DEFAULT_STATE_FILE) -> LocalResources:
     """The running local stack recorded at ``path``, checked to be alive."""
     if not path.exists():
-        raise ProcessError(f"no local stack is running ({path} not found); start one with "
-                           "`galley local up`")
+        raise ProcessError(
+            f"no local stack is running ({path} not found); start one with `galley local up`"
+        )
     resources = LocalResources.load(path)
     if not _responds(resources.endpoint_url):
         raise ProcessError(
@@ -275,3 +278,32 @@ def running_stack(
         finally:
             if state_file:
                 state_file.unlink(missing_ok=True)
+
+
+def serve(
+    stop: StopRequested,
+    *,
+    port: int | None = None,
+    with_worker: bool = True,
+    concurrency: int = 2,
+    state_file: Path = DEFAULT_STATE_FILE,
+    on_ready: Callable[[LocalResources], None] = lambda _: None,
+) -> int:
+    """Run the local stack until ``stop`` is set; the worker logs to this terminal.
+
+    Returns 0 on a requested stop, 1 if the worker died by itself.
+    """
+    log_dir = state_file.parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with running_stack(port=port, state_file=state_file, log_dir=log_dir) as resources:
+        worker = start_worker(resources, concurrency=concurrency) if with_worker else None
+        try:
+            on_ready(resources)
+            while not stop:
+                if worker is not None and not worker.alive():
+                    return 1
+                stop.sleep(0.5)
+            return 0
+        finally:
+            if worker is not None:
+                worker.stop(grace=30)

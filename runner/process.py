@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,10 +69,8 @@ class Child:
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the process group (the child and whatever it forked)."""
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def stop(self, *, grace: float = 10.0) -> int:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the exit code."""
@@ -83,10 +82,8 @@ class Child:
                 self.signal(signal.SIGKILL)
                 self.proc.wait(timeout=10)
         # Reap anything left in the group (a prefork child orphaned by a SIGKILL).
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         if self._log:
             self._log.close()
             self._log = None
@@ -96,3 +93,39 @@ class Child:
 def python_module(module: str, *args: str) -> list[str]:
     """argv running ``python -m module args`` with this interpreter."""
     return [sys.executable, "-m", module, *args]
+
+
+class StopRequested:
+    """A flag set by SIGINT or SIGTERM while installed: a clean shutdown, Ctrl-C included.
+
+    With ``interrupt=True`` the signal also raises KeyboardInterrupt, for code that is busy
+    rather than looping on the flag; its ``finally`` blocks do the cleanup.
+    """
+
+    def __init__(self, *, interrupt: bool = False) -> None:
+        self.interrupt = interrupt
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequested:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+        if self.interrupt:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, returning early once a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

@@ -40,7 +40,7 @@ ALL_VARIABLES = (
     AWS_ENDPOINT_URL,
 )
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,%d}$" % limits.MAX_QUEUE_NAME_LENGTH)
+_QUEUE_NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{limits.MAX_QUEUE_NAME_LENGTH}}}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 _HINTS = {

@@ -1,7 +1,7 @@
 """Your tasks. Every module in this package is loaded by the worker; write ordinary Celery tasks:
 
-    from runner.app import app
+from runner.app import app
 
-    @app.task
-    def my_job(x): ...
+@app.task
+def my_job(x): ...
 """

@@ -22,7 +22,7 @@ def summarize_rows(rows: list[dict[str, str]]) -> dict[str, Any]:
             except (TypeError, ValueError):
                 non_numeric.add(name)
     numeric = {
-        name: {"sum": sum(values), "min": min(values), "max": max(values)}
+        name: {"sum": round(sum(values), 6), "min": min(values), "max": max(values)}
         for name, values in columns.items()
         if name not in non_numeric and values
     }

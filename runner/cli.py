@@ -1,0 +1,143 @@
+"""`galley`: run the local stack, send jobs and read their results. Thin over the library."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner import local
+from runner.process import ProcessError, StopRequested
+from runner.settings import SettingsError
+
+STATE_OPTION = click.option(
+    "--state-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=local.DEFAULT_STATE_FILE,
+    show_default=True,
+    help="Where `local up` records the running stack.",
+)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Known failures become one-line errors (exit 1) instead of tracebacks."""
+    try:
+        yield
+    except (SettingsError, ProcessError, ValueError, TimeoutError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _app() -> Any:
+    from runner.app import app
+
+    return app
+
+
+@click.group()
+def main() -> None:
+    """Galley: Celery jobs on AWS SQS with results in S3.
+
+    Locally: `galley local up` in one terminal, then `eval "$(galley local env)"` in another
+    and use `galley enqueue`, `galley result` or `celery -A runner.app worker` there.
+    """
+
+
+@main.group(name="local")
+def local_() -> None:
+    """The embedded local stack (moto on 127.0.0.1)."""
+
+
+@local_.command("up")
+@click.option("--port", type=int, default=None, help="moto's port (default: a free one).")
+@click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+@STATE_OPTION
+def local_up(port: int | None, worker: bool, concurrency: int, state_file: Path) -> None:
+    """Start moto, create the queues and bucket, run a worker; Ctrl-C stops it all."""
+
+    def ready(stack: local.LocalResources) -> None:
+        click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
+        click.echo(f'attach a shell with:  eval "$(galley local env --state-file {state_file})"')
+
+    with _clear_errors(), StopRequested() as stop:
+        code = local.serve(
+            stop,
+            port=port,
+            with_worker=worker,
+            concurrency=concurrency,
+            state_file=state_file,
+            on_ready=ready,
+        )
+    if code:
+        raise click.ClickException("the worker exited unexpectedly; local stack stopped")
+    click.echo("local stack stopped")
+
+
+@local_.command("env")
+@STATE_OPTION
+def local_env(state_file: Path) -> None:
+    """Print `export` lines that attach a shell to the running local stack."""
+    with _clear_errors():
+        click.echo(local.read_state(state_file).exports())
+
+
+@main.command()
+@click.argument("task")
+@click.option("--args", "args_json", default=None, help="Positional arguments, a JSON array.")
+@click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option("--timeout", type=float, default=300, show_default=True, help="With --wait.")
+def enqueue(
+    task: str, args_json: str | None, kwargs_json: str | None, wait: bool, timeout: float
+) -> None:
+    """Send TASK (e.g. tasks.reports.summarize_csv) to the queue; prints its id."""
+    from runner import jobs, results
+
+    with _clear_errors():
+        args, kwargs = jobs.parse_json_args(args_json, kwargs_json)
+        app = _app()
+        task_id = jobs.submit(app, task, args, kwargs)
+        click.echo(task_id)
+        if wait:
+            _print_status(results.wait(app, task_id, timeout=timeout))
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the job has finished.")
+@click.option("--timeout", type=float, default=300, show_default=True, help="With --wait.")
+def result(task_id: str, wait: bool, timeout: float) -> None:
+    """Print a job's state and result as JSON (exit 1 if it failed)."""
+    from runner import results
+
+    with _clear_errors():
+        app = _app()
+        status = (
+            results.wait(app, task_id, timeout=timeout) if wait else results.status(app, task_id)
+        )
+        _print_status(status)
+
+
+def _print_status(status: Any) -> None:
+    click.echo(json.dumps(status.as_dict(), indent=2, default=str))
+    if status.state == "FAILURE":
+        raise SystemExit(1)
+
+
+@main.command()
+def demo() -> None:
+    """Start a local stack, run the example jobs, show their results, stop."""
+    from runner import demo as demo_
+
+    with _clear_errors(), StopRequested(interrupt=True):
+        code = demo_.run(click.echo)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Fixtures: one moto server for the session, fresh resources per test, workers stopped always."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import local
+from runner.process import Child
+from tests import support
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.MotoServer]:
+    """A real moto server on 127.0.0.1 and a free port; fails (never skips) if it cannot start."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with local.MotoServer(log=log) as server:
+        yield server
+
+
+@pytest.fixture
+def make_stack(moto_server: local.MotoServer) -> Callable[..., local.LocalResources]:
+    """Factory: a queue + DLQ + bucket with names unique to the call."""
+
+    def create(**config: Any) -> local.LocalResources:
+        return local.provision(moto_server.url, support.unique_config(**config))
+
+    return create
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., local.LocalResources]) -> local.LocalResources:
+    return make_stack()
+
+
+@pytest.fixture
+def attach(stack: local.LocalResources, monkeypatch: pytest.MonkeyPatch) -> local.LocalResources:
+    """Point this process's environment (and so boto3 and the Celery app) at ``stack``."""
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+@pytest.fixture
+def worker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Child]]:
+    """Factory: real ``celery worker`` processes, stopped at teardown; logs shown on failure."""
+    started: list[Child] = []
+
+    def create(stack: local.LocalResources, **kwargs: Any) -> Child:
+        log = tmp_path / f"worker-{len(started)}.log"
+        child = support.start_worker(stack, log, **kwargs)
+        started.append(child)
+        return child
+
+    yield create
+    for child in started:
+        child.stop(grace=20)
+        if child.log_path and child.log_path.exists():
+            print(f"--- {child.log_path.name} ---\n{child.log_tail(80)}")
+
+
+@pytest.fixture
+def app(attach: local.LocalResources) -> Iterator[Any]:
+    """A Galley Celery client for ``attach``'s stack, built from the environment like any process.
+
+    Tasks are sent by name (``send_task``): the example tasks are bound to the module-level
+    ``runner.app.app``, which configures itself once per process.
+    """
+    from runner.app import create_app
+
+    celery = create_app()
+    yield celery
+    celery.close()
+
+
+@pytest.fixture
+def make_recording_stack(tmp_path: Path) -> Iterator[Callable[[], local.LocalResources]]:
+    """A stack on a moto server of its own that records every request (moto's recorder)."""
+    servers: list[local.MotoServer] = []
+
+    def create() -> local.LocalResources:
+        server = local.MotoServer(
+            log=tmp_path / "moto-recording.log",
+            env={
+                "MOTO_ENABLE_RECORDING": "true",
+                "MOTO_RECORDER_FILEPATH": str(tmp_path / "recording.jsonl"),
+            },
+        ).start()
+        servers.append(server)
+        return local.provision(server.url, support.unique_config())
+
+    yield create
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def app_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[local.LocalResources], Any]]:
+    """Factory: a Galley Celery client attached (through the environment) to a given stack."""
+    from runner.app import create_app
+
+    apps: list[Any] = []
+
+    def create(stack: local.LocalResources) -> Any:
+        for name, value in stack.env().items():
+            monkeypatch.setenv(name, value)
+        celery = create_app()
+        apps.append(celery)
+        return celery
+
+    yield create
+    for celery in apps:
+        celery.close()

@@ -1,0 +1,85 @@
+"""Garbage on the queue never kills the worker; it ends in the dead-letter queue. JSON only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from runner import local
+from runner.process import Child, wait_for
+from tests import support
+
+pytestmark = pytest.mark.e2e
+
+
+def _pickle_task_message(app: Any, queue: str, task_id: str) -> None:
+    """A well-formed Celery task message whose body is pickle, as an attacker could send."""
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            [[[], "bucket", "prefix"], {}, {}],
+            serializer="pickle",
+            routing_key=queue,
+            exchange="",
+            headers={"task": "tasks.imports.import_records", "id": task_id, "lang": "py"},
+        )
+
+
+def test_garbage_unknown_and_pickle_messages_reach_the_dlq(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a queue that dead-letters after 2 receives, and a worker on it
+    stack = make_stack(visibility_timeout=2, max_receive_count=2)
+    sqs, _ = support.clients(stack)
+    app = app_for(stack)
+    running = worker(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    # WHEN four kinds of bad message arrive
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody="not base64 {{{")
+    sqs.send_message(
+        QueueUrl=stack.queue_url,
+        MessageBody=base64.b64encode(json.dumps({"json": "but not kombu"}).encode()).decode(),
+    )
+    unknown = app.send_task("tasks.nope.unknown", args=[1])
+    _pickle_task_message(app, queue, "pickled-1")
+    # THEN all four end in the DLQ, and the worker is alive throughout
+    wait_for(
+        lambda: support.queue_depth(stack, stack.dlq_url) == 4,
+        timeout=90,
+        what="four messages in the DLQ",
+    )
+    assert running.alive()
+    assert support.queue_depth(stack, stack.queue_url) == 0
+    # AND the caller of the unknown task sees why; the pickled task never ran
+    assert unknown.state == "FAILURE"
+    assert "tasks.nope.unknown" in repr(unknown.info)
+    assert app.AsyncResult("pickled-1").state == "PENDING"
+    log = running.log_path.read_text() if running.log_path else ""
+    assert "Refusing to deserialize untrusted content of type pickle" in log
+    assert "Received unregistered task of type 'tasks.nope.unknown'" in log
+    # AND the same worker still runs good jobs
+    good = app.send_task("tasks.imports.import_records", args=[[], stack.bucket, "p"])
+    assert good.get(timeout=60)["total"] == 0
+    assert running.alive()
+
+
+def test_worker_without_queue_fails_fast_naming_the_variable(stack: local.LocalResources) -> None:
+    env = support.attached_env(stack)
+    del env["GALLEY_QUEUE_URL"]
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "runner.app", "worker", "--pool", "solo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "GALLEY_QUEUE_URL: required but not set" in result.stderr
+    assert "Traceback" not in result.stderr

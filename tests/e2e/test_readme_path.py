@@ -1,0 +1,95 @@
+"""The README's path, as a user runs it: `galley local up`, `eval "$(galley local env)"`, enqueue,
+result; and `galley demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner import local
+from runner.process import Child, wait_for
+from tests import support
+
+pytestmark = pytest.mark.e2e
+
+
+def _user_env() -> dict[str, str]:
+    """A user's shell: no Galley variables, the project's `galley` on PATH."""
+    env = support.attached_env_plain()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
+    # GIVEN `galley local up` running in a terminal
+    state = tmp_path / ".galley" / "local.json"
+    up = Child(
+        support.galley("local", "up"), env=_user_env(), cwd=tmp_path, log=tmp_path / "up.log"
+    )
+    try:
+        wait_for(
+            lambda: state.exists() and "ready." in (tmp_path / "up.log").read_text(),
+            timeout=90,
+            what="the local stack and its worker",
+        )
+        stack = local.LocalResources.load(state)
+        # WHEN another shell attaches with eval "$(galley local env)" and sends a job
+        records = json.dumps([[{"name": "Ada", "email": "ada@example.com"}], stack.bucket, "in"])
+        script = (
+            'eval "$(galley local env)" && '
+            f"id=$(galley enqueue tasks.imports.import_records --args '{records}') && "
+            'galley result "$id" --wait --timeout 60'
+        )
+        shell = subprocess.run(
+            ["bash", "-c", script],
+            env=_user_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # THEN the result comes back through the local stack's worker
+        assert shell.returncode == 0, shell.stderr + up.log_tail()
+        status = json.loads(shell.stdout)
+        assert status["state"] == "SUCCESS"
+        assert status["result"]["accepted"] == 1
+        # WHEN the user presses Ctrl-C
+        up.signal(signal.SIGINT)
+        assert up.proc.wait(timeout=60) == 0, up.log_tail()
+    finally:
+        up.stop()
+    # THEN everything it started is stopped and the state file is gone
+    assert "local stack stopped" in (tmp_path / "up.log").read_text()
+    assert stack.moto_pid is not None and _gone(stack.moto_pid)
+    assert not state.exists()
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = subprocess.run(
+        support.galley("demo"),
+        env=_user_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "summarize_csv" in out and "-> SUCCESS" in out
+    assert "-> RETRY: UploadNotReady" in out
+    assert "demo passed" in out
+    assert not (tmp_path / ".galley" / "demo.json").exists()

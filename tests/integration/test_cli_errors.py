@@ -1,0 +1,76 @@
+"""`galley` refuses bad input with a clear message and sends nothing."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner import local
+from tests import support
+
+
+def run(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        support.galley(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tasks.nope.missing"], "unknown task 'tasks.nope.missing'; known tasks: "),
+        (["tasks.reports.summarize_csv", "--args", "[1,"], "--args is not valid JSON"),
+        (["tasks.reports.summarize_csv", "--args", '{"a": 1}'], "--args must be a JSON array"),
+        (["tasks.reports.summarize_csv", "--kwargs", "[]"], "--kwargs must be a JSON object"),
+        (["tasks.reports.summarize_csv", "--args", "[]"], "arguments do not fit"),
+    ],
+)
+def test_bad_enqueue_is_refused_and_nothing_is_sent(
+    stack: local.LocalResources, argv: list[str], message: str
+) -> None:
+    # WHEN a bad request is enqueued
+    result = run("enqueue", *argv, env=support.attached_env(stack))
+    # THEN it fails with the reason, and the queue stays empty
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert support.queue_depth(stack, stack.queue_url) == 0
+
+
+def test_unknown_task_error_lists_the_known_ones(stack: local.LocalResources) -> None:
+    result = run("enqueue", "tasks.nope", env=support.attached_env(stack))
+    assert "tasks.reports.summarize_csv" in result.stderr
+
+
+def test_enqueue_without_queue_names_the_variable(stack: local.LocalResources) -> None:
+    env = support.attached_env(stack)
+    del env["GALLEY_QUEUE_URL"]
+    result = run("enqueue", "tasks.reports.summarize_csv", env=env)
+    assert result.returncode == 1
+    assert "GALLEY_QUEUE_URL: required but not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_local_env_without_a_stack_says_how_to_start_one(tmp_path: Path) -> None:
+    result = run("local", "env", env=support.attached_env_plain(), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no local stack is running" in result.stderr
+    assert "galley local up" in result.stderr
+
+
+def test_local_up_on_a_taken_port_names_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            "local", "up", "--port", str(port), env=support.attached_env_plain(), cwd=tmp_path
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert not (tmp_path / ".galley" / "local.json").exists()

@@ -1,0 +1,105 @@
+"""Helpers shared by the integration and e2e suites: real moto servers, real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from runner import aws, local
+from runner.process import Child, wait_for
+
+READY = re.compile(r"celery@\S+ ready\.")
+
+
+def unique_config(**overrides: Any) -> local.StackConfig:
+    """Stack names no other test uses, so tests share one moto server safely."""
+    suffix = uuid.uuid4().hex[:10]
+    defaults: dict[str, Any] = {
+        "queue_name": f"jobs-{suffix}",
+        "dlq_name": f"jobs-{suffix}-dlq",
+        "bucket": f"results-{suffix}",
+    }
+    return local.StackConfig(**{**defaults, **overrides})
+
+
+def clients(stack: local.LocalResources) -> tuple[Any, Any]:
+    session = local.local_session(stack.region)
+    return (
+        aws.client("sqs", endpoint_url=stack.endpoint_url, session=session),
+        aws.client("s3", endpoint_url=stack.endpoint_url, session=session),
+    )
+
+
+def queue_depth(stack: local.LocalResources, url: str) -> int:
+    """Visible + in-flight + delayed messages on ``url``."""
+    sqs, _ = clients(stack)
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return sum(
+        int(attrs[name])
+        for name in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
+
+
+def start_worker(
+    stack: local.LocalResources, log: Path, *, concurrency: int = 2, **env: str
+) -> Child:
+    """A real prefork ``celery -A runner.app worker``; returns once it reports ready."""
+    worker = local.start_worker(stack, log=log, concurrency=concurrency, **env)
+
+    def ready() -> bool:
+        if not worker.alive():
+            raise AssertionError(f"worker exited early:\n{worker.log_tail(60)}")
+        return bool(log.exists() and READY.search(log.read_text(errors="replace")))
+
+    try:
+        wait_for(ready, timeout=60, what="the celery worker to be ready")
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+def galley(*args: str) -> list[str]:
+    """argv for the ``galley`` command of this interpreter's environment."""
+    return [sys.executable, "-m", "runner.cli", *args]
+
+
+def attached_env(stack: local.LocalResources, **extra: str) -> dict[str, str]:
+    return {**os.environ, **stack.env(), **extra}
+
+
+def recorded_actions(endpoint_url: str) -> Counter[str]:
+    """SQS actions (X-Amz-Target) and S3 methods moto's recorder saw since it was started."""
+    with urllib.request.urlopen(f"{endpoint_url}/moto-api/recorder/download-recording") as r:  # noqa: S310
+        lines = r.read().decode().splitlines()
+    seen: Counter[str] = Counter()
+    for line in lines:
+        entry = json.loads(line)
+        headers = {k.lower(): v for k, v in (entry.get("headers") or {}).items()}
+        target = headers.get("x-amz-target")
+        seen[target.split(".")[-1] if target else f"{entry.get('method')} {entry.get('url')}"] += 1
+    return seen
+
+
+def recorder(endpoint_url: str, action: str) -> None:
+    req = urllib.request.Request(f"{endpoint_url}/moto-api/recorder/{action}", method="POST")
+    with urllib.request.urlopen(req):  # noqa: S310
+        pass
+
+
+def attached_env_plain() -> dict[str, str]:
+    """This process's environment without any Galley or endpoint variable."""
+    from runner import settings
+
+    return {k: v for k, v in os.environ.items() if k not in settings.ALL_VARIABLES}

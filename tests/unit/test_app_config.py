@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from runner.app import GalleyCelery, celery_config, create_app, task_modules
+from runner.settings import SettingsError, WorkerSettings
+
+SETTINGS = WorkerSettings(
+    queue_url="https://sqs.eu-west-1.amazonaws.com/123456789012/galley-jobs",
+    results_bucket="galley-results",
+    region="eu-west-1",
+    visibility_timeout=600,
+)
+
+
+def test_broker_uses_only_the_predefined_queue() -> None:
+    config = celery_config(SETTINGS)
+    options = config["broker_transport_options"]
+    assert config["broker_url"] == "sqs://"
+    assert options["predefined_queues"] == {"galley-jobs": {"url": SETTINGS.queue_url}}
+    assert config["task_default_queue"] == "galley-jobs"
+    assert [q.name for q in config["task_queues"]] == ["galley-jobs"]
+    assert all(q.no_declare for q in config["task_queues"])
+    assert config["task_create_missing_queues"] is False
+    assert config["worker_enable_remote_control"] is False
+
+
+def test_long_polling_and_visibility_match_the_queue() -> None:
+    options = celery_config(SETTINGS)["broker_transport_options"]
+    assert options["wait_time_seconds"] == 20
+    assert options["polling_interval"] == 0
+    assert options["visibility_timeout"] == 600
+    assert options["region"] == "eu-west-1"
+    assert celery_config(SETTINGS)["task_time_limit"] == 540
+
+
+def test_json_only_both_ways() -> None:
+    config = celery_config(SETTINGS)
+    assert config["accept_content"] == ["json"]
+    assert config["result_accept_content"] == ["json"]
+    assert config["task_serializer"] == config["result_serializer"] == "json"
+
+
+def test_reliability_defaults() -> None:
+    config = celery_config(SETTINGS)
+    assert config["task_acks_late"] is True
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_results_go_to_s3_under_the_prefix() -> None:
+    config = celery_config(SETTINGS)
+    assert config["result_backend"] == "s3"
+    assert config["s3_bucket"] == "galley-results"
+    assert config["s3_base_path"] == "results/"
+    assert "s3_endpoint_url" not in config  # AWS_ENDPOINT_URL reaches boto3 by itself
+
+
+def test_every_module_in_tasks_is_loaded() -> None:
+    modules = task_modules()
+    assert {"tasks.reports", "tasks.imports", "tasks.uploads"} <= set(modules)
+    assert celery_config(SETTINGS)["include"] == modules
+
+
+def test_app_applies_settings_when_configured() -> None:
+    app = create_app(SETTINGS)
+    assert isinstance(app, GalleyCelery)
+    assert app.conf.task_default_queue == "galley-jobs"
+    assert app.conf.broker_transport_options["visibility_timeout"] == 600
+
+
+def test_app_without_settings_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GALLEY_QUEUE_URL", raising=False)
+    monkeypatch.delenv("GALLEY_RESULTS_BUCKET", raising=False)
+    app = create_app()
+    with pytest.raises(SettingsError, match="GALLEY_QUEUE_URL"):
+        _ = app.conf.task_default_queue

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner import local
+from runner.process import ProcessError, wait_for
+
+RESOURCES = local.LocalResources(
+    endpoint_url="http://127.0.0.1:5555",
+    region="us-east-1",
+    queue_url="http://127.0.0.1:5555/123456789012/galley-jobs",
+    dlq_url="http://127.0.0.1:5555/123456789012/galley-jobs-dlq",
+    bucket="galley-results-local",
+    visibility_timeout=120,
+    extra={"ODD": "it's $HOME; `x`"},
+)
+
+
+def test_exports_evaluate_in_a_shell_to_the_same_environment() -> None:
+    # GIVEN export lines, one with shell metacharacters
+    script = RESOURCES.exports() + "\nenv"
+    # WHEN a shell evaluates them
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    # THEN every variable arrives verbatim
+    seen = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    for name, value in RESOURCES.env().items():
+        assert seen[name] == value
+    assert seen["GALLEY_QUEUE_URL"] == RESOURCES.queue_url
+    assert seen["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5555"
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "local.json"
+    RESOURCES.save(path)
+    assert local.LocalResources.load(path) == RESOURCES
+
+
+def test_reading_missing_state_says_how_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ProcessError, match="galley local up"):
+        local.read_state(tmp_path / "absent.json")
+
+
+def test_stale_state_is_reported(tmp_path: Path) -> None:
+    # GIVEN a state file pointing at a port nothing listens on
+    stale = local.LocalResources(
+        **{**RESOURCES.__dict__, "endpoint_url": f"http://127.0.0.1:{local.free_port()}"}
+    )
+    stale.save(tmp_path / "local.json")
+    with pytest.raises(ProcessError, match="does not answer"):
+        local.read_state(tmp_path / "local.json")
+
+
+def test_port_in_use_is_named() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(local.PortInUseError, match=f"port {port} on 127.0.0.1"):
+            local.check_port_free(port)
+
+
+def test_wait_for_times_out_naming_the_condition() -> None:
+    with pytest.raises(TimeoutError, match="the impossible"):
+        wait_for(lambda: False, timeout=0.2, interval=0.05, what="the impossible")

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import pytest
+
+from runner import settings
+from runner.settings import ProducerSettings, SettingsError, WorkerSettings, load
+
+QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/galley-jobs"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in settings.ALL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_missing_variables_are_named() -> None:
+    # GIVEN an empty environment
+    # WHEN worker settings are loaded
+    with pytest.raises(SettingsError) as error:
+        load(WorkerSettings)
+    # THEN both required variables are named, with what they are for
+    message = str(error.value)
+    assert "GALLEY_QUEUE_URL: required but not set" in message
+    assert "GALLEY_RESULTS_BUCKET: required but not set" in message
+
+
+def test_malformed_values_name_variable_and_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN malformed values for several variables
+    monkeypatch.setenv("GALLEY_QUEUE_URL", "galley-jobs")
+    monkeypatch.setenv("GALLEY_RESULTS_BUCKET", "Results_Bucket")
+    monkeypatch.setenv("GALLEY_VISIBILITY_TIMEOUT", "ten")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:5000")
+    # WHEN
+    with pytest.raises(SettingsError) as error:
+        load(WorkerSettings)
+    # THEN every one is reported, by its variable name, with the bad value
+    message = str(error.value)
+    assert "GALLEY_QUEUE_URL: 'galley-jobs' is not an SQS queue URL" in message
+    assert "GALLEY_RESULTS_BUCKET: 'Results_Bucket' is not a valid S3 bucket name" in message
+    assert "GALLEY_VISIBILITY_TIMEOUT:" in message and "'ten'" in message
+    assert "AWS_ENDPOINT_URL: 'localhost:5000' is not an http(s) URL" in message
+
+
+@pytest.mark.parametrize("value", ["0", "43201", "-5"])
+def test_visibility_timeout_must_be_within_sqs_limits(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GALLEY_VISIBILITY_TIMEOUT", value)
+    with pytest.raises(SettingsError, match="GALLEY_VISIBILITY_TIMEOUT"):
+        load(WorkerSettings, queue_url=QUEUE, results_bucket="results")
+
+
+def test_time_limit_not_below_visibility_is_refused() -> None:
+    with pytest.raises(SettingsError) as error:
+        load(
+            WorkerSettings,
+            queue_url=QUEUE,
+            results_bucket="results",
+            visibility_timeout=60,
+            task_time_limit=60,
+        )
+    assert "GALLEY_TASK_TIME_LIMIT=60 must be lower than GALLEY_VISIBILITY_TIMEOUT=60" in str(
+        error.value
+    )
+
+
+def test_environment_is_read_and_defaults_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the canonical variables, and AWS_REGION as Lambda sets it
+    monkeypatch.setenv("GALLEY_QUEUE_URL", QUEUE + "/")
+    monkeypatch.setenv("GALLEY_RESULTS_BUCKET", "galley-results")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    # WHEN
+    loaded = load(WorkerSettings)
+    # THEN
+    assert loaded.queue_url == QUEUE
+    assert loaded.queue_name == "galley-jobs"
+    assert loaded.region == "eu-west-1"
+    assert loaded.results_prefix == "results/"
+    assert loaded.endpoint_url is None
+    assert loaded.effective_time_limit == loaded.visibility_timeout * 9 // 10
+
+
+def test_explicit_arguments_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALLEY_QUEUE_URL", "http://127.0.0.1:1/123456789012/from-env")
+    loaded = load(ProducerSettings, queue_url=QUEUE, region="ap-south-1")
+    assert loaded.queue_name == "galley-jobs"
+    assert loaded.region == "ap-south-1"
+
+
+def test_results_prefix_is_normalised() -> None:
+    loaded = load(WorkerSettings, queue_url=QUEUE, results_bucket="b12", results_prefix="jobs")
+    assert loaded.results_prefix == "jobs/"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://sqs.us-east-1.amazonaws.com/1/q",
+        "https://sqs.us-east-1.amazonaws.com/q",
+        "https://sqs.us-east-1.amazonaws.com/1/bad name",
+    ],
+)
+def test_queue_url_shapes_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="GALLEY_QUEUE_URL"):
+        load(ProducerSettings, queue_url=url)
+
+
+def test_every_variable_constant_is_listed() -> None:
+    # Names shared with the template and README come from one list; keep it complete.
+    constants = {
+        value
+        for name, value in vars(settings).items()
+        if name.isupper() and isinstance(value, str) and value.isupper() and "_" in value
+    }
+    assert constants == set(settings.ALL_VARIABLES)

@@ -62,7 +62,8 @@ def local_up(port: int | None, worker: bool, concurrency: int, state_file: Path)
 
     def ready(stack: local.LocalResources) -> None:
         click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
-        click.echo(f'attach a shell with:  eval "$(galley local env --state-file {state_file})"')
+        option = "" if state_file == local.DEFAULT_STATE_FILE else f" --state-file {state_file}"
+        click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
     with _clear_errors(), StopRequested() as stop:
         code = local.serve(

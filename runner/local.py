@@ -14,7 +14,7 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import boto3
@@ -57,6 +57,7 @@ class LocalResources:
     bucket: str
     visibility_timeout: int
     moto_pid: int | None = None
+    worker_pid: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -270,7 +271,7 @@ def running_stack(
     with MotoServer(port, log=log) as moto:
         resources = provision(moto.url, config)
         assert moto.child is not None
-        resources = LocalResources(**{**asdict(resources), "moto_pid": moto.child.pid})
+        resources = replace(resources, moto_pid=moto.child.pid)
         if state_file:
             resources.save(state_file)
         try:
@@ -297,6 +298,9 @@ def serve(
     log_dir.mkdir(parents=True, exist_ok=True)
     with running_stack(port=port, state_file=state_file, log_dir=log_dir) as resources:
         worker = start_worker(resources, concurrency=concurrency) if with_worker else None
+        if worker is not None:
+            resources = replace(resources, worker_pid=worker.pid)
+            resources.save(state_file)
         try:
             on_ready(resources)
             while not stop:

@@ -34,6 +34,15 @@ def _gone(pid: int) -> bool:
     return False
 
 
+def _stop_leftovers(state: Path) -> None:
+    """If `galley local up` could not clean up, stop what it started, by pid."""
+    if state.exists():
+        stack = local.LocalResources.load(state)
+        for pid in (stack.worker_pid, stack.moto_pid):
+            if pid and not _gone(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
 def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
     # GIVEN `galley local up` running in a terminal
     state = tmp_path / ".galley" / "local.json"
@@ -45,6 +54,11 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
             lambda: state.exists() and "ready." in (tmp_path / "up.log").read_text(),
             timeout=90,
             what="the local stack and its worker",
+        )
+        wait_for(
+            lambda: local.LocalResources.load(state).worker_pid is not None,
+            timeout=30,
+            what="the worker pid in the state file",
         )
         stack = local.LocalResources.load(state)
         # WHEN another shell attaches with eval "$(galley local env)" and sends a job
@@ -72,9 +86,11 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
         assert up.proc.wait(timeout=60) == 0, up.log_tail()
     finally:
         up.stop()
+        _stop_leftovers(state)
     # THEN everything it started is stopped and the state file is gone
     assert "local stack stopped" in (tmp_path / "up.log").read_text()
     assert stack.moto_pid is not None and _gone(stack.moto_pid)
+    assert stack.worker_pid is not None and _gone(stack.worker_pid)
     assert not state.exists()
 
 

@@ -97,12 +97,14 @@ def _jobs(out: Out, stack: local.LocalResources, timeout: float) -> int:
 
     out(f"3. publish_upload: waits for s3://{stack.bucket}/{UPLOAD_KEY}, retrying with backoff")
     published = publish_upload.delay(stack.bucket, UPLOAD_KEY)
-    wait_for(
-        lambda: results.status(app, published.id).state == "RETRY",
-        timeout=timeout,
-        what="publish_upload to retry",
-    )
-    out(f"  -> RETRY: {results.status(app, published.id).error}")
+    seen: list[results.JobStatus] = []
+
+    def retrying() -> bool:
+        seen.append(results.status(app, published.id))
+        return seen[-1].state == "RETRY"
+
+    wait_for(retrying, timeout=timeout, what="publish_upload to retry")
+    out(f"  -> RETRY: {seen[-1].error}")
     out("  the uploader finishes; the next try finds the object")
     s3.put_object(Bucket=stack.bucket, Key=UPLOAD_KEY, Body=b"%PDF-1.7 demo invoice")
     done = results.wait(app, published.id, timeout=timeout)

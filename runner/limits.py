@@ -20,6 +20,10 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 #: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html
 MAX_BATCH_MESSAGES = 10
 
+#: Largest total payload of one SendMessageBatch call (all entries together, 1 MiB).
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html
+MAX_BATCH_PAYLOAD_BYTES = 1024 * 1024
+
 #: Longest queue name; letters, digits, '-' and '_', '.fifo' suffix for FIFO queues.
 #: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html
 MAX_QUEUE_NAME_LENGTH = 80

@@ -1,0 +1,347 @@
+"""runner.producer on a moto server: boto3 only, and a stock `celery worker` runs what it sends."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.result import AsyncResult
+
+from runner import aws, limits, local, producer, wire
+from runner.process import Child, wait_for
+from runner.settings import ProducerSettings, SettingsError
+from tests import support
+
+pytestmark = pytest.mark.integration
+
+TASK = "tasks.imports.import_records"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def counted_client() -> tuple[Any, Counter[str]]:
+    """A real SQS client (attached through the environment) that counts its API calls."""
+    client = aws.client("sqs")
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    client.meta.events.register("provide-client-params.sqs.*", count)
+    return client, calls
+
+
+def receive_all(sqs: Any, url: str, expected: int) -> list[wire.TaskMessage]:
+    """Receive (and so hide) ``expected`` messages, decoded."""
+    got: dict[str, wire.TaskMessage] = {}
+
+    def enough() -> bool:
+        response = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for raw in response.get("Messages", []):
+            message = wire.decode(raw["Body"])
+            got[message.id] = message
+        return len(got) >= expected
+
+    wait_for(enough, timeout=30, what=f"{expected} messages on {url}")
+    return list(got.values())
+
+
+# --- a stock Celery worker runs what the producer sends ---
+
+
+def test_enqueued_task_runs_on_a_stock_worker(
+    attach: local.LocalResources, app: Any, worker: Callable[..., Child]
+) -> None:
+    # GIVEN a real `celery worker` on the queue
+    worker(attach)
+    records = [{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": "broken"}]
+    # WHEN the boto3-only producer enqueues a task (queue from GALLEY_QUEUE_URL)
+    task_id = producer.enqueue(TASK, [records, attach.bucket, "imports/run"])
+    # THEN the worker ran it and its result is readable with AsyncResult
+    result = AsyncResult(task_id, app=app)
+    value = result.get(timeout=60)
+    assert value == {
+        "total": 2,
+        "accepted": 1,
+        "rejected": [{"index": 1, "reason": "email missing or malformed"}],
+        "keys": ["imports/run/part-0000.jsonl"],
+    }
+    assert result.state == "SUCCESS"
+    # AND the worker read the headers as Celery's own (result_extended stores them)
+    assert result.name == TASK
+    assert result.args == [records, attach.bucket, "imports/run"]
+    assert result.queue == attach.queue_url.rsplit("/", 1)[1]
+
+
+def test_enqueue_many_25_calls_go_in_3_batches_and_all_succeed(
+    attach: local.LocalResources, app: Any, worker: Callable[..., Child]
+) -> None:
+    # GIVEN a worker and a counted SQS client
+    worker(attach)
+    client, calls = counted_client()
+    entries: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.sqs.SendMessageBatch",
+        lambda params, **_: entries.append(len(params["Entries"])),
+    )
+    # WHEN 25 calls are enqueued at once
+    batch = [producer.Call(TASK, [[], attach.bucket, f"prefix/{i}"]) for i in range(25)]
+    results = producer.enqueue_many(batch, client=client)
+    # THEN exactly three SendMessageBatch requests of 10, 10 and 5 were made, nothing else
+    assert calls == Counter({"SendMessageBatch": 3})
+    assert entries == [10, 10, 5]
+    # AND each call has its own task id and SQS message id, in call order
+    assert all(result.ok for result in results)
+    assert len({result.task_id for result in results}) == 25
+    assert len({result.message_id for result in results}) == 25
+    # AND every task ran to SUCCESS with its own arguments
+    for i, result in enumerate(results):
+        value = AsyncResult(result.task_id, app=app).get(timeout=60)
+        assert value == {"total": 0, "accepted": 0, "rejected": [], "keys": []}
+        async_result = AsyncResult(result.task_id, app=app)
+        assert async_result.state == "SUCCESS"
+        assert async_result.args == [[], attach.bucket, f"prefix/{i}"]
+
+
+# --- delays ---
+
+
+def test_countdown_within_900s_is_an_sqs_delay_plus_eta(attach: local.LocalResources) -> None:
+    sqs, _ = support.clients(attach)
+    before = datetime.now(UTC)
+    # WHEN a task is enqueued with a 3 s countdown
+    task_id = producer.enqueue(TASK, [[], attach.bucket, "p"], countdown=3)
+    # THEN SQS holds it delayed: not receivable now
+    attrs = sqs.get_queue_attributes(QueueUrl=attach.queue_url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    assert "Messages" not in sqs.receive_message(QueueUrl=attach.queue_url, WaitTimeSeconds=0)
+    # AND it arrives no earlier than its eta header, which is Celery's now + countdown
+    [message] = receive_all(sqs, attach.queue_url, 1)
+    arrived = datetime.now(UTC)
+    assert message.id == task_id
+    assert message.delay_seconds == 3
+    assert message.eta is not None
+    # (SQS timestamps are whole milliseconds, hence the 1 ms)
+    assert before + timedelta(seconds=3) <= message.eta <= arrived + timedelta(milliseconds=1)
+
+
+def test_countdown_of_exactly_900s_is_accepted(attach: local.LocalResources) -> None:
+    sqs, _ = support.clients(attach)
+    producer.enqueue(TASK, [[], attach.bucket, "p"], countdown=limits.MAX_DELAY_SECONDS)
+    attrs = sqs.get_queue_attributes(QueueUrl=attach.queue_url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_countdown_over_900s_raises_and_sends_nothing(attach: local.LocalResources) -> None:
+    message = (
+        r"countdown=900\.5s is longer than SQS's 900s DelaySeconds maximum; "
+        "long delays land with the reliability work"
+    )
+    with pytest.raises(producer.DelayTooLongError, match=message) as caught:
+        producer.enqueue(TASK, [[], attach.bucket, "p"], countdown=900.5)
+    assert isinstance(caught.value, ValueError)
+    # AND in a batch, one long delay stops the whole batch before anything is sent
+    calls = [producer.Call(TASK, [1]), producer.Call(TASK, [2], countdown=3600)]
+    with pytest.raises(producer.DelayTooLongError, match="^call 1: task .*countdown=3600s"):
+        producer.enqueue_many(calls)
+    with pytest.raises(ValueError, match="countdown must be >= 0"):
+        producer.enqueue(TASK, [], countdown=-1)
+    assert support.queue_depth(attach, attach.queue_url) == 0
+
+
+# --- errors that must be loud ---
+
+
+def test_unknown_queue_is_a_clear_error(attach: local.LocalResources) -> None:
+    missing = attach.queue_url + "-missing"
+    client, calls = counted_client()
+    # WHEN one task goes to a queue that does not exist
+    with pytest.raises(producer.QueueNotFoundError, match=f"queue {re.escape(missing)} does not"):
+        producer.enqueue(TASK, [1], queue_url=missing, client=client)
+    # AND a batch of 12 does
+    with pytest.raises(producer.QueueNotFoundError, match="12 of 12 task calls were not sent"):
+        producer.enqueue_many([producer.Call(TASK, [i]) for i in range(12)], queue_url=missing)
+    # THEN the batch was not tried again after the first request failed
+    client_batch, batch_calls = counted_client()
+    with pytest.raises(producer.QueueNotFoundError) as caught:
+        producer.enqueue_many(
+            [producer.Call(TASK, [i]) for i in range(12)], queue_url=missing, client=client_batch
+        )
+    assert batch_calls == Counter({"SendMessageBatch": 1})
+    assert calls == Counter({"SendMessage": 1})
+    assert len(caught.value.results) == 12
+    assert all(not r.ok and "does not exist" in (r.error or "") for r in caught.value.results)
+
+
+def test_missing_queue_setting_names_the_variable(
+    stack: local.LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GALLEY_QUEUE_URL", raising=False)
+    with pytest.raises(SettingsError, match="GALLEY_QUEUE_URL: required but not set"):
+        producer.enqueue(TASK, [1])
+    with pytest.raises(SettingsError, match="GALLEY_QUEUE_URL"):
+        producer.enqueue(TASK, [1], queue_url="not a url")
+
+
+def test_settings_and_queue_url_choose_the_queue(attach: local.LocalResources) -> None:
+    # GIVEN a second queue, and settings that name it (the environment names attach's)
+    sqs, _ = support.clients(attach)
+    other = sqs.create_queue(QueueName=f"other-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    settings = ProducerSettings(queue_url=other, region=attach.region)
+    # WHEN tasks are sent with those settings, with and without an explicit queue_url
+    producer.enqueue(TASK, [1], settings=settings)
+    producer.enqueue(TASK, [2], settings=settings)
+    producer.enqueue(TASK, [3], settings=settings, queue_url=attach.queue_url)
+    # THEN settings beat the environment, and queue_url beats settings
+    assert support.queue_depth(attach, other) == 2
+    assert support.queue_depth(attach, attach.queue_url) == 1
+    [message] = receive_all(sqs, attach.queue_url, 1)
+    assert message.args == [3]
+    assert message.routing_key == attach.queue_url.rsplit("/", 1)[1]
+
+
+def _body_size(queue_url: str, length: int) -> int:
+    """Bytes of the MessageBody for one ``length``-character argument (unchecked)."""
+    queue = queue_url.rsplit("/", 1)[1]
+    return len(wire.encode(TASK, ["x" * length], queue=queue, task_id=str(uuid.uuid4())))
+
+
+def test_oversize_message_is_refused_before_sending(attach: local.LocalResources) -> None:
+    # GIVEN the longest argument whose message still fits SQS's 1 MiB
+    low, high = 0, limits.MAX_MESSAGE_BYTES
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _body_size(attach.queue_url, middle) <= limits.MAX_MESSAGE_BYTES:
+            low = middle
+        else:
+            high = middle - 1
+    fits = low
+    # THEN SQS accepts it (our limit is not stricter than SQS's) ...
+    producer.enqueue(TASK, ["x" * fits])
+    # ... and one more byte is refused before sending, naming the size and the limit
+    size = _body_size(attach.queue_url, fits + 1)
+    assert size > limits.MAX_MESSAGE_BYTES
+    with pytest.raises(
+        producer.MessageTooLargeError, match=f"is {size} bytes, over SQS's limit of 1048576 bytes"
+    ):
+        producer.enqueue(TASK, ["x" * (fits + 1)])
+    assert support.queue_depth(attach, attach.queue_url) == 1
+    # AND the usable argument size is the ~0.55 x the limit DESIGN.md states
+    assert 0.5 < fits / limits.MAX_MESSAGE_BYTES < 0.6
+
+
+def test_batches_stay_under_the_1_mib_payload_limit(attach: local.LocalResources) -> None:
+    # GIVEN five messages of which two fit in 1 MiB but three do not
+    calls = [producer.Call(TASK, ["y" * 200_000, i]) for i in range(5)]
+    size = _body_size(attach.queue_url, 200_000)
+    assert 2 * size <= limits.MAX_BATCH_PAYLOAD_BYTES < 3 * size
+    client, _ = counted_client()
+    entries: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.sqs.SendMessageBatch",
+        lambda params, **_: entries.append(len(params["Entries"])),
+    )
+    # WHEN they are enqueued together
+    results = producer.enqueue_many(calls, client=client)
+    # THEN they went in batches of 2, 2 and 1 (moto rejects a batch over 1 MiB) and all arrived
+    assert entries == [2, 2, 1]
+    assert all(result.ok for result in results)
+    assert support.queue_depth(attach, attach.queue_url) == 5
+
+
+class DroppingClient:
+    """A real SQS client whose SendMessageBatch leaves some entries out: ``fail`` ones are
+    reported in ``Failed`` as SQS does, ``forget`` ones are in neither list."""
+
+    def __init__(self, client: Any, fail: set[str], forget: frozenset[str] = frozenset()) -> None:
+        self.client, self.fail, self.forget = client, fail, forget
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+        kept = [e for e in Entries if e["Id"] not in self.fail | self.forget]
+        response = dict(self.client.send_message_batch(QueueUrl=QueueUrl, Entries=kept))
+        response["Failed"] = list(response.get("Failed", [])) + [
+            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
+            for e in Entries
+            if e["Id"] in self.fail
+        ]
+        return response
+
+
+def test_failed_entries_are_reported_never_lost(attach: local.LocalResources) -> None:
+    sqs, _ = support.clients(attach)
+    calls = [producer.Call(TASK, [[], attach.bucket, str(i)]) for i in range(25)]
+    client = DroppingClient(aws.client("sqs"), fail={"3", "17"}, forget=frozenset({"21"}))
+    # WHEN SQS refuses two entries and answers nothing for a third
+    with pytest.raises(producer.EnqueueError, match="3 of 25 task calls were not sent") as caught:
+        producer.enqueue_many(calls, client=client)
+    results = caught.value.results
+    # THEN the error carries every call's outcome, in order
+    assert [i for i, r in enumerate(results) if not r.ok] == [3, 17, 21]
+    assert caught.value.failed == [results[3], results[17], results[21]]
+    assert results[3].error == "InternalError: try again (SQS fault)"
+    assert results[21].error == "SQS returned no result"
+    # AND exactly the others are on the queue
+    sent = {r.task_id for r in results if r.ok}
+    assert {m.id for m in receive_all(sqs, attach.queue_url, 22)} == sent
+    # AND without raising, the same outcome comes back as results
+    retry = [replace(calls[i], task_id=results[i].task_id) for i in (3, 17, 21)]
+    again = producer.enqueue_many(
+        retry, client=DroppingClient(aws.client("sqs"), fail={"1"}), raise_on_error=False
+    )
+    assert [(r.task_id, r.ok) for r in again] == [
+        (results[3].task_id, True),
+        (results[17].task_id, False),
+        (results[21].task_id, True),
+    ]
+    assert support.queue_depth(attach, attach.queue_url) == 24
+
+
+def test_fifo_queue_gets_kombus_group_and_dedup_ids(stack: local.LocalResources) -> None:
+    sqs, _ = support.clients(stack)
+    name = f"jobs-{uuid.uuid4().hex[:8]}.fifo"
+    url = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    task_id = producer.enqueue(TASK, [1], queue_url=url, client=sqs)
+    response = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["MessageGroupId"])
+    [raw] = response["Messages"]
+    assert raw["Attributes"]["MessageGroupId"] == "default"
+    message = wire.decode(raw["Body"])
+    assert (message.id, message.routing_key) == (task_id, name)
+    with pytest.raises(ValueError, match="FIFO queues take no per-message delay"):
+        producer.enqueue(TASK, [1], queue_url=url, client=sqs, countdown=5)
+
+
+def test_empty_batch_sends_nothing(attach: local.LocalResources) -> None:
+    client, calls = counted_client()
+    assert producer.enqueue_many([], client=client) == []
+    assert calls == Counter()
+
+
+# --- the producer is boto3 only ---
+
+
+def _loaded_after_import(module: str) -> list[str]:
+    code = (
+        f"import json, sys; import {module}; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def test_importing_the_producer_loads_neither_celery_nor_kombu() -> None:
+    assert _loaded_after_import("runner.producer") == []
+    # the check can fail: the Celery app does load both
+    assert _loaded_after_import("runner.app") == ["celery", "kombu"]

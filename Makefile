@@ -4,13 +4,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Template tools live in venvs of their own: their pins conflict with moto's and each other's.
+TOOLS  ?= .venv-tools
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+SAM     := $(TOOLS)/sam/bin/sam
+CHECKOV := $(TOOLS)/checkov/bin/checkov
 
-.PHONY: help install demo test unit lint format bench clean
+.PHONY: help install tools demo test unit lint format bench requirements clean
 
 help:
 	@echo "make demo    start a local stack, run the example jobs, show results, stop"
 	@echo "make test    lint + the whole suite (unit, integration, e2e)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make tools   sam CLI and checkov in venvs of their own (make test needs them)"
 	@echo "make bench   benchmarks under tests/perf (printed, not asserted)"
 	@echo "make clean   remove .venv and caches"
 
@@ -23,10 +30,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(SAM):
+	$(PYTHON) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+tools: $(SAM) $(CHECKOV)
+
 demo: install
 	$(BIN)/galley demo
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install
@@ -44,5 +63,13 @@ format: install
 bench: install
 	$(BIN)/python -m pytest tests/perf -s -p no:cacheprovider $(PYTEST_ARGS)
 
+# Regenerate the worker image's pinned runtime requirements from constraints.txt.
+requirements:
+	rm -rf $(TOOLS)/requirements
+	$(PYTHON) -m venv $(TOOLS)/requirements
+	$(TOOLS)/requirements/bin/python -m pip install --quiet -c constraints.txt .
+	( echo "# Runtime dependencies of the worker image, pinned to constraints.txt (make requirements)."; \
+	  $(TOOLS)/requirements/bin/python -m pip freeze --exclude-editable | grep -v '^galley' ) > infra/requirements.txt
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .galley *.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .galley *.egg-info

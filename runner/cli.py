@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from runner import local
+from runner import stack as stack_
 from runner.process import ProcessError, StopRequested
+from runner.scheduler import LocalScheduler
 from runner.settings import SettingsError
 
 STATE_OPTION = click.option(
@@ -23,12 +25,21 @@ STATE_OPTION = click.option(
 )
 
 
+TEMPLATE_OPTION = click.option(
+    "--template",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=stack_.DEFAULT_TEMPLATE,
+    show_default=True,
+    help="The SAM template the local stack is deployed from.",
+)
+
+
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """Known failures become one-line errors (exit 1) instead of tracebacks."""
     try:
         yield
-    except (SettingsError, ProcessError, ValueError, TimeoutError) as error:
+    except (SettingsError, ProcessError, stack_.StackError, ValueError, TimeoutError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -56,12 +67,24 @@ def local_() -> None:
 @click.option("--port", type=int, default=None, help="moto's port (default: a free one).")
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+@TEMPLATE_OPTION
 @STATE_OPTION
-def local_up(port: int | None, worker: bool, concurrency: int, state_file: Path) -> None:
-    """Start moto, create the queues and bucket, run a worker; Ctrl-C stops it all."""
+def local_up(
+    port: int | None, worker: bool, concurrency: int, template: Path, state_file: Path
+) -> None:
+    """Start moto, deploy template.yaml into it, run a worker and the schedules; Ctrl-C stops."""
 
-    def ready(stack: local.LocalResources) -> None:
+    def ready(running: local.LocalStack, scheduler: LocalScheduler) -> None:
+        stack = running.resources
         click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
+        for item in running.deployed.not_deployed:
+            click.echo(f"  not deployed locally: {item}")
+        for name, at in scheduler.upcoming():
+            click.echo(
+                f"  schedule {name}: next at {at:%Y-%m-%d %H:%M} UTC"
+                if at
+                else f"  schedule {name}: will not fire again"
+            )
         option = "" if state_file == local.DEFAULT_STATE_FILE else f" --state-file {state_file}"
         click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
@@ -71,6 +94,7 @@ def local_up(port: int | None, worker: bool, concurrency: int, state_file: Path)
             port=port,
             with_worker=worker,
             concurrency=concurrency,
+            template=template,
             state_file=state_file,
             on_ready=ready,
         )

@@ -15,12 +15,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 
-from runner import aws, settings
+from runner import settings, stack
 from runner.process import Child, ProcessError, StopRequested, python_module, wait_for
+from runner.scheduler import LocalScheduler
 
 HOST = "127.0.0.1"
 #: Where `galley local up` records the running stack for `galley local env`.
@@ -34,19 +36,6 @@ class PortInUseError(ProcessError):
 
 
 @dataclass(frozen=True)
-class StackConfig:
-    """Names and limits of the local resources."""
-
-    queue_name: str = "galley-jobs"
-    dlq_name: str = "galley-jobs-dlq"
-    bucket: str = "galley-results-local"
-    region: str = "us-east-1"
-    visibility_timeout: int = 120
-    max_receive_count: int = 3
-    dlq_retention_seconds: int = 14 * 24 * 3600
-
-
-@dataclass(frozen=True)
 class LocalResources:
     """What a process needs to attach to a running local stack."""
 
@@ -56,6 +45,7 @@ class LocalResources:
     dlq_url: str
     bucket: str
     visibility_timeout: int
+    long_queue_url: str | None = None
     moto_pid: int | None = None
     worker_pid: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -71,6 +61,7 @@ class LocalResources:
             settings.DLQ_URL: self.dlq_url,
             settings.RESULTS_BUCKET: self.bucket,
             settings.VISIBILITY_TIMEOUT: str(self.visibility_timeout),
+            **({settings.LONG_QUEUE_URL: self.long_queue_url} if self.long_queue_url else {}),
             **self.extra,
         }
 
@@ -119,9 +110,12 @@ def check_port_free(port: int) -> None:
 
 
 def _responds(url: str) -> bool:
+    """True if an HTTP server answers at ``url`` (any status: moto answers errors too)."""
     try:
-        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):  # noqa: S310
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=5):  # noqa: S310
             return True
+    except urllib.error.HTTPError:
+        return True
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 
@@ -179,41 +173,6 @@ class MotoServer:
         self.stop()
 
 
-def provision(endpoint_url: str, config: StackConfig | None = None) -> LocalResources:
-    """Create the DLQ, the jobs queue (redriving to it) and the results bucket."""
-    config = config or StackConfig()
-    session = local_session(config.region)
-    sqs = aws.client("sqs", endpoint_url=endpoint_url, session=session)
-    s3 = aws.client("s3", endpoint_url=endpoint_url, session=session)
-    dlq_url = sqs.create_queue(
-        QueueName=config.dlq_name,
-        Attributes={"MessageRetentionPeriod": str(config.dlq_retention_seconds)},
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.max_receive_count}
-    queue_url = sqs.create_queue(
-        QueueName=config.queue_name,
-        Attributes={
-            "VisibilityTimeout": str(config.visibility_timeout),
-            "RedrivePolicy": json.dumps(redrive),
-        },
-    )["QueueUrl"]
-    create: dict[str, object] = {"Bucket": config.bucket}
-    if config.region != "us-east-1":
-        create["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
-    s3.create_bucket(**create)
-    return LocalResources(
-        endpoint_url=endpoint_url,
-        region=config.region,
-        queue_url=queue_url,
-        dlq_url=dlq_url,
-        bucket=config.bucket,
-        visibility_timeout=config.visibility_timeout,
-    )
-
-
 def worker_argv(
     *, concurrency: int = 2, loglevel: str = "INFO", pool: str = "prefork"
 ) -> list[str]:
@@ -258,27 +217,78 @@ def read_state(path: Path = DEFAULT_STATE_FILE) -> LocalResources:
     return resources
 
 
+@dataclass(frozen=True)
+class LocalStack:
+    """A running local stack: how to attach to it, and what the template deployed."""
+
+    resources: LocalResources
+    deployed: stack.DeployedStack
+
+
 @contextlib.contextmanager
 def running_stack(
     *,
     port: int | None = None,
-    config: StackConfig | None = None,
+    template: Path = stack.DEFAULT_TEMPLATE,
+    parameters: Mapping[str, str] | None = None,
     state_file: Path | None = DEFAULT_STATE_FILE,
     log_dir: Path | None = None,
-) -> Iterator[LocalResources]:
-    """moto + provisioned resources for the duration of the block; state file while it runs."""
+    region: str = "us-east-1",
+) -> Iterator[LocalStack]:
+    """moto with template.yaml deployed into it, for the duration of the block.
+
+    The state file that `galley local env` reads exists exactly while the block runs.
+    """
     log = (log_dir / "moto.log") if log_dir else None
     with MotoServer(port, log=log) as moto:
-        resources = provision(moto.url, config)
         assert moto.child is not None
-        resources = replace(resources, moto_pid=moto.child.pid)
+        params = {**stack.LOCAL_PARAMETERS, **(parameters or {})}
+        deployed = stack.deploy(
+            moto.url,
+            template_path=template,
+            parameters=params,
+            region=region,
+            session=local_session(region),
+        )
+        out = deployed.outputs
+        resources = LocalResources(
+            endpoint_url=moto.url,
+            region=region,
+            queue_url=out[stack.OUTPUT_QUEUE_URL],
+            dlq_url=out[stack.OUTPUT_DLQ_URL],
+            long_queue_url=out[stack.OUTPUT_LONG_QUEUE_URL],
+            bucket=out[stack.OUTPUT_BUCKET],
+            visibility_timeout=int(params["VisibilityTimeout"]),
+            moto_pid=moto.child.pid,
+        )
         if state_file:
             resources.save(state_file)
         try:
-            yield resources
+            yield LocalStack(resources, deployed)
         finally:
             if state_file:
                 state_file.unlink(missing_ok=True)
+
+
+def schedule_firer(resources: LocalResources) -> Callable[[stack.ScheduleSpec], object]:
+    """What EventBridge Scheduler does in AWS: hand the schedule's input to the schedule Lambda's
+    code, here called in-process against the local stack."""
+    from runner import requests
+    from runner.settings import ProducerSettings
+
+    producer_settings = ProducerSettings(
+        queue_url=resources.queue_url,
+        long_queue_url=resources.long_queue_url,
+        region=resources.region,
+        endpoint_url=resources.endpoint_url,
+    )
+    session = local_session(resources.region)
+
+    def fire(spec: stack.ScheduleSpec) -> object:
+        request = requests.JobRequest.model_validate(spec.input)
+        return requests.submit(request, settings=producer_settings, session=session)
+
+    return fire
 
 
 def serve(
@@ -287,25 +297,35 @@ def serve(
     port: int | None = None,
     with_worker: bool = True,
     concurrency: int = 2,
+    template: Path = stack.DEFAULT_TEMPLATE,
     state_file: Path = DEFAULT_STATE_FILE,
-    on_ready: Callable[[LocalResources], None] = lambda _: None,
+    on_ready: Callable[[LocalStack, LocalScheduler], None] = lambda *_: None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
-    """Run the local stack until ``stop`` is set; the worker logs to this terminal.
+    """Run the local stack until ``stop`` is set: the worker logs to this terminal and the
+    template's schedules fire on their cadence.
 
     Returns 0 on a requested stop, 1 if the worker died by itself.
     """
     log_dir = state_file.parent
     log_dir.mkdir(parents=True, exist_ok=True)
-    with running_stack(port=port, state_file=state_file, log_dir=log_dir) as resources:
+    with running_stack(
+        port=port, template=template, state_file=state_file, log_dir=log_dir
+    ) as local_stack:
+        resources = local_stack.resources
+        scheduler = LocalScheduler(
+            local_stack.deployed.schedules, schedule_firer(resources), start=clock()
+        )
         worker = start_worker(resources, concurrency=concurrency) if with_worker else None
         if worker is not None:
             resources = replace(resources, worker_pid=worker.pid)
             resources.save(state_file)
         try:
-            on_ready(resources)
+            on_ready(replace(local_stack, resources=resources), scheduler)
             while not stop:
                 if worker is not None and not worker.alive():
                     return 1
+                scheduler.tick(clock())
                 stop.sleep(0.5)
             return 0
         finally:

@@ -18,6 +18,7 @@ from runner import limits
 
 # --- environment variable names (the template and README use exactly these) ---
 QUEUE_URL = "GALLEY_QUEUE_URL"
+LONG_QUEUE_URL = "GALLEY_LONG_QUEUE_URL"
 DLQ_URL = "GALLEY_DLQ_URL"
 RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
 RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
@@ -30,6 +31,7 @@ AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 #: Every variable Galley reads, for the README and the template check.
 ALL_VARIABLES = (
     QUEUE_URL,
+    LONG_QUEUE_URL,
     DLQ_URL,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
@@ -106,6 +108,8 @@ class ProducerSettings(AwsSettings):
     """A process that only sends jobs."""
 
     queue_url: str
+    #: The long-jobs queue (Fargate workers), for producers that route jobs to it.
+    long_queue_url: str | None = None
 
     @property
     def queue_name(self) -> str:
@@ -115,6 +119,11 @@ class ProducerSettings(AwsSettings):
     @classmethod
     def _queue_url_valid(cls, value: str) -> str:
         return _check_queue_url(value)
+
+    @field_validator("long_queue_url")
+    @classmethod
+    def _long_queue_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_queue_url(value)
 
 
 class WorkerSettings(ProducerSettings):

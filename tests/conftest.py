@@ -26,7 +26,7 @@ def make_stack(moto_server: local.MotoServer) -> Callable[..., local.LocalResour
     """Factory: a queue + DLQ + bucket with names unique to the call."""
 
     def create(**config: Any) -> local.LocalResources:
-        return local.provision(moto_server.url, support.unique_config(**config))
+        return support.provision(moto_server.url, support.unique_config(**config))
 
     return create
 
@@ -90,7 +90,7 @@ def make_recording_stack(tmp_path: Path) -> Iterator[Callable[[], local.LocalRes
             },
         ).start()
         servers.append(server)
-        return local.provision(server.url, support.unique_config())
+        return support.provision(server.url, support.unique_config())
 
     yield create
     for server in servers:

@@ -9,6 +9,7 @@ import sys
 import urllib.request
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,56 @@ from runner.process import Child, wait_for
 READY = re.compile(r"celery@\S+ ready\.")
 
 
-def unique_config(**overrides: Any) -> local.StackConfig:
+@dataclass(frozen=True)
+class StackConfig:
+    """Names and limits of a directly provisioned test stack."""
+
+    queue_name: str = "galley-jobs"
+    dlq_name: str = "galley-jobs-dlq"
+    bucket: str = "galley-results-local"
+    region: str = "us-east-1"
+    visibility_timeout: int = 120
+    max_receive_count: int = 3
+    dlq_retention_seconds: int = 14 * 24 * 3600
+
+
+def provision(endpoint_url: str, config: StackConfig | None = None) -> local.LocalResources:
+    """Create a DLQ, a queue redriving to it and a bucket directly — for tests that need odd
+    settings (2 s visibility) or many isolated stacks; `galley local up` deploys template.yaml."""
+    config = config or StackConfig()
+    session = local.local_session(config.region)
+    sqs = aws.client("sqs", endpoint_url=endpoint_url, session=session)
+    s3 = aws.client("s3", endpoint_url=endpoint_url, session=session)
+    dlq_url = sqs.create_queue(
+        QueueName=config.dlq_name,
+        Attributes={"MessageRetentionPeriod": str(config.dlq_retention_seconds)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.max_receive_count}
+    queue_url = sqs.create_queue(
+        QueueName=config.queue_name,
+        Attributes={
+            "VisibilityTimeout": str(config.visibility_timeout),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    create: dict[str, object] = {"Bucket": config.bucket}
+    if config.region != "us-east-1":
+        create["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
+    s3.create_bucket(**create)
+    return local.LocalResources(
+        endpoint_url=endpoint_url,
+        region=config.region,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        bucket=config.bucket,
+        visibility_timeout=config.visibility_timeout,
+    )
+
+
+def unique_config(**overrides: Any) -> StackConfig:
     """Stack names no other test uses, so tests share one moto server safely."""
     suffix = uuid.uuid4().hex[:10]
     defaults: dict[str, Any] = {
@@ -26,7 +76,7 @@ def unique_config(**overrides: Any) -> local.StackConfig:
         "dlq_name": f"jobs-{suffix}-dlq",
         "bucket": f"results-{suffix}",
     }
-    return local.StackConfig(**{**defaults, **overrides})
+    return StackConfig(**{**defaults, **overrides})
 
 
 def clients(stack: local.LocalResources) -> tuple[Any, Any]:

@@ -50,11 +50,12 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
         support.galley("local", "up"), env=_user_env(), cwd=tmp_path, log=tmp_path / "up.log"
     )
     try:
-        wait_for(
-            lambda: state.exists() and "ready." in (tmp_path / "up.log").read_text(),
-            timeout=90,
-            what="the local stack and its worker",
-        )
+
+        def up_and_ready() -> bool:
+            assert up.alive(), f"galley local up exited:\n{up.log_tail()}"
+            return state.exists() and "ready." in (tmp_path / "up.log").read_text()
+
+        wait_for(up_and_ready, timeout=90, what="the local stack and its worker")
         wait_for(
             lambda: local.LocalResources.load(state).worker_pid is not None,
             timeout=30,
@@ -87,8 +88,12 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
     finally:
         up.stop()
         _stop_leftovers(state)
-    # THEN everything it started is stopped and the state file is gone
-    assert "local stack stopped" in (tmp_path / "up.log").read_text()
+    # THEN it had said what it did not deploy and when the schedule fires
+    log = (tmp_path / "up.log").read_text()
+    assert "not deployed locally: AWS::Lambda::EventSourceMapping" in log
+    assert "schedule ScheduleFunction.NightlyImportSummary: next at" in log
+    # AND everything it started is stopped and the state file is gone
+    assert "local stack stopped" in log
     assert stack.moto_pid is not None and _gone(stack.moto_pid)
     assert stack.worker_pid is not None and _gone(stack.worker_pid)
     assert not state.exists()

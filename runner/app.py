@@ -15,7 +15,7 @@ import click
 from celery import Celery
 from kombu import Queue
 
-from runner import limits
+from runner import delays, limits
 from runner.settings import SettingsError, WorkerSettings, load
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
@@ -112,6 +112,7 @@ class GalleyCelery(Celery):
 
 def create_app(settings: WorkerSettings | None = None) -> GalleyCelery:
     """A Galley Celery app; ``settings`` default to the environment."""
+    delays.install()  # countdown/eta ride on SQS DelaySeconds, not in a worker's memory
     return GalleyCelery("galley", settings=settings)
 
 

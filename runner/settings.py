@@ -24,6 +24,7 @@ RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
 RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
 VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
 TASK_TIME_LIMIT = "GALLEY_TASK_TIME_LIMIT"
+LAMBDA_RESERVE_SECONDS = "GALLEY_LAMBDA_RESERVE_SECONDS"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -37,6 +38,7 @@ ALL_VARIABLES = (
     RESULTS_PREFIX,
     VISIBILITY_TIMEOUT,
     TASK_TIME_LIMIT,
+    LAMBDA_RESERVE_SECONDS,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -175,6 +177,14 @@ class WorkerSettings(ProducerSettings):
         if self.task_time_limit is not None:
             return self.task_time_limit
         return max(1, self.visibility_timeout * 9 // 10)
+
+
+class ConsumerSettings(WorkerSettings):
+    """The Lambda consumer: a worker that also watches the invocation's remaining time."""
+
+    #: A record is started only while more than this is left of the invocation; the rest are
+    #: reported as failures, not started, and SQS delivers them again.
+    lambda_reserve_seconds: float = Field(default=10.0, ge=0, le=900)
 
 
 _S = TypeVar("_S", bound=_Base)

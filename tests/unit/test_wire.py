@@ -220,7 +220,9 @@ def test_unpinned_messages_differ_only_in_ids_and_clock(celery_side: CelerySide)
     # GIVEN the same call, nothing pinned
     args, kwargs = ([{"name": "a", "email": "a@x"}], "bucket", "in/"), {"note": "ü"}
     celery = envelope(celery_side.send(TASK, args=args, kwargs=kwargs, countdown=30)["MessageBody"])
-    galley = envelope(wire.encode(TASK, args, kwargs, queue=celery_side.queue, countdown=30))
+    galley = envelope(
+        wire.encode(TASK, args, kwargs, queue=celery_side.queue, countdown=30, delay_seconds=30)
+    )
     # THEN exactly the made-up fields differ, and they have the right shape
     differing = {
         (section, key)
@@ -272,14 +274,20 @@ def test_producer_request_is_celerys_with_sqs_delay(celery_side: CelerySide) -> 
     assert ours["properties"]["delay_seconds"] == 45
 
 
-def test_celery_countdown_alone_is_only_an_eta_header(celery_side: CelerySide) -> None:
-    # GIVEN stock Celery with a countdown and nothing else
+def test_galley_app_carries_a_countdown_as_sqs_delay(celery_side: CelerySide) -> None:
+    # GIVEN Galley's Celery app, a countdown and nothing else (stock Celery would only set an
+    # eta header: the message is receivable at once and a worker holds it in memory)
     request = celery_side.send(TASK, args=[1], countdown=600)
-    # THEN kombu sends no DelaySeconds: the message is receivable at once; a worker holds it
-    assert "DelaySeconds" not in request
-    message = wire.decode(celery_side.receive_one()["Body"])
+    # THEN runner.delays' publish hook made it an SQS delay: nobody holds the message
+    assert request["DelaySeconds"] == 600
+    message = wire.decode(request["MessageBody"])
     assert message.eta is not None
-    assert message.delay_seconds is None
+    assert message.delay_seconds == 600
+
+
+def test_delays_beyond_sqs_limit_get_one_hop(celery_side: CelerySide) -> None:
+    request = celery_side.send(TASK, args=[1], countdown=2000)
+    assert request["DelaySeconds"] == 900  # the rest is hopped by whoever receives it
 
 
 # --- decoding Celery's messages ---

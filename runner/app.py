@@ -12,10 +12,11 @@ import pkgutil
 from typing import Any
 
 import click
-from celery import Celery
+from celery import Celery, Task
 from kombu import Queue
+from pydantic import BaseModel
 
-from runner import delays, limits
+from runner import contracts, delays, limits
 from runner.settings import SettingsError, WorkerSettings, load
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
@@ -90,11 +91,24 @@ class AppSettingsError(SettingsError, click.ClickException):
         click.ClickException.__init__(self, message)
 
 
+class GalleyTask(Task):
+    """Celery's Task, plus ``input_model``: the task's arguments are checked against it before
+    it runs (see runner.contracts); a mismatch fails the task with the fields named."""
+
+    input_model: type[BaseModel] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.input_model is not None:
+            contracts.check(self.name, args, kwargs, self.input_model)
+        return super().__call__(*args, **kwargs)
+
+
 class GalleyCelery(Celery):
     """Celery that reads Galley's settings when it is first configured."""
 
     def __init__(self, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any) -> None:
         self._galley_settings = settings
+        kwargs.setdefault("task_cls", GalleyTask)
         super().__init__(*args, **kwargs)
 
     @property

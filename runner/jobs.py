@@ -7,6 +7,8 @@ from typing import Any
 
 from celery import Celery
 
+from runner import contracts
+
 
 class JobError(ValueError):
     """The job cannot be sent; the message says which part of the request is wrong."""
@@ -43,6 +45,10 @@ def submit(app: Celery, name: str, args: list[Any], kwargs: dict[str, Any]) -> s
     if name not in known:
         raise JobError(f"unknown task {name!r}; known tasks: {', '.join(known) or 'none'}")
     task = app.tasks[name]
+    try:
+        contracts.check(name, args, kwargs, getattr(task, "input_model", None))
+    except contracts.InvalidTaskInput as error:
+        raise JobError(f"arguments do not fit {name}: {error}") from None
     try:
         # Celery checks the arguments against the task's signature before sending.
         return str(task.apply_async(args=args, kwargs=kwargs).id)

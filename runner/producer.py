@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner import aws, limits, wire
+from runner import aws, contracts, limits, wire
 from runner.settings import QUEUE_URL, ProducerSettings, load, queue_name_from_url
 
 _MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
@@ -36,6 +36,10 @@ _MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "Qu
 
 class ProducerError(Exception):
     """A task could not be enqueued."""
+
+
+class InvalidTaskInput(ProducerError, contracts.InvalidTaskInput):
+    """The arguments do not match the task's input model (tasks/schemas.py); nothing was sent."""
 
 
 class DelayTooLongError(ProducerError, ValueError):
@@ -169,6 +173,10 @@ def enqueue_many(
 
 def message_request(call: Call, queue_url: str) -> tuple[str, dict[str, Any]]:
     """The task id and the SendMessage parameters for ``call``; checked, nothing is sent."""
+    try:
+        contracts.check(call.task_name, call.args, call.kwargs)
+    except contracts.InvalidTaskInput as error:
+        raise InvalidTaskInput(str(error)) from None
     queue = queue_name_from_url(queue_url)
     fifo = queue.endswith(".fifo")
     delay = _delay_seconds(call, fifo)

@@ -9,6 +9,7 @@ from typing import Any
 
 from runner import aws
 from runner.app import app
+from tasks import schemas
 
 
 def summarize_rows(rows: list[dict[str, str]]) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def summarize_rows(rows: list[dict[str, str]]) -> dict[str, Any]:
     return {"rows": len(rows), "numeric_columns": numeric}
 
 
-@app.task(name="tasks.reports.summarize_csv")
+@app.task(name="tasks.reports.summarize_csv", input_model=schemas.SummarizeCsv)
 def summarize_csv(bucket: str, key: str, output_key: str | None = None) -> dict[str, Any]:
     """Summarise ``s3://bucket/key`` (a CSV with a header) into ``output_key`` as JSON."""
     s3 = aws.client("s3")

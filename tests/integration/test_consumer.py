@@ -228,7 +228,7 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
     assert set(reasons) == {failing_id, unknown_id, wrong_id, garbage}
     assert "NoSuchKey" in reasons[failing_id]
     assert reasons[unknown_id] == "unknown task 'tasks.nope.missing'"
-    assert "TypeError" in reasons[wrong_id]
+    assert "InvalidTaskInput" in reasons[wrong_id] and "bucket: Field required" in reasons[wrong_id]
     assert reasons[garbage].startswith("undecodable message:")
 
 

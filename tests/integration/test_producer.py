@@ -345,3 +345,35 @@ def test_importing_the_producer_loads_neither_celery_nor_kombu() -> None:
     assert _loaded_after_import("runner.producer") == []
     # the check can fail: the Celery app does load both
     assert _loaded_after_import("runner.app") == ["celery", "kombu"]
+
+
+# --- typed tasks: checked against tasks/schemas.py before sending ---
+
+
+def test_typed_task_with_bad_input_is_refused_and_nothing_sent(
+    attach: local.LocalResources,
+) -> None:
+    with pytest.raises(producer.InvalidTaskInput, match="key: Field required"):
+        producer.enqueue("tasks.reports.summarize_csv", [attach.bucket])
+    with pytest.raises(ValueError, match="bucket: String should match pattern"):
+        producer.enqueue_many([producer.Call("tasks.reports.summarize_csv", ["Bad Bucket", "k"])])
+    assert support.queue_depth(attach, attach.queue_url) == 0
+    # a good call goes through
+    producer.enqueue("tasks.reports.summarize_csv", [attach.bucket, "in/a.csv"])
+    assert support.queue_depth(attach, attach.queue_url) == 1
+
+
+def test_checking_a_typed_call_loads_neither_celery_nor_kombu() -> None:
+    code = (
+        "import json, sys; from runner import producer; "
+        "producer.message_request(producer.Call('tasks.reports.summarize_csv', ['b12', 'k']), "
+        "'https://sqs.us-east-1.amazonaws.com/123456789012/q'); "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'celery', 'kombu', 'botocore'} | {m for m in sys.modules if m.startswith('tasks')})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # tasks (the package) is loaded for tasks.schemas; the task modules and Celery are not
+    assert json.loads(done.stdout) == ["botocore", "tasks", "tasks.schemas"]

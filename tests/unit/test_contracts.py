@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runner import contracts
+from tasks.schemas import SCHEMAS, SummarizeCsv
+
+TASK = "tasks.reports.summarize_csv"
+
+
+def test_positional_and_keyword_arguments_map_onto_the_model() -> None:
+    checked = contracts.check(TASK, ["bucket-1", "in/a.csv"], {"output_key": "out.json"})
+    assert checked == SummarizeCsv(bucket="bucket-1", key="in/a.csv", output_key="out.json")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ([], {}, "bucket: Field required; key: Field required"),
+        (["Not_A_Bucket", "k"], {}, "bucket: String should match pattern"),
+        (["b12", "k"], {"colour": "red"}, "colour: Extra inputs are not permitted"),
+        (["b12", "k", None, "extra"], {}, "takes at most 3 arguments"),
+        (["b12"], {"bucket": "b13", "key": "k"}, "got bucket both by position and by name"),
+    ],
+)
+def test_bad_calls_name_the_field(
+    args: list[object], kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(contracts.InvalidTaskInput, match=message) as error:
+        contracts.check(TASK, args, kwargs)
+    assert str(error.value).startswith(TASK)
+
+
+def test_untyped_tasks_are_not_checked() -> None:
+    assert contracts.check("tasks.imports.import_records", [1, 2, 3, 4, 5], {"any": 1}) is None
+
+
+def test_every_input_model_is_listed_in_schemas() -> None:
+    """The producer reads SCHEMAS; the worker reads each task's input_model. They must agree."""
+    code = (
+        "import json; from runner.app import app; app.loader.import_default_modules(); "
+        "print(json.dumps({n: f'{t.input_model.__module__}.{t.input_model.__name__}' "
+        "for n, t in app.tasks.items() if getattr(t, 'input_model', None)}))"
+    )
+    env = {
+        "GALLEY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+        "GALLEY_RESULTS_BUCKET": "b12",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**_base_env(), **env},
+    )
+    declared = json.loads(out.stdout)
+    listed = {name: f"{m.__module__}.{m.__name__}" for name, m in SCHEMAS.items()}
+    assert declared == listed
+    assert TASK in declared
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("GALLEY_")}

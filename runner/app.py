@@ -18,6 +18,10 @@ from pydantic import BaseModel
 
 from runner import contracts, delays, limits
 from runner.settings import SettingsError, WorkerSettings, load
+from runner.worker import transport
+from runner.worker.heartbeat import VisibilityHeartbeat
+
+transport.register()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
 TASK_PACKAGES = ("tasks",)
@@ -39,7 +43,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     queue = settings.queue_name
     return {
         # --- broker: SQS, only the queues we were given; never ListQueues/CreateQueue ---
-        "broker_url": "sqs://",
+        # kombu's SQS transport, releasing restored messages at once (runner/worker/transport.py)
+        "broker_url": f"{transport.SCHEME}://",
         "broker_transport_options": {
             "region": settings.region,
             "predefined_queues": {queue: {"url": settings.queue_url}},
@@ -75,7 +80,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.effective_time_limit,
-        "include": task_modules(),
+        "include": task_modules() + settings.extra_task_modules,
     }
 
 
@@ -110,6 +115,7 @@ class GalleyCelery(Celery):
         self._galley_settings = settings
         kwargs.setdefault("task_cls", GalleyTask)
         super().__init__(*args, **kwargs)
+        self.steps["consumer"].add(VisibilityHeartbeat)
 
     @property
     def galley_settings(self) -> WorkerSettings:

@@ -41,7 +41,11 @@ def _customers(count: int = 300) -> list[dict[str, Any]]:
 
 def _show_progress(out: Out, label: str) -> Callable[[results.JobStatus], None]:
     def show(status: results.JobStatus) -> None:
-        if status.state == "PROGRESS" and isinstance(status.result, dict):
+        if (
+            status.state == "PROGRESS"
+            and isinstance(status.result, dict)
+            and ("done" in status.result)
+        ):
             out(f"  {label}: {status.result['done']}/{status.result['total']} records")
         elif not status.ready:
             out(f"  {label}: {status.state}")

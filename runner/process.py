@@ -73,9 +73,12 @@ class Child:
                 os.killpg(self.proc.pid, signum)
 
     def stop(self, *, grace: float = 10.0) -> int:
-        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the exit code."""
+        """SIGTERM to the child itself (as ECS does to a container's PID 1: a Celery worker then
+        finishes its running tasks), up to ``grace`` seconds, then SIGKILL to the whole group.
+        Returns the exit code."""
         if self.alive():
-            self.signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, states
-from celery.result import AsyncResult
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,10 @@ class JobStatus:
 
 def status(app: Celery, task_id: str) -> JobStatus:
     """The job's current state; an unknown id is PENDING, as in Celery."""
-    result = AsyncResult(task_id, app=app)
-    state = result.state
-    info = result.info
+    # One read: AsyncResult.state and .info would each fetch the object, and a job finishing in
+    # between pairs one state with another state's result.
+    meta = app.backend.get_task_meta(task_id)
+    state, info = meta["status"], meta.get("result")
     if isinstance(info, BaseException):
         return JobStatus(task_id, state, error=f"{type(info).__name__}: {info}")
     return JobStatus(task_id, state, result=info)

@@ -25,6 +25,8 @@ RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
 VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
 TASK_TIME_LIMIT = "GALLEY_TASK_TIME_LIMIT"
 LAMBDA_RESERVE_SECONDS = "GALLEY_LAMBDA_RESERVE_SECONDS"
+VISIBILITY_HEARTBEAT = "GALLEY_VISIBILITY_HEARTBEAT"
+TASK_MODULES = "GALLEY_TASK_MODULES"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -39,6 +41,8 @@ ALL_VARIABLES = (
     VISIBILITY_TIMEOUT,
     TASK_TIME_LIMIT,
     LAMBDA_RESERVE_SECONDS,
+    VISIBILITY_HEARTBEAT,
+    TASK_MODULES,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -136,9 +140,17 @@ class WorkerSettings(ProducerSettings):
     results_prefix: str = "results/"
     #: Must equal the queue's VisibilityTimeout: kombu sends it with every ReceiveMessage.
     visibility_timeout: int = Field(default=900, ge=1, le=limits.MAX_VISIBILITY_TIMEOUT_SECONDS)
-    #: Hard time limit per task; defaults to 90 % of the visibility timeout so that a task
-    #: is stopped before SQS hands its message to another worker.
+    #: Hard time limit per task; defaults to 90 % of the visibility timeout. Longer limits need
+    #: the visibility heartbeat, which keeps a running task's message invisible.
     task_time_limit: int | None = Field(default=None, ge=1)
+    #: Extend running tasks' message visibility (runner/worker/heartbeat.py).
+    visibility_heartbeat: bool = True
+    #: Extra task modules to load besides the ``tasks`` package (comma-separated).
+    task_modules: str = ""
+
+    @property
+    def extra_task_modules(self) -> list[str]:
+        return [m.strip() for m in self.task_modules.split(",") if m.strip()]
 
     @field_validator("dlq_url")
     @classmethod
@@ -164,11 +176,15 @@ class WorkerSettings(ProducerSettings):
 
     @model_validator(mode="after")
     def _time_limit_below_visibility(self) -> WorkerSettings:
-        if self.task_time_limit is not None and self.task_time_limit >= self.visibility_timeout:
+        too_long = (
+            self.task_time_limit is not None and self.task_time_limit >= self.visibility_timeout
+        )
+        if too_long and not self.visibility_heartbeat:
             raise ValueError(
                 f"{TASK_TIME_LIMIT}={self.task_time_limit} must be lower than "
-                f"{VISIBILITY_TIMEOUT}={self.visibility_timeout}: a task running past the "
-                "visibility timeout is delivered again and runs twice"
+                f"{VISIBILITY_TIMEOUT}={self.visibility_timeout} while "
+                f"{VISIBILITY_HEARTBEAT} is off: a task running past the visibility timeout is "
+                "delivered again and runs twice"
             )
         return self
 
@@ -185,6 +201,17 @@ class ConsumerSettings(WorkerSettings):
     #: A record is started only while more than this is left of the invocation; the rest are
     #: reported as failures, not started, and SQS delivers them again.
     lambda_reserve_seconds: float = Field(default=10.0, ge=0, le=900)
+
+
+class DlqSettings(AwsSettings):
+    """`galley dlq`: the dead-letter queue it reads, redrives and purges (`--queue` overrides)."""
+
+    dlq_url: str = Field(validation_alias=DLQ_URL)
+
+    @field_validator("dlq_url")
+    @classmethod
+    def _dlq_url_valid(cls, value: str) -> str:
+        return _check_queue_url(value)
 
 
 _S = TypeVar("_S", bound=_Base)

@@ -16,7 +16,7 @@ SETTINGS = WorkerSettings(
 def test_broker_uses_only_the_predefined_queue() -> None:
     config = celery_config(SETTINGS)
     options = config["broker_transport_options"]
-    assert config["broker_url"] == "sqs://"
+    assert config["broker_url"] == "galley-sqs://"  # kombu's SQS, see runner/worker/transport
     assert options["predefined_queues"] == {"galley-jobs": {"url": SETTINGS.queue_url}}
     assert config["task_default_queue"] == "galley-jobs"
     assert [q.name for q in config["task_queues"]] == ["galley-jobs"]
@@ -75,3 +75,21 @@ def test_app_without_settings_fails_naming_the_variable(monkeypatch: pytest.Monk
     app = create_app()
     with pytest.raises(SettingsError, match="GALLEY_QUEUE_URL"):
         _ = app.conf.task_default_queue
+
+
+def test_galley_transport_is_kombus_sqs_transport() -> None:
+    from kombu import Connection
+    from kombu.transport.SQS import Transport as SQSTransport
+
+    from runner.worker.transport import Transport
+
+    transport_cls = Connection(celery_config(SETTINGS)["broker_url"]).transport_cls
+    assert transport_cls == "galley-sqs"
+    assert issubclass(Transport, SQSTransport)
+    assert Transport.driver_type == "sqs"
+
+
+def test_heartbeat_step_is_installed() -> None:
+    from runner.worker.heartbeat import VisibilityHeartbeat
+
+    assert VisibilityHeartbeat in create_app(SETTINGS).steps["consumer"]

@@ -51,7 +51,8 @@ def test_visibility_timeout_must_be_within_sqs_limits(
         load(WorkerSettings, queue_url=QUEUE, results_bucket="results")
 
 
-def test_time_limit_not_below_visibility_is_refused() -> None:
+def test_time_limit_past_visibility_needs_the_heartbeat() -> None:
+    # WITHOUT the heartbeat, a task outliving the visibility timeout would run twice: refused
     with pytest.raises(SettingsError) as error:
         load(
             WorkerSettings,
@@ -59,10 +60,21 @@ def test_time_limit_not_below_visibility_is_refused() -> None:
             results_bucket="results",
             visibility_timeout=60,
             task_time_limit=60,
+            visibility_heartbeat=False,
         )
     assert "GALLEY_TASK_TIME_LIMIT=60 must be lower than GALLEY_VISIBILITY_TIMEOUT=60" in str(
         error.value
     )
+    assert "GALLEY_VISIBILITY_HEARTBEAT is off" in str(error.value)
+    # WITH it (the default), the message stays invisible while the task runs
+    loaded = load(
+        WorkerSettings,
+        queue_url=QUEUE,
+        results_bucket="results",
+        visibility_timeout=60,
+        task_time_limit=600,
+    )
+    assert loaded.effective_time_limit == 600
 
 
 def test_environment_is_read_and_defaults_apply(monkeypatch: pytest.MonkeyPatch) -> None:

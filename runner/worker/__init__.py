@@ -1,0 +1,1 @@
+"""What Galley adds to the Celery worker: visibility heartbeat, immediate release on restore."""

@@ -1,0 +1,30 @@
+"""Tasks for the reliability tests, loaded by workers through GALLEY_TASK_MODULES.
+
+Each run writes a marker object to S3 *when it starts and when it ends*, named by a fresh uuid, so
+the tests count executions from S3 — not from the workers' own logs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+from celery import Task
+
+from runner import aws
+from runner.app import app
+
+if os.environ.get("GALLEY_TEST_EARLY_ACK"):  # the negative control: stock Celery's early ack
+    app.conf.task_acks_late = False
+    app.conf.task_reject_on_worker_lost = False
+
+
+@app.task(bind=True, name="reliability.work")
+def work(self: Task, bucket: str, job: str, seconds: float) -> str:
+    s3 = aws.client("s3")
+    run = uuid.uuid4().hex
+    s3.put_object(Bucket=bucket, Key=f"runs/{job}/started/{run}", Body=str(os.getpid()).encode())
+    time.sleep(seconds)
+    s3.put_object(Bucket=bucket, Key=f"runs/{job}/finished/{run}", Body=b"")
+    return job

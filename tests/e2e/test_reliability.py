@@ -1,0 +1,137 @@
+"""No task lost, no surprise duplicate: kill -9, long tasks, SIGTERM. Real prefork workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from runner import local
+from runner.process import Child, wait_for
+from tests import support
+
+pytestmark = pytest.mark.e2e
+
+TASKS = {"GALLEY_TASK_MODULES": "tests.e2e.reliability_tasks", "GALLEY_TASK_TIME_LIMIT": "60"}
+
+
+def runs(stack: local.LocalResources, job: str, phase: str) -> int:
+    _, s3 = support.clients(stack)
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"runs/{job}/{phase}/")
+    return int(listed.get("KeyCount", 0))
+
+
+def kill_9(worker: Child) -> None:
+    """SIGKILL the worker and its pool processes at once: a crashed container."""
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)
+
+
+def _killed_mid_task(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+    **env: str,
+) -> tuple[local.LocalResources, Any, str]:
+    stack = make_stack(visibility_timeout=3, max_receive_count=5)
+    client = app_for(stack)
+    doomed = worker(stack, **TASKS, **env)
+    job = uuid.uuid4().hex
+    result = client.send_task("reliability.work", args=[stack.bucket, job, 4])
+    wait_for(lambda: runs(stack, job, "started") == 1, timeout=60, what="the task to start")
+    kill_9(doomed)
+    worker(stack, **TASKS, **env)  # a healthy worker is there to pick the task up
+    return stack, result, job
+
+
+def test_kill_9_mid_task_loses_nothing(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a worker killed with SIGKILL while running a task
+    stack, result, job = _killed_mid_task(make_stack, app_for, worker)
+    # THEN the task comes back after the visibility timeout and completes on the other worker
+    assert result.get(timeout=60) == job
+    assert runs(stack, job, "finished") == 1
+    assert runs(stack, job, "started") == 2  # the killed run, and the one that finished
+
+
+def test_negative_control_early_ack_loses_the_task(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    """The same test with stock Celery's early ack detects the loss: the test above can fail."""
+    stack, result, job = _killed_mid_task(make_stack, app_for, worker, GALLEY_TEST_EARLY_ACK="1")
+    # Several visibility periods pass (3 s each) with a healthy worker polling the queue...
+    with pytest.raises(TimeoutError):
+        wait_for(lambda: runs(stack, job, "finished") > 0, timeout=15, what="a lost task")
+    # ...and the task never finishes: its message was deleted when the killed worker took it.
+    assert runs(stack, job, "started") == 1
+    assert support.queue_depth(stack, stack.queue_url) == 0
+    assert result.state == "STARTED"
+
+
+def test_task_three_times_the_visibility_timeout_runs_once(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a 3 s visibility timeout, two workers, and a 9 s task (time limit raised, which the
+    # heartbeat allows)
+    stack = make_stack(visibility_timeout=3, max_receive_count=5)
+    client = app_for(stack)
+    for _ in range(2):
+        worker(stack, **TASKS)
+    job = uuid.uuid4().hex
+    # WHEN it runs
+    assert client.send_task("reliability.work", args=[stack.bucket, job, 9]).get(timeout=90) == job
+    # THEN it ran exactly once: the heartbeat kept its message from the other worker
+    assert runs(stack, job, "started") == 1
+    assert runs(stack, job, "finished") == 1
+    assert support.queue_depth(stack, stack.queue_url) == 0
+
+
+def test_sigterm_finishes_in_flight_and_releases_the_rest(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN one worker process, running a task, with a second message prefetched (received,
+    # not started: prefetch multiplier 2 through click's CELERY_WORKER_* variables)
+    stack = make_stack(visibility_timeout=300, max_receive_count=5)
+    client = app_for(stack)
+    busy = worker(stack, concurrency=1, CELERY_WORKER_PREFETCH_MULTIPLIER="2", **TASKS)
+    job, waiting = uuid.uuid4().hex, uuid.uuid4().hex
+    running = client.send_task("reliability.work", args=[stack.bucket, job, 4])
+    wait_for(lambda: runs(stack, job, "started") == 1, timeout=60, what="the first task")
+    client.send_task("reliability.work", args=[stack.bucket, waiting, 0])
+    sqs, _ = support.clients(stack)
+
+    def in_flight() -> str:
+        attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
+        return str(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+    wait_for(lambda: in_flight() == "2", timeout=30, what="the second message to be prefetched")
+    # WHEN ECS stops the task: SIGTERM to the worker's main process only
+    os.kill(busy.pid, signal.SIGTERM)
+    assert busy.proc.wait(timeout=60) == 0
+    stopped = time.monotonic()
+    # THEN the running task finished and was acknowledged
+    assert running.state == "SUCCESS"
+    assert runs(stack, job, "finished") == 1
+
+    # AND the other message is visible again at once (not after the 300 s visibility timeout)
+    def visible() -> bool:
+        attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
+        return attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+    wait_for(visible, timeout=2, interval=0.05, what="the unstarted message to be released")
+    assert time.monotonic() - stopped < 2
+    assert runs(stack, waiting, "started") == 0

@@ -101,6 +101,10 @@ class GalleyTask(Task):
     it runs (see runner.contracts); a mismatch fails the task with the fields named."""
 
     input_model: type[BaseModel] | None = None
+    #: Early messages are sent on with an SQS delay, never held (runner/worker/hops.py).
+    Strategy = "runner.worker.hops:strategy"
+    #: Failed jobs are dead-lettered with the reason (runner/worker/request.py).
+    Request = "runner.worker.request:Request"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.input_model is not None:
@@ -127,7 +131,9 @@ class GalleyCelery(Celery):
         return self._galley_settings
 
     def on_configure(self) -> None:
-        self.conf.update(celery_config(self.galley_settings))
+        settings = self.galley_settings
+        delays.install(max_hop=settings.max_hop_seconds)
+        self.conf.update(celery_config(settings))
 
 
 def create_app(settings: WorkerSettings | None = None) -> GalleyCelery:

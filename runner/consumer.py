@@ -67,7 +67,7 @@ class Consumer:
         self.hostname = f"galley@{hostname}"
         app.loader.import_default_modules()
         app.finalize(auto=True)
-        delays.install()
+        delays.install(max_hop=settings.max_hop_seconds)
 
     # --- the batch ---
 
@@ -111,7 +111,8 @@ class Consumer:
         if expires and now > expires:
             self.app.backend.mark_as_revoked(message.id, "expired", request=self._request(message))
             return Outcome(message_id, "acked", message.id, "expired before it ran")
-        hop = delays.hop_seconds(delays.parse_eta(message.headers.get("eta")), now)
+        eta = delays.parse_eta(message.headers.get("eta"))
+        hop = delays.hop_seconds(eta, now, max_hop=self.settings.max_hop_seconds)
         if hop:
             return self._defer(record, source, message, hop)
         return self._run(record, source, message, task)

@@ -26,14 +26,14 @@ def parse_eta(value: Any) -> datetime | None:
     return eta.replace(tzinfo=UTC) if eta.tzinfo is None else eta.astimezone(UTC)
 
 
-def hop_seconds(eta: datetime | None, now: datetime) -> int | None:
+def hop_seconds(eta: datetime | None, now: datetime, *, max_hop: int | None = None) -> int | None:
     """The DelaySeconds of the next hop towards ``eta``: None when it is due."""
     if eta is None:
         return None
     remaining = math.ceil((eta - now).total_seconds())
     if remaining <= 0:
         return None
-    return min(remaining, MAX_DELAY_SECONDS)
+    return min(remaining, max_hop or _max_hop)
 
 
 def _set_sqs_delay(
@@ -49,6 +49,13 @@ def _set_sqs_delay(
         properties["delay_seconds"] = delay
 
 
-def install() -> None:
-    """Connect the publish hook (idempotent)."""
+#: The longest hop; SQS's maximum unless GALLEY_MAX_HOP_SECONDS shortens it (tests do).
+_max_hop = MAX_DELAY_SECONDS
+
+
+def install(max_hop: int | None = None) -> None:
+    """Connect the publish hook (idempotent); ``max_hop`` sets the longest hop."""
+    global _max_hop
+    if max_hop:
+        _max_hop = max_hop
     signals.before_task_publish.connect(_set_sqs_delay, weak=False, dispatch_uid="galley-delay")

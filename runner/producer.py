@@ -5,10 +5,10 @@ Galley Celery app sends for ``app.send_task(name, args, kwargs, task_id=t, count
 delay_seconds=ceil(c))``: same ``QueueUrl``, same ``DelaySeconds``, and a ``MessageBody``
 identical but for the ids and clock readings each sender makes up (see :mod:`runner.wire`).
 
-Delays: a countdown of up to 900 s (SQS's ``DelaySeconds`` maximum) becomes ``DelaySeconds``
-(rounded up, so the message is never visible before its ``eta`` and no worker holds it) plus
-the ``eta`` header Celery sets. A longer countdown raises :class:`DelayTooLongError`: long delays
-land with the reliability work. FIFO queues take no per-message delay.
+Delays: a countdown becomes ``DelaySeconds`` (rounded up, so the message is never visible before
+its ``eta`` and no worker holds it; at most SQS's 900 s) plus the ``eta`` header Celery sets. A
+longer countdown travels in hops: whoever receives it early sends it on with the next delay
+(runner.worker.hops, runner.consumer). FIFO queues take no per-message delay.
 
 Batches: :func:`enqueue_many` sends ``SendMessageBatch`` requests of at most 10 entries and at
 most 1 MiB of message bodies. Nothing is lost silently: every call gets an :class:`EnqueueResult`
@@ -40,10 +40,6 @@ class ProducerError(Exception):
 
 class InvalidTaskInput(ProducerError, contracts.InvalidTaskInput):
     """The arguments do not match the task's input model (tasks/schemas.py); nothing was sent."""
-
-
-class DelayTooLongError(ProducerError, ValueError):
-    """The countdown is longer than SQS can delay a message."""
 
 
 class MessageTooLargeError(ProducerError, ValueError):
@@ -103,7 +99,7 @@ def enqueue(
 ) -> str:
     """Send one task call; return its task id (``AsyncResult(task_id)`` reads its result).
 
-    ``queue_url`` defaults to ``GALLEY_QUEUE_URL``. Raises :class:`DelayTooLongError` or
+    ``queue_url`` defaults to ``GALLEY_QUEUE_URL``. Raises :class:`InvalidTaskInput` or
     :class:`MessageTooLargeError` before sending, :class:`QueueNotFoundError` or
     :class:`EnqueueError` when SQS refuses the message.
     """
@@ -230,15 +226,10 @@ def _delay_seconds(call: Call, fifo: bool) -> int | None:
         return None
     if countdown < 0:
         raise ValueError(f"task {call.task_name!r}: countdown must be >= 0, got {countdown!r}")
-    if countdown > limits.MAX_DELAY_SECONDS:
-        raise DelayTooLongError(
-            f"task {call.task_name!r}: countdown={countdown:g}s is longer than SQS's "
-            f"{limits.MAX_DELAY_SECONDS}s DelaySeconds maximum; long delays land with the "
-            "reliability work"
-        )
     if fifo:
         raise ValueError(f"task {call.task_name!r}: FIFO queues take no per-message delay")
-    return math.ceil(countdown)
+    # The first hop; whoever receives it early sends it on (runner.worker.hops, runner.consumer).
+    return min(math.ceil(countdown), limits.MAX_DELAY_SECONDS)
 
 
 def _send_batch(

@@ -27,6 +27,7 @@ TASK_TIME_LIMIT = "GALLEY_TASK_TIME_LIMIT"
 LAMBDA_RESERVE_SECONDS = "GALLEY_LAMBDA_RESERVE_SECONDS"
 VISIBILITY_HEARTBEAT = "GALLEY_VISIBILITY_HEARTBEAT"
 TASK_MODULES = "GALLEY_TASK_MODULES"
+MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -43,6 +44,7 @@ ALL_VARIABLES = (
     LAMBDA_RESERVE_SECONDS,
     VISIBILITY_HEARTBEAT,
     TASK_MODULES,
+    MAX_HOP_SECONDS,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -147,6 +149,10 @@ class WorkerSettings(ProducerSettings):
     visibility_heartbeat: bool = True
     #: Extra task modules to load besides the ``tasks`` package (comma-separated).
     task_modules: str = ""
+    #: Longest SQS delay hop towards a job's eta (runner/worker/hops.py); SQS allows 900 s.
+    max_hop_seconds: int = Field(
+        default=limits.MAX_DELAY_SECONDS, ge=1, le=limits.MAX_DELAY_SECONDS
+    )
 
     @property
     def extra_task_modules(self) -> list[str]:

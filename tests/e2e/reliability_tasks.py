@@ -28,3 +28,24 @@ def work(self: Task, bucket: str, job: str, seconds: float) -> str:
     time.sleep(seconds)
     s3.put_object(Bucket=bucket, Key=f"runs/{job}/finished/{run}", Body=b"")
     return job
+
+
+@app.task(name="reliability.stamp")
+def stamp(bucket: str, job: str) -> float:
+    """Records when it ran (epoch seconds), to check it ran once and not before its eta."""
+    now = time.time()
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=f"runs/{job}/started/{uuid.uuid4().hex}", Body=str(now).encode()
+    )
+    return now
+
+
+@app.task(name="reliability.fail")
+def fail(reason: str) -> None:
+    raise ValueError(reason)
+
+
+@app.task(name="reliability.crash")
+def crash() -> None:
+    """Poison: kills the process that runs it, every time."""
+    os._exit(13)

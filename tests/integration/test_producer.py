@@ -142,21 +142,20 @@ def test_countdown_of_exactly_900s_is_accepted(attach: local.LocalResources) -> 
     assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
 
 
-def test_countdown_over_900s_raises_and_sends_nothing(attach: local.LocalResources) -> None:
-    message = (
-        r"countdown=900\.5s is longer than SQS's 900s DelaySeconds maximum; "
-        "long delays land with the reliability work"
-    )
-    with pytest.raises(producer.DelayTooLongError, match=message) as caught:
-        producer.enqueue(TASK, [[], attach.bucket, "p"], countdown=900.5)
-    assert isinstance(caught.value, ValueError)
-    # AND in a batch, one long delay stops the whole batch before anything is sent
-    calls = [producer.Call(TASK, [1]), producer.Call(TASK, [2], countdown=3600)]
-    with pytest.raises(producer.DelayTooLongError, match="^call 1: task .*countdown=3600s"):
-        producer.enqueue_many(calls)
+def test_countdown_over_900s_starts_with_the_longest_hop(attach: local.LocalResources) -> None:
+    # GIVEN a 2000 s countdown: more than SQS can delay a message
+    sqs = aws.client("sqs")
+    task_id = producer.enqueue(TASK, [[], attach.bucket, "p"], countdown=2000)
+    # THEN the message is on the queue, delayed by SQS's maximum; its eta says the rest
+    attrs = sqs.get_queue_attributes(QueueUrl=attach.queue_url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+    request = producer.message_request(producer.Call(TASK, [1], countdown=2000), attach.queue_url)[
+        1
+    ]
+    assert request["DelaySeconds"] == limits.MAX_DELAY_SECONDS
+    assert task_id
     with pytest.raises(ValueError, match="countdown must be >= 0"):
         producer.enqueue(TASK, [], countdown=-1)
-    assert support.queue_depth(attach, attach.queue_url) == 0
 
 
 # --- errors that must be loud ---

@@ -1,0 +1,71 @@
+"""Celery's worker Request, plus: a job that failed for good goes to the dead-letter queue.
+
+With late acks Celery acknowledges a failed task's message (its FAILURE result is stored), so the
+job itself is gone. Galley first sends the message, byte for byte, to ``GALLEY_DLQ_URL`` with the
+reason attached (runner/deadletter.py), where `galley dlq` shows it and can redrive it. Retries,
+requeues (a lost worker process) and revocations are Celery's as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import Ignore, Reject, Retry, Terminated
+from celery.worker.request import Request as CeleryRequest
+
+from runner.deadletter import dead_letter
+from runner.worker.hops import sqs_client
+
+log = logging.getLogger(__name__)
+
+#: Outcomes that are not a final failure of the job.
+_NOT_FINAL = (
+    Terminated,
+    SystemExit,
+    KeyboardInterrupt,
+    Ignore,
+    Retry,
+    WorkerLostError,
+    MemoryError,
+)
+
+
+def is_final_failure(exc: BaseException) -> bool:
+    if isinstance(exc, ExceptionWithTraceback):
+        exc = exc.exc
+    if isinstance(exc, Reject):
+        return not exc.requeue
+    return not isinstance(exc, _NOT_FINAL)
+
+
+class Request(CeleryRequest):
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        if is_final_failure(exc_info.exception):
+            self._dead_letter(exc_info.exception)
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def _dead_letter(self, exc: BaseException) -> None:
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        reason = f"task {self.name} failed: {type(exc).__name__}: {exc}"
+        settings = self.task.app.galley_settings
+        info = self.message.delivery_info or {}
+        sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
+        if not settings.dlq_url or not sqs_message:
+            log.error("%s (not dead-lettered: no GALLEY_DLQ_URL)", reason)
+            return
+        try:
+            dead_letter(
+                sqs_client(settings.region),
+                settings.dlq_url,
+                sqs_message["Body"],
+                reason=reason,
+                source_queue=queue_url or settings.queue_url,
+            )
+        except Exception:
+            log.exception("%s; could not send it to %s", reason, settings.dlq_url)

@@ -164,5 +164,10 @@ def demo() -> None:
     raise SystemExit(code)
 
 
+from runner.cli_dlq import dlq  # noqa: E402
+
+main.add_command(dlq)
+
+
 if __name__ == "__main__":
     main()

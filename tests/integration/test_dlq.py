@@ -1,0 +1,255 @@
+"""`galley dlq` against a moto server: list without consuming, show, redrive without loss or
+duplicates, purge only when confirmed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from runner import dlq, local, wire
+from runner.cli import main
+from runner.deadletter import REASON_ATTRIBUTE, dead_letter
+from runner.process import wait_for
+from tests import support
+
+pytestmark = pytest.mark.integration
+
+POLICY_REASON = (
+    "moved by the queue's redrive policy after 2 receives (no reason recorded; see the worker logs)"
+)
+GARBAGE = "not base64 {{{"
+
+
+@dataclass
+class Seeded:
+    """What the DLQ holds: task id -> (task name, reason), plus two special messages."""
+
+    stack: local.LocalResources
+    sqs: Any
+    jobs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    garbage_id: str = ""
+    moved_task_id: str = ""
+
+
+def _seed(stack: local.LocalResources) -> Seeded:
+    """Two jobs and one undecodable body dead-lettered by Galley with reasons, and one job
+    SQS moved by the queue's redrive policy (maxReceiveCount 2)."""
+    sqs, _ = support.clients(stack)
+    seeded = Seeded(stack, sqs)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    for task, args, reason in [
+        ("tasks.reports.summarize_csv", [stack.bucket, "in/a.csv"], "task FAILURE: NoSuchKey"),
+        ("tasks.imports.import_records", [[], stack.bucket, "p"], "task FAILURE: ValueError: x"),
+    ]:
+        task_id = str(uuid.uuid4())
+        body = wire.encode(task, args, queue=queue, task_id=task_id)
+        dead_letter(sqs, stack.dlq_url, body, reason=reason, source_queue=stack.queue_url)
+        seeded.jobs[task_id] = (task, reason)
+    seeded.garbage_id = dead_letter(
+        sqs, stack.dlq_url, GARBAGE, reason="undecodable message", source_queue=stack.queue_url
+    )
+    seeded.moved_task_id = str(uuid.uuid4())
+    sqs.send_message(
+        QueueUrl=stack.queue_url,
+        MessageBody=wire.encode("tasks.nope.x", [1], queue=queue, task_id=seeded.moved_task_id),
+        MessageAttributes={"trace": {"DataType": "String", "StringValue": "abc"}},
+    )
+
+    def received_until_moved() -> bool:
+        sqs.receive_message(QueueUrl=stack.queue_url, VisibilityTimeout=0, WaitTimeSeconds=0)
+        return support.queue_depth(stack, stack.dlq_url) == 4
+
+    wait_for(received_until_moved, timeout=10, what="SQS to move the message to the DLQ")
+    return seeded
+
+
+@pytest.fixture
+def seeded(make_stack: Callable[..., local.LocalResources]) -> Seeded:
+    return _seed(make_stack(max_receive_count=2))
+
+
+def galley(stack: local.LocalResources, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["dlq", *args], env=stack.env(), input=input)
+
+
+def _dlq_bodies(seeded: Seeded) -> Counter[str]:
+    return Counter(letter.body for letter in dlq.peek(seeded.sqs, seeded.stack.dlq_url))
+
+
+def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Receive (and keep invisible) every message of ``url``."""
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, MessageAttributeNames=["All"]
+    ).get("Messages"):
+        messages += batch
+    return messages
+
+
+def test_list_shows_task_id_reason_and_receives_without_consuming(seeded: Seeded) -> None:
+    stack = seeded.stack
+    # WHEN the DLQ is listed as JSON
+    result = galley(stack, "list", "--json")
+    # THEN every message is there with its task, id, reason and receive count
+    assert result.exit_code == 0, result.output
+    listed = {item["task_id"] or item["message_id"]: item for item in json.loads(result.stdout)}
+    assert set(listed) == {*seeded.jobs, seeded.garbage_id, seeded.moved_task_id}
+    for task_id, (task, reason) in seeded.jobs.items():
+        assert listed[task_id]["task"] == task
+        assert listed[task_id]["reason"] == reason
+        assert listed[task_id]["receive_count"] == 1  # the listing's own receive
+        assert listed[task_id]["source_queue"] == stack.queue_url
+    garbage = listed[seeded.garbage_id]
+    assert (garbage["task"], garbage["task_id"]) == (None, None)
+    assert garbage["reason"] == "undecodable message"
+    assert "neither base64 nor a JSON object" in garbage["decode_error"]
+    moved = listed[seeded.moved_task_id]
+    assert (moved["task"], moved["reason"]) == ("tasks.nope.x", POLICY_REASON)
+    assert moved["receive_count"] == 3  # moto carries the source queue's 2 receives over
+    assert moved["source_queue"] == stack.queue_url  # from ListDeadLetterSourceQueues
+    now = datetime.now(UTC)
+    for item in listed.values():
+        assert now - timedelta(minutes=1) <= datetime.fromisoformat(item["first_seen"]) <= now
+    # AND nothing was consumed: all four are still in the DLQ, and a second listing sees them all
+    assert support.queue_depth(stack, stack.dlq_url) == 4
+    table = galley(stack, "list")
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FIRST", "SEEN", "REASON"]
+    for task_id, (task, reason) in seeded.jobs.items():
+        row = next(line for line in lines if task_id in line)
+        assert row.split()[:3] == [task, task_id, "2"]
+        assert row.endswith(f"  {reason}")
+    assert any(line.startswith("(undecodable)") and seeded.garbage_id in line for line in lines)
+    assert lines[-1] == f"4 message(s) in {stack.dlq_url}"
+    assert support.queue_depth(stack, stack.dlq_url) == 4
+
+
+def test_peek_reads_past_one_receive_batch_and_honours_the_limit(
+    stack: local.LocalResources,
+) -> None:
+    sqs, _ = support.clients(stack)
+    for n in range(23):
+        dead_letter(sqs, stack.dlq_url, f"body {n}", reason="r", source_queue=stack.queue_url)
+    assert len({letter.message_id for letter in dlq.peek(sqs, stack.dlq_url)}) == 23
+    assert len(dlq.peek(sqs, stack.dlq_url, limit=15)) == 15
+    assert support.queue_depth(stack, stack.dlq_url) == 23
+
+
+def test_show_decodes_a_message_and_explains_an_undecodable_one(seeded: Seeded) -> None:
+    stack = seeded.stack
+    task_id, (task, reason) = next(iter(seeded.jobs.items()))
+    result = galley(stack, "show", task_id)
+    assert result.exit_code == 0, result.output
+    assert f"task:         {task}" in result.stdout
+    assert f"id:           {task_id}" in result.stdout
+    assert f"reason:       {reason}" in result.stdout
+    assert "retries:      0" in result.stdout
+    assert f'"id": "{task_id}"' in result.stdout  # the headers
+    garbage = galley(stack, "show", seeded.garbage_id)
+    assert garbage.exit_code == 0, garbage.output
+    assert "task:         (undecodable)" in garbage.stdout
+    assert f"body:         {GARBAGE}" in garbage.stdout
+    missing = galley(stack, "show", "no-such-id")
+    assert missing.exit_code == 1
+    assert "Error: no message with task id or message id 'no-such-id'" in missing.output
+
+
+def test_redrive_all_returns_every_message_once_with_its_body(seeded: Seeded) -> None:
+    stack, sqs = seeded.stack, seeded.sqs
+    before = _dlq_bodies(seeded)
+    assert sum(before.values()) == 4
+    # WHEN everything is redriven
+    result = galley(stack, "redrive", "--all")
+    # THEN the DLQ is empty and the source queue holds exactly the same bodies, once each
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "4 moved, 0 not moved"
+    assert support.queue_depth(stack, stack.dlq_url) == 0
+    assert support.queue_depth(stack, stack.queue_url) == 4
+    returned = _drain(sqs, stack.queue_url)
+    assert Counter(message["Body"] for message in returned) == before
+    # AND Galley's attributes stayed behind while the message's own ones travelled with it
+    attributes = [message.get("MessageAttributes", {}) for message in returned]
+    assert not any(REASON_ATTRIBUTE in a for a in attributes)
+    assert {"trace": {"StringValue": "abc", "DataType": "String"}} in attributes
+
+
+def test_redrive_selected_ids_moves_only_those(seeded: Seeded) -> None:
+    stack = seeded.stack
+    chosen = next(iter(seeded.jobs))
+    result = galley(stack, "redrive", chosen, seeded.garbage_id)
+    assert result.exit_code == 0, result.output
+    assert f"moved tasks.reports.summarize_csv {chosen} -> {stack.queue_url}" in result.stdout
+    assert f"moved (undecodable) {seeded.garbage_id} -> {stack.queue_url}" in result.stdout
+    assert support.queue_depth(stack, stack.queue_url) == 2
+    left = dlq.peek(seeded.sqs, stack.dlq_url)
+    assert {letter.task_id for letter in left} == (set(seeded.jobs) - {chosen}) | {
+        seeded.moved_task_id
+    }
+
+
+def test_redrive_of_an_unknown_id_moves_nothing_and_says_so(seeded: Seeded) -> None:
+    result = galley(seeded.stack, "redrive", "no-such-id")
+    assert result.exit_code == 1
+    assert "not moved no-such-id: not in the dead-letter queue" in result.stderr
+    assert "Error: 1 message(s) not moved" in result.stderr
+    assert support.queue_depth(seeded.stack, seeded.stack.dlq_url) == 4
+    assert support.queue_depth(seeded.stack, seeded.stack.queue_url) == 0
+
+
+def test_redrive_from_a_queue_without_source_needs_to(stack: local.LocalResources) -> None:
+    sqs, _ = support.clients(stack)
+    lone = sqs.create_queue(QueueName=f"lone-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    sqs.send_message(QueueUrl=lone, MessageBody="orphan")
+    refused = galley(stack, "redrive", "--all", "--queue", lone)
+    assert refused.exit_code == 1
+    assert "its source queue is not known; give the queue with --to" in refused.stderr
+    assert support.queue_depth(stack, lone) == 1
+    moved = galley(stack, "redrive", "--all", "--queue", lone, "--to", stack.queue_url)
+    assert moved.exit_code == 0, moved.output
+    assert support.queue_depth(stack, lone) == 0
+    assert [m["Body"] for m in _drain(sqs, stack.queue_url)] == ["orphan"]
+
+
+def test_redrive_needs_ids_or_all(stack: local.LocalResources) -> None:
+    result = galley(stack, "redrive")
+    assert result.exit_code == 2
+    assert "give message IDs or --all" in result.output
+
+
+def test_purge_asks_first_and_yes_skips_the_question(seeded: Seeded) -> None:
+    stack = seeded.stack
+    declined = galley(stack, "purge", input="n\n")
+    assert declined.exit_code == 1
+    assert f"Delete 4 messages from {stack.dlq_url}? [y/N]" in declined.output
+    assert support.queue_depth(stack, stack.dlq_url) == 4
+    purged = galley(stack, "purge", "--yes")
+    assert purged.exit_code == 0, purged.output
+    assert "Delete" not in purged.output
+    assert support.queue_depth(stack, stack.dlq_url) == 0
+
+
+def test_without_a_dlq_setting_the_error_names_the_variable(stack: local.LocalResources) -> None:
+    env: dict[str, str | None] = {**stack.env(), "GALLEY_DLQ_URL": None}
+    result = CliRunner().invoke(main, ["dlq", "list"], env=env)
+    assert result.exit_code == 1
+    assert "GALLEY_DLQ_URL: required but not set" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_redrive_that_cannot_send_leaves_every_message_in_the_dlq(seeded: Seeded) -> None:
+    stack = seeded.stack
+    before = _dlq_bodies(seeded)
+    nowhere = stack.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    result = galley(stack, "redrive", "--all", "--to", nowhere)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1] == "0 moved, 4 not moved"
+    assert _dlq_bodies(seeded) == before

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import uuid
+from functools import cached_property
 from typing import Any
 
 import click
@@ -16,7 +18,8 @@ from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
 
-from runner import contracts, delays, limits
+from runner import aws, contracts, delays, kombu_json, limits, payloads, wire
+from runner.saferepr import saferepr
 from runner.settings import SettingsError, WorkerSettings, load
 from runner.worker import transport
 from runner.worker.heartbeat import VisibilityHeartbeat
@@ -107,6 +110,13 @@ class GalleyTask(Task):
     Request = "runner.worker.request:Request"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        pointer = payloads.pointer_of(
+            {payloads.HEADER: getattr(self.request, payloads.HEADER, None)}
+        )
+        if pointer is not None and not args and not kwargs:  # arguments sent through S3
+            args_list, kwargs = payloads.load(self.app.galley_s3, pointer)
+            args = tuple(args_list)
+            self.request.args, self.request.kwargs = args_list, kwargs
         if self.input_model is not None:
             contracts.check(self.name, args, kwargs, self.input_model)
         return super().__call__(*args, **kwargs)
@@ -130,10 +140,40 @@ class GalleyCelery(Celery):
                 raise AppSettingsError(str(error)) from None
         return self._galley_settings
 
+    @cached_property
+    def galley_s3(self) -> Any:
+        """This process's S3 client (payloads)."""
+        return aws.client("s3", region=self.galley_settings.region)
+
+    def send_task(
+        self, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
+    ) -> Any:
+        """Celery's send_task; arguments too large for SQS go through S3 (runner.payloads)."""
+        if args or kwargs:
+            settings = self.galley_settings
+            if _message_bytes(name, args, kwargs, settings) > settings.payload_threshold_bytes:
+                options["task_id"] = task_id = options.get("task_id") or str(uuid.uuid4())
+                pointer = payloads.store(
+                    self.galley_s3, settings.results_bucket, task_id, args or (), kwargs
+                )
+                options["headers"] = {**(options.get("headers") or {}), payloads.HEADER: pointer}
+                options.setdefault("argsrepr", saferepr(args or (), wire.REPR_MAXSIZE))
+                options.setdefault("kwargsrepr", saferepr(kwargs or {}, wire.REPR_MAXSIZE))
+                args, kwargs = (), {}
+        return super().send_task(name, args, kwargs, *rest, **options)
+
     def on_configure(self) -> None:
         settings = self.galley_settings
         delays.install(max_hop=settings.max_hop_seconds)
         self.conf.update(celery_config(settings))
+
+
+def _message_bytes(name: str, args: Any, kwargs: Any, settings: WorkerSettings) -> int:
+    """The size of the SQS message for a call: a cheap estimate, exact near the threshold."""
+    raw = len(kombu_json.dumps([list(args or ()), dict(kwargs or {})]))
+    if raw * 16 // 9 < settings.payload_threshold_bytes * 3 // 4:  # two base64 layers: x16/9
+        return raw * 16 // 9
+    return len(wire.encode(name, args or (), kwargs or {}, queue=settings.queue_name))
 
 
 def create_app(settings: WorkerSettings | None = None) -> GalleyCelery:

@@ -24,7 +24,7 @@ from celery import Celery, states
 from celery.app.trace import trace_task
 from celery.exceptions import NotRegistered
 
-from runner import aws, delays, wire
+from runner import aws, delays, payloads, wire
 from runner.deadletter import dead_letter
 from runner.settings import ConsumerSettings, queue_name_from_url
 
@@ -132,9 +132,19 @@ class Consumer:
             eager=False,
         )
         if info is None or info.state in (states.SUCCESS, states.RETRY):
+            self._delete_payload(message)
             return Outcome(record["messageId"], "acked", message.id)
         reason = f"task {message.task} {info.state}: {type(info.retval).__name__}: {info.retval}"
         return self._dead_letter(record, source, message.id, reason)
+
+    def _delete_payload(self, message: wire.TaskMessage) -> None:
+        """The job is done with its S3 payload (a retry carries a payload of its own)."""
+        pointer = payloads.pointer_of(message.headers)
+        if pointer is not None:
+            try:
+                payloads.delete(self.app.galley_s3, pointer)
+            except Exception as error:  # the lifecycle rule removes it later
+                log.warning("payload %s not deleted: %s", pointer["key"], error)
 
     def _request(self, message: wire.TaskMessage) -> dict[str, Any]:
         """The request dict Celery's worker builds for the tracer (celery.worker.request)."""

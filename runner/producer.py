@@ -22,14 +22,24 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner import aws, contracts, limits, wire
-from runner.settings import QUEUE_URL, ProducerSettings, load, queue_name_from_url
+from runner import aws, contracts, limits, payloads, wire
+from runner.saferepr import saferepr
+from runner.settings import (
+    QUEUE_URL,
+    RESULTS_BUCKET,
+    ProducerSettings,
+    load,
+    queue_name_from_url,
+)
+
+#: Stores a call's arguments and returns the pointer the message carries instead.
+Offload = Callable[[str, Sequence[Any], Mapping[str, Any] | None], dict[str, str]]
 
 _MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
@@ -105,7 +115,7 @@ def enqueue(
     """
     settings = _settings(queue_url, settings)
     call = Call(task_name, args, kwargs, countdown, task_id)
-    task_id, request = message_request(call, settings.queue_url)
+    task_id, request = message_request(call, settings.queue_url, **_payload_options(settings))
     client = client or _client(settings.region, settings.endpoint_url)
     try:
         client.send_message(**request)
@@ -137,7 +147,7 @@ def enqueue_many(
     requests = []
     for index, call in enumerate(calls):
         try:
-            requests.append(message_request(call, settings.queue_url))
+            requests.append(message_request(call, settings.queue_url, **_payload_options(settings)))
         except (ValueError, TypeError) as error:
             raise type(error)(f"call {index}: {error}") from None
     if not requests:
@@ -167,8 +177,18 @@ def enqueue_many(
     return ordered
 
 
-def message_request(call: Call, queue_url: str) -> tuple[str, dict[str, Any]]:
-    """The task id and the SendMessage parameters for ``call``; checked, nothing is sent."""
+def message_request(
+    call: Call,
+    queue_url: str,
+    *,
+    threshold: int = limits.MAX_MESSAGE_BYTES,
+    offload: Offload | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The task id and the SendMessage parameters for ``call``; checked, nothing is sent.
+
+    A message larger than ``threshold`` bytes has its arguments stored by ``offload`` (an S3
+    upload, see runner.payloads) and carries a pointer instead.
+    """
     try:
         contracts.check(call.task_name, call.args, call.kwargs)
     except contracts.InvalidTaskInput as error:
@@ -177,21 +197,32 @@ def message_request(call: Call, queue_url: str) -> tuple[str, dict[str, Any]]:
     fifo = queue.endswith(".fifo")
     delay = _delay_seconds(call, fifo)
     task_id = call.task_id or str(uuid.uuid4())
-    body = wire.encode(
-        call.task_name,
-        call.args,
-        call.kwargs,
-        queue=queue,
-        task_id=task_id,
-        countdown=call.countdown,
-        delay_seconds=delay,
-    )
+    options: dict[str, Any] = {
+        "queue": queue,
+        "task_id": task_id,
+        "countdown": call.countdown,
+        "delay_seconds": delay,
+    }
+    body = wire.encode(call.task_name, call.args, call.kwargs, **options)
     size = len(body.encode())
+    if size > threshold and offload is not None:
+        pointer = offload(task_id, call.args, call.kwargs)
+        body = wire.encode(
+            call.task_name,
+            (),
+            {},
+            argsrepr=saferepr(call.args, wire.REPR_MAXSIZE, wire.REPR_MAXLEVELS),
+            kwargsrepr=saferepr(call.kwargs or {}, wire.REPR_MAXSIZE, wire.REPR_MAXLEVELS),
+            extra_headers={payloads.HEADER: pointer},
+            **options,
+        )
+        size = len(body.encode())
     if size > limits.MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(
             f"task {call.task_name!r}: the encoded message is {size} bytes, over SQS's limit of "
             f"{limits.MAX_MESSAGE_BYTES} bytes (arguments are base64-encoded twice, so about "
-            f"{limits.MAX_MESSAGE_BYTES * 55 // 100} bytes of JSON fit); pass an S3 key instead"
+            f"{limits.MAX_MESSAGE_BYTES * 55 // 100} bytes of JSON fit); set "
+            f"{RESULTS_BUCKET} so large arguments go through S3"
         )
     request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
     if delay is not None:
@@ -274,6 +305,25 @@ def _settings(queue_url: str | None, settings: ProducerSettings | None) -> Produ
     if queue_url:
         return load(ProducerSettings, **{**settings.model_dump(), "queue_url": queue_url})
     return settings
+
+
+def _payload_options(settings: ProducerSettings) -> dict[str, Any]:
+    """The threshold, and an S3 offloader when a bucket is configured."""
+    options: dict[str, Any] = {"threshold": settings.payload_threshold_bytes}
+    bucket = settings.results_bucket
+    if bucket:
+
+        def offload(task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> Any:
+            s3 = _s3(settings.region, settings.endpoint_url)
+            return payloads.store(s3, bucket, task_id, args, kwargs)
+
+        options["offload"] = offload
+    return options
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(region: str, endpoint_url: str | None) -> Any:
+    return aws.client("s3", region=region, endpoint_url=endpoint_url)
 
 
 @functools.lru_cache(maxsize=8)

@@ -28,6 +28,7 @@ LAMBDA_RESERVE_SECONDS = "GALLEY_LAMBDA_RESERVE_SECONDS"
 VISIBILITY_HEARTBEAT = "GALLEY_VISIBILITY_HEARTBEAT"
 TASK_MODULES = "GALLEY_TASK_MODULES"
 MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
+PAYLOAD_THRESHOLD_BYTES = "GALLEY_PAYLOAD_THRESHOLD_BYTES"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -45,6 +46,7 @@ ALL_VARIABLES = (
     VISIBILITY_HEARTBEAT,
     TASK_MODULES,
     MAX_HOP_SECONDS,
+    PAYLOAD_THRESHOLD_BYTES,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -118,6 +120,10 @@ class ProducerSettings(AwsSettings):
     queue_url: str
     #: The long-jobs queue (Fargate workers), for producers that route jobs to it.
     long_queue_url: str | None = None
+    #: Where large arguments go (runner/payloads.py); required by workers, optional here.
+    results_bucket: str | None = None
+    #: SQS messages larger than this carry their arguments in S3 instead (claim check).
+    payload_threshold_bytes: int = Field(default=256 * 1024, ge=1024, le=limits.MAX_MESSAGE_BYTES)
 
     @property
     def queue_name(self) -> str:
@@ -132,6 +138,19 @@ class ProducerSettings(AwsSettings):
     @classmethod
     def _long_queue_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_queue_url(value)
+
+    @field_validator("results_bucket")
+    @classmethod
+    def _bucket_valid(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not _BUCKET_NAME.match(value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not a valid S3 bucket name "
+                "(3-63 lowercase letters, digits, '.' or '-')"
+            )
+        return value
 
 
 class WorkerSettings(ProducerSettings):
@@ -162,16 +181,6 @@ class WorkerSettings(ProducerSettings):
     @classmethod
     def _dlq_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_queue_url(value)
-
-    @field_validator("results_bucket")
-    @classmethod
-    def _bucket_valid(cls, value: str) -> str:
-        if not _BUCKET_NAME.match(value) or ".." in value:
-            raise ValueError(
-                f"{value!r} is not a valid S3 bucket name "
-                "(3-63 lowercase letters, digits, '.' or '-')"
-            )
-        return value
 
     @field_validator("results_prefix")
     @classmethod

@@ -139,6 +139,9 @@ def build(
     origin: str | None = None,
     delivery_tag: str | None = None,
     now: datetime | None = None,
+    argsrepr: str | None = None,
+    kwargsrepr: str | None = None,
+    extra_headers: Mapping[str, Any] | None = None,
 ) -> TaskMessage:
     """The message ``app.send_task(task, args, kwargs, ...)`` sends to queue ``queue``.
 
@@ -146,6 +149,8 @@ def build(
     (Galley's default queue name). ``delay_seconds`` is kombu 5.7's SQS publish property
     (``send_task(..., delay_seconds=n)``): it becomes the ``DelaySeconds`` of the SendMessage.
     ``expires`` is in seconds. ``now`` (aware) fixes the clock ``eta``/``expires`` count from.
+    ``argsrepr``/``kwargsrepr`` and ``extra_headers`` are ``send_task``'s too (extra headers go
+    last, as Celery merges them).
     """
     kwargs = {} if kwargs is None else kwargs
     _check_call(task, args, kwargs, queue)
@@ -173,13 +178,18 @@ def build(
         "timelimit": [None, None],
         "root_id": root_id or task_id,
         "parent_id": parent_id,
-        "argsrepr": saferepr(args, REPR_MAXSIZE, REPR_MAXLEVELS),
-        "kwargsrepr": saferepr(kwargs, REPR_MAXSIZE, REPR_MAXLEVELS),
+        "argsrepr": argsrepr
+        if argsrepr is not None
+        else saferepr(args, REPR_MAXSIZE, REPR_MAXLEVELS),
+        "kwargsrepr": kwargsrepr
+        if kwargsrepr is not None
+        else saferepr(kwargs, REPR_MAXSIZE, REPR_MAXLEVELS),
         "origin": origin or f"gen{os.getpid()}@{socket.gethostname()}",
         "ignore_result": ignore_result,
         "replaced_task_nesting": 0,
         "stamped_headers": None,
         "stamps": {},
+        **(extra_headers or {}),
     }
     # Property order is the order kombu fills them in; it shows in the JSON text.
     properties: dict[str, Any] = {"correlation_id": task_id, "reply_to": reply_to or _oid()}

@@ -16,6 +16,7 @@ from billiard.exceptions import WorkerLostError
 from celery.exceptions import Ignore, Reject, Retry, Terminated
 from celery.worker.request import Request as CeleryRequest
 
+from runner import payloads
 from runner.deadletter import dead_letter
 from runner.worker.hops import sqs_client
 
@@ -42,6 +43,20 @@ def is_final_failure(exc: BaseException) -> bool:
 
 
 class Request(CeleryRequest):
+    _galley_dead_lettered = False
+
+    def acknowledge(self) -> None:
+        """Ack, then delete the job's S3 payload: nothing reads it again (unless the job went to
+        the DLQ, whose copy still points at it)."""
+        acked_before = self.acknowledged
+        super().acknowledge()
+        pointer = payloads.pointer_of(self.request_dict)
+        if pointer and not acked_before and not self._galley_dead_lettered:
+            try:
+                payloads.delete(self.task.app.galley_s3, pointer)
+            except Exception as error:  # the bucket's lifecycle rule removes it later
+                log.warning("payload %s not deleted: %s", pointer["key"], error)
+
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> Any:
@@ -67,5 +82,6 @@ class Request(CeleryRequest):
                 reason=reason,
                 source_queue=queue_url or settings.queue_url,
             )
+            self._galley_dead_lettered = True
         except Exception:
             log.exception("%s; could not send it to %s", reason, settings.dlq_url)

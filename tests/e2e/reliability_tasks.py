@@ -49,3 +49,11 @@ def fail(reason: str) -> None:
 def crash() -> None:
     """Poison: kills the process that runs it, every time."""
     os._exit(13)
+
+
+@app.task(name="reliability.measure")
+def measure(blob: str, label: str = "") -> dict[str, object]:
+    """Takes a large argument; returns its size and a digest."""
+    import hashlib
+
+    return {"size": len(blob), "sha256": hashlib.sha256(blob.encode()).hexdigest(), "label": label}

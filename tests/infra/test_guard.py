@@ -112,6 +112,13 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_results(sam: Template)
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     expiry = [r for r in p["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "results/"]
     assert expiry and expiry[0]["ExpirationInDays"] == {"Ref": "ResultExpiryDays"}
+    # orphan payloads expire, but not before a dead letter pointing at one could be redriven
+    (orphans,) = [r for r in p["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "payloads/"]
+    dlq_days = max(
+        props(q)["MessageRetentionPeriod"] / 86400
+        for q in resources(sam, "AWS::SQS::Queue").values()
+    )
+    assert orphans["ExpirationInDays"] > dlq_days
     policies = [
         props(bp)
         for bp in resources(sam, "AWS::S3::BucketPolicy").values()
@@ -157,13 +164,17 @@ def test_only_known_managed_policies(cfn: Template) -> None:
 def test_producers_may_only_send(cfn: Template) -> None:
     for logical_id in ("EnqueueFunctionRole", "ScheduleFunctionRole"):
         role = cfn["Resources"][logical_id]
-        actions = {
-            a
+        statements = [
+            s
             for policy in props(role).get("Policies", [])
             for s in policy["PolicyDocument"]["Statement"]
-            for a in _as_list(s["Action"])
-        }
-        assert actions and all(a.startswith("sqs:SendMessage") for a in actions), actions
+        ]
+        sqs = {a for s in statements for a in _as_list(s["Action"]) if a.startswith("sqs:")}
+        assert sqs and all(a.startswith("sqs:SendMessage") for a in sqs), sqs
+        s3 = [s for s in statements if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
+        # ...and put large arguments under payloads/, nothing else
+        assert [_as_list(s["Action"]) for s in s3] == [["s3:PutObject"]]
+        assert s3[0]["Resource"] == {"Fn::Sub": "${ResultsBucket.Arn}/payloads/*"}
 
 
 # --- functions, worker, alarms -------------------------------------------------------------------

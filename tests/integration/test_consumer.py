@@ -298,3 +298,32 @@ def _stack(consumer: Consumer) -> local.LocalResources:
         bucket=s.results_bucket,
         visibility_timeout=s.visibility_timeout,
     )
+
+
+def test_5_mib_payload_runs_in_the_consumer_and_is_deleted(
+    consumer: Consumer, galley_app: Any
+) -> None:
+    from runner import payloads
+
+    stack = _stack(consumer)
+    # GIVEN 5 MiB of records: the producer stores them in S3, SQS carries a pointer
+    records = [{"name": "n" * (1024 * 1024), "email": f"{i}@example.com"} for i in range(5)]
+    task_id = producer.enqueue(
+        "tasks.imports.import_records",
+        [records, stack.bucket, "lambda/big"],
+        queue_url=stack.queue_url,
+    )
+    body = received_body(stack)
+    assert payloads.pointer_of(wire.decode(body).headers) is not None
+    _, s3 = support.clients(stack)
+
+    def payload_count() -> int:
+        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=payloads.PREFIX)
+        return int(listed.get("KeyCount", 0))
+
+    assert payload_count() == 1
+    # WHEN the consumer runs it
+    assert consumer.handle({"Records": [record(body, stack)]}) == {"batchItemFailures": []}
+    # THEN the task got all 5 records, and the payload is gone
+    assert AsyncResult(task_id, app=galley_app).get(timeout=5)["accepted"] == 5
+    assert payload_count() == 0

@@ -23,6 +23,7 @@ from runner.saferepr import saferepr
 from runner.settings import SettingsError, WorkerSettings, load
 from runner.worker import transport
 from runner.worker.heartbeat import VisibilityHeartbeat
+from runner.worker.protection import ScaleInProtection
 
 transport.register()
 
@@ -130,6 +131,7 @@ class GalleyCelery(Celery):
         kwargs.setdefault("task_cls", GalleyTask)
         super().__init__(*args, **kwargs)
         self.steps["consumer"].add(VisibilityHeartbeat)
+        self.steps["consumer"].add(ScaleInProtection)
 
     @property
     def galley_settings(self) -> WorkerSettings:

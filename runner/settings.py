@@ -29,6 +29,7 @@ VISIBILITY_HEARTBEAT = "GALLEY_VISIBILITY_HEARTBEAT"
 TASK_MODULES = "GALLEY_TASK_MODULES"
 MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
 PAYLOAD_THRESHOLD_BYTES = "GALLEY_PAYLOAD_THRESHOLD_BYTES"
+SCALE_IN_PROTECTION = "GALLEY_SCALE_IN_PROTECTION"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -47,6 +48,7 @@ ALL_VARIABLES = (
     TASK_MODULES,
     MAX_HOP_SECONDS,
     PAYLOAD_THRESHOLD_BYTES,
+    SCALE_IN_PROTECTION,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -168,6 +170,8 @@ class WorkerSettings(ProducerSettings):
     visibility_heartbeat: bool = True
     #: Extra task modules to load besides the ``tasks`` package (comma-separated).
     task_modules: str = ""
+    #: Protect the ECS task from scale-in while busy (runner/worker/protection.py; Fargate).
+    scale_in_protection: bool = False
     #: Longest SQS delay hop towards a job's eta (runner/worker/hops.py); SQS allows 900 s.
     max_hop_seconds: int = Field(
         default=limits.MAX_DELAY_SECONDS, ge=1, le=limits.MAX_DELAY_SECONDS

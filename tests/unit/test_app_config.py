@@ -93,3 +93,10 @@ def test_heartbeat_step_is_installed() -> None:
     from runner.worker.heartbeat import VisibilityHeartbeat
 
     assert VisibilityHeartbeat in create_app(SETTINGS).steps["consumer"]
+
+
+def test_scale_in_protection_step_is_installed_and_off_by_default() -> None:
+    from runner.worker.protection import ScaleInProtection
+
+    assert ScaleInProtection in create_app(SETTINGS).steps["consumer"]
+    assert SETTINGS.scale_in_protection is False

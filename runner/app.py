@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import uuid
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -18,7 +19,7 @@ from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
 
-from runner import aws, contracts, delays, kombu_json, limits, payloads, wire
+from runner import aws, contracts, delays, idempotency, kombu_json, limits, payloads, wire
 from runner.saferepr import saferepr
 from runner.settings import SettingsError, WorkerSettings, load
 from runner.worker import transport
@@ -101,10 +102,17 @@ class AppSettingsError(SettingsError, click.ClickException):
 
 
 class GalleyTask(Task):
-    """Celery's Task, plus ``input_model``: the task's arguments are checked against it before
-    it runs (see runner.contracts); a mismatch fails the task with the fields named."""
+    """Celery's Task, plus what Galley adds before the body runs: arguments sent through S3 are
+    read back (runner.payloads), checked against ``input_model`` (runner.contracts), and a task
+    with an idempotency key runs its body once per key (runner.idempotency)."""
 
     input_model: type[BaseModel] | None = None
+    #: ``fn(*args, **kwargs) -> str``; a ``galley_idempotency_key`` header at enqueue wins.
+    idempotency_key: Callable[..., str] | None = None
+    #: How long a run holds its key (default: the hard time limit + 60 s).
+    idempotency_lease: float | None = None
+    #: How soon a duplicate that finds the key held looks again (default 10 s).
+    idempotency_retry_seconds: float | None = None
     #: Early messages are sent on with an SQS delay, never held (runner/worker/hops.py).
     Strategy = "runner.worker.hops:strategy"
     #: Failed jobs are dead-lettered with the reason (runner/worker/request.py).
@@ -120,7 +128,15 @@ class GalleyTask(Task):
             self.request.args, self.request.kwargs = args_list, kwargs
         if self.input_model is not None:
             contracts.check(self.name, args, kwargs, self.input_model)
-        return super().__call__(*args, **kwargs)
+        try:
+            return idempotency.run_once(
+                self, args, kwargs, lambda: super(GalleyTask, self).__call__(*args, **kwargs)
+            )
+        except idempotency.InProgressElsewhere as waiting:
+            # Another run holds the key: look again later; waiting uses no retry of the task's.
+            raise self.retry(
+                countdown=waiting.retry_after, max_retries=self.request.retries + 1
+            ) from None
 
 
 class GalleyCelery(Celery):

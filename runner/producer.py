@@ -38,6 +38,9 @@ from runner.settings import (
     queue_name_from_url,
 )
 
+#: ``runner.idempotency.HEADER`` (not imported: that module is for workers).
+IDEMPOTENCY_HEADER = "galley_idempotency_key"
+
 #: Stores a call's arguments and returns the pointer the message carries instead.
 Offload = Callable[[str, Sequence[Any], Mapping[str, Any] | None], dict[str, str]]
 
@@ -81,6 +84,8 @@ class Call:
     kwargs: Mapping[str, Any] | None = None
     countdown: float | None = None
     task_id: str | None = None
+    #: Runs the task's body once per key (runner.idempotency); sent as a message header.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def enqueue(
     countdown: float | None = None,
     queue_url: str | None = None,
     task_id: str | None = None,
+    idempotency_key: str | None = None,
     client: Any = None,
     settings: ProducerSettings | None = None,
 ) -> str:
@@ -114,7 +120,7 @@ def enqueue(
     :class:`EnqueueError` when SQS refuses the message.
     """
     settings = _settings(queue_url, settings)
-    call = Call(task_name, args, kwargs, countdown, task_id)
+    call = Call(task_name, args, kwargs, countdown, task_id, idempotency_key)
     task_id, request = message_request(call, settings.queue_url, **_payload_options(settings))
     client = client or _client(settings.region, settings.endpoint_url)
     try:
@@ -197,13 +203,14 @@ def message_request(
     fifo = queue.endswith(".fifo")
     delay = _delay_seconds(call, fifo)
     task_id = call.task_id or str(uuid.uuid4())
+    headers = {IDEMPOTENCY_HEADER: call.idempotency_key} if call.idempotency_key else {}
     options: dict[str, Any] = {
         "queue": queue,
         "task_id": task_id,
         "countdown": call.countdown,
         "delay_seconds": delay,
     }
-    body = wire.encode(call.task_name, call.args, call.kwargs, **options)
+    body = wire.encode(call.task_name, call.args, call.kwargs, extra_headers=headers, **options)
     size = len(body.encode())
     if size > threshold and offload is not None:
         pointer = offload(task_id, call.args, call.kwargs)
@@ -213,7 +220,7 @@ def message_request(
             {},
             argsrepr=saferepr(call.args, wire.REPR_MAXSIZE, wire.REPR_MAXLEVELS),
             kwargsrepr=saferepr(call.kwargs or {}, wire.REPR_MAXSIZE, wire.REPR_MAXLEVELS),
-            extra_headers={payloads.HEADER: pointer},
+            extra_headers={**headers, payloads.HEADER: pointer},
             **options,
         )
         size = len(body.encode())

@@ -25,6 +25,8 @@ class JobRequest(BaseModel):
     #: "jobs": the Lambda consumer's queue; "long": the Fargate workers' queue.
     queue: Literal["jobs", "long"] = "jobs"
     countdown: float | None = Field(default=None, ge=0)
+    #: Duplicate requests with the same key run the task's body once (runner/idempotency.py).
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=512)
 
 
 def queue_url_for(request: JobRequest, settings: ProducerSettings) -> str:
@@ -53,6 +55,7 @@ def submit(
         request.args,
         request.kwargs,
         countdown=request.countdown,
+        idempotency_key=request.idempotency_key,
         queue_url=queue_url_for(request, settings),
         client=client,
         settings=settings,

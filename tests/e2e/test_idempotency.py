@@ -1,0 +1,168 @@
+"""Idempotency keys on real prefork workers: duplicate deliveries and duplicate enqueues of one
+key run the effect once, and every caller gets the first run's result. Effects are counted from
+S3 (tests/e2e/idempotent_tasks.py), not from worker logs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from runner import idempotency, local
+from runner.process import Child, wait_for
+from tests import support
+
+pytestmark = pytest.mark.e2e
+
+TASKS = {"GALLEY_TASK_MODULES": "tests.e2e.idempotent_tasks", "GALLEY_TASK_TIME_LIMIT": "60"}
+
+
+def listed(stack: local.LocalResources, prefix: str) -> list[str]:
+    _, s3 = support.clients(stack)
+    found = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+    return [item["Key"].rsplit("/", 1)[-1] for item in found.get("Contents", [])]
+
+
+def effects(stack: local.LocalResources, job: str) -> list[str]:
+    return listed(stack, f"effects/{job}/")
+
+
+def attempts(stack: local.LocalResources, job: str) -> int:
+    return len(listed(stack, f"attempts/{job}/"))
+
+
+def open_gate(stack: local.LocalResources, job: str) -> None:
+    _, s3 = support.clients(stack)
+    s3.put_object(Bucket=stack.bucket, Key=f"gates/{job}", Body=b"")
+
+
+def record(stack: local.LocalResources, task: str, key: str) -> dict[str, Any]:
+    _, s3 = support.clients(stack)
+    obj = s3.get_object(Bucket=stack.bucket, Key=idempotency.record_key(task, key))
+    return dict(json.loads(obj["Body"].read()))
+
+
+def send_twice(client: Any, stack: local.LocalResources, task: str, job: str) -> Any:
+    """Send one call with Celery, then the very same SQS message body once more with boto3."""
+    sqs, _ = support.clients(stack)
+    result = client.send_task(task, args=[stack.bucket, job, True])
+    sent = sqs.receive_message(
+        QueueUrl=stack.queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=5
+    )["Messages"][0]
+    again: dict[str, Any] = {"QueueUrl": stack.queue_url, "MessageBody": sent["Body"]}
+    if sent.get("MessageAttributes"):
+        again["MessageAttributes"] = sent["MessageAttributes"]
+    sqs.send_message(**again)
+    sqs.change_message_visibility(
+        QueueUrl=stack.queue_url, ReceiptHandle=sent["ReceiptHandle"], VisibilityTimeout=0
+    )
+    assert sqs_bodies(stack) == [sent["Body"]] * 2  # byte for byte the same message
+    return result
+
+
+def test_the_same_message_delivered_twice_runs_the_effect_once(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN the exact message Celery sent, on the queue twice (as SQS may deliver it)
+    stack = make_stack(max_receive_count=10)  # the test itself receives it twice
+    job = uuid.uuid4().hex
+    result = send_twice(app_for(stack), stack, "idem.keyed", job)
+
+    # WHEN two workers take both copies: one runs the effect and holds the lease (its body
+    # waits for the gate), the other finds the lease held and retries
+    worker(stack, **TASKS)
+    worker(stack, **TASKS)
+    wait_for(
+        lambda: len(effects(stack, job)) == 1 and attempts(stack, job) == 2,
+        timeout=60,
+        what="both deliveries to start, one effect",
+    )
+    wait_for(lambda: result.state == "RETRY", timeout=30, what="the duplicate to retry")
+    open_gate(stack, job)
+
+    # THEN the retried duplicate finds the work done: one effect, one result
+    wait_for(
+        lambda: attempts(stack, job) == 3 and support.queue_depth(stack, stack.queue_url) == 0,
+        timeout=60,
+        what="the retried duplicate to finish",
+    )
+    [run] = effects(stack, job)
+    assert result.get(timeout=30) == {"job": job, "run": run}
+    assert result.state == "SUCCESS"
+    done = record(stack, "idem.keyed", job)
+    assert (done["status"], done["task_id"], done["result"]) == ("done", result.id, result.get())
+
+
+def test_negative_control_without_the_key_both_deliveries_run(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    """The same duplicate delivery, the same body without run_once: two effects. So the test
+    above would see a second run if there were one."""
+    stack = make_stack(max_receive_count=10)
+    job = uuid.uuid4().hex
+    result = send_twice(app_for(stack), stack, "idem.unguarded", job)
+    worker(stack, **TASKS)
+    worker(stack, **TASKS)
+    wait_for(lambda: len(effects(stack, job)) == 2, timeout=60, what="both deliveries to run")
+    open_gate(stack, job)
+    assert result.get(timeout=30)["run"] in effects(stack, job)
+
+
+def sqs_bodies(stack: local.LocalResources) -> list[str]:
+    """The bodies now on the queue (received and put back at once)."""
+    sqs, _ = support.clients(stack)
+    messages = sqs.receive_message(
+        QueueUrl=stack.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+    ).get("Messages", [])
+    return [m["Body"] for m in messages]
+
+
+def test_the_same_key_enqueued_twice_runs_the_effect_once(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    stack = make_stack()
+    client = app_for(stack)
+    worker(stack, **TASKS)
+    worker(stack, **TASKS)
+    job = uuid.uuid4().hex
+    key = f"order-{job}"
+    headers = {idempotency.HEADER: key}
+
+    # GIVEN a first call holding the key (its body waits for the gate)
+    first = client.send_task("idem.plain", args=[stack.bucket, job, True], headers=headers)
+    wait_for(lambda: len(effects(stack, job)) == 1, timeout=60, what="the first run's effect")
+    # WHEN a second call with another task id and the same key arrives: it waits (retries)
+    second = client.send_task("idem.plain", args=[stack.bucket, job, True], headers=headers)
+    assert second.id != first.id
+    wait_for(lambda: second.state == "RETRY", timeout=30, what="the second call to wait")
+    open_gate(stack, job)
+
+    # THEN both see the first run's result, and the effect ran once
+    [run] = effects(stack, job)
+    assert first.get(timeout=30) == {"job": job, "run": run}
+    assert second.get(timeout=30) == first.get()
+    # AND a third call after completion returns the stored result at once, without running
+    third = client.send_task("idem.plain", args=[stack.bucket, job, False], headers=headers)
+    assert third.get(timeout=30) == first.get()
+    assert effects(stack, job) == [run]
+    assert attempts(stack, job) >= 4  # first, second, second's retry(ies), third
+    # AND so does a call from the boto3-only producer with the same key
+    from runner import producer
+
+    fourth = producer.enqueue("idem.plain", [stack.bucket, job, False], idempotency_key=key)
+    assert client.AsyncResult(fourth).get(timeout=30) == first.get()
+    assert effects(stack, job) == [run]
+    done = record(stack, "idem.plain", key)
+    assert (done["status"], done["task_id"]) == ("done", first.id)
+    # the same task without the header has no key: it simply runs
+    assert client.send_task("idem.plain", args=[stack.bucket, job]).get(timeout=30)["run"] != run
+    assert len(effects(stack, job)) == 2

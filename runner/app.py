@@ -7,14 +7,16 @@ task module costs nothing and a missing variable fails with its name, not deep i
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 import pkgutil
 import uuid
 from collections.abc import Callable
-from functools import cached_property
 from typing import Any
 
 import click
+from botocore.config import Config
 from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
@@ -119,11 +121,19 @@ class GalleyTask(Task):
     Request = "runner.worker.request:Request"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        pointer = payloads.pointer_of(
-            {payloads.HEADER: getattr(self.request, payloads.HEADER, None)}
-        )
-        if pointer is not None and not args and not kwargs:  # arguments sent through S3
-            args_list, kwargs = payloads.load(self.app.galley_s3, pointer)
+        header = getattr(self.request, payloads.HEADER, None)
+        if header is not None and not args and not kwargs:  # arguments sent through S3
+            bucket = self.app.galley_settings.results_bucket
+            pointer = payloads.trusted_pointer({payloads.HEADER: header}, bucket, self.request.id)
+            assert pointer is not None
+            try:
+                args_list, kwargs = payloads.load(self.app.galley_s3, pointer)
+            except payloads.PayloadError:
+                # Deleted after an earlier delivery of this job succeeded: a duplicate.
+                meta = self.backend.get_task_meta(self.request.id)
+                if meta.get("status") == "SUCCESS":
+                    return meta.get("result")
+                raise
             args = tuple(args_list)
             self.request.args, self.request.kwargs = args_list, kwargs
         if self.input_model is not None:
@@ -133,7 +143,8 @@ class GalleyTask(Task):
                 self, args, kwargs, lambda: super(GalleyTask, self).__call__(*args, **kwargs)
             )
         except idempotency.InProgressElsewhere as waiting:
-            # Another run holds the key: look again later; waiting uses no retry of the task's.
+            # Another run holds the key: look again later (this counts as a retry, and there is
+            # always one to spare: max_retries is raised by one each time).
             raise self.retry(
                 countdown=waiting.retry_after, max_retries=self.request.retries + 1
             ) from None
@@ -158,10 +169,11 @@ class GalleyCelery(Celery):
                 raise AppSettingsError(str(error)) from None
         return self._galley_settings
 
-    @cached_property
+    @property
     def galley_s3(self) -> Any:
-        """This process's S3 client (payloads)."""
-        return aws.client("s3", region=self.galley_settings.region)
+        """This process's S3 client (payloads): one per pid (pool children fork), short
+        timeouts (the worker's main thread uses it)."""
+        return _s3_client(os.getpid(), self.galley_settings.region)
 
     def send_task(
         self, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
@@ -184,6 +196,17 @@ class GalleyCelery(Celery):
         settings = self.galley_settings
         delays.install(max_hop=settings.max_hop_seconds)
         self.conf.update(celery_config(settings))
+
+
+#: Short timeouts: a slow S3 must not stall a worker's main thread for minutes.
+S3_CONFIG = Config(
+    connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+@functools.cache
+def _s3_client(pid: int, region: str) -> Any:
+    return aws.client("s3", region=region, config=S3_CONFIG)
 
 
 def _message_bytes(name: str, args: Any, kwargs: Any, settings: WorkerSettings) -> int:

@@ -84,7 +84,7 @@ class Consumer:
             if self._out_of_time(context):
                 outcome = Outcome(record["messageId"], "not-started", reason="invocation ending")
             else:
-                outcome = self.run_record(record)
+                outcome = self._run_safely(record)
             self._log(outcome)
             outcomes.append(outcome)
         return outcomes
@@ -94,6 +94,15 @@ class Consumer:
         return remaining is not None and remaining() / 1000 <= self.settings.lambda_reserve_seconds
 
     # --- one record ---
+
+    def _run_safely(self, record: dict[str, Any]) -> Outcome:
+        """One record's failure is that record's: SQS delivers it again, the batch goes on."""
+        try:
+            return self.run_record(record)
+        except Exception as error:
+            log.exception("message %s could not be handled", record.get("messageId"))
+            reason = f"consumer error: {type(error).__name__}: {error}"
+            return Outcome(record["messageId"], "retry-later", reason=reason)
 
     def run_record(self, record: dict[str, Any]) -> Outcome:
         message_id = record["messageId"]
@@ -131,15 +140,19 @@ class Consumer:
             app=self.app,
             eager=False,
         )
-        if info is None or info.state in (states.SUCCESS, states.RETRY):
+        if info is None or info.state in (states.SUCCESS, states.RETRY, states.IGNORED):
             self._delete_payload(message)
             return Outcome(record["messageId"], "acked", message.id)
+        if info.state == states.REJECTED and getattr(info.retval, "requeue", False):
+            return Outcome(record["messageId"], "retry-later", message.id, "rejected, requeue")
         reason = f"task {message.task} {info.state}: {type(info.retval).__name__}: {info.retval}"
         return self._dead_letter(record, source, message.id, reason)
 
     def _delete_payload(self, message: wire.TaskMessage) -> None:
         """The job is done with its S3 payload (a retry carries a payload of its own)."""
-        pointer = payloads.pointer_of(message.headers)
+        pointer = payloads.trusted_pointer(
+            message.headers, self.settings.results_bucket, message.id
+        )
         if pointer is not None:
             try:
                 payloads.delete(self.app.galley_s3, pointer)
@@ -164,8 +177,8 @@ class Consumer:
             args=message.args,
             kwargs=message.kwargs,
             is_eager=False,
-            **(message.embed or {}),
         )
+        request.update(message.embed or {})  # callbacks, errbacks, chain, chord (as Celery)
         return request
 
     def _store_failure(self, message: wire.TaskMessage, exc: Exception) -> None:

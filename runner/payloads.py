@@ -34,6 +34,22 @@ def pointer_of(headers: Mapping[str, Any] | None) -> dict[str, str] | None:
     return None
 
 
+def trusted_pointer(
+    headers: Mapping[str, Any] | None, bucket: str | None, task_id: str
+) -> dict[str, str] | None:
+    """The pointer, only if it names this job's own payload in the results bucket: a message
+    must not make a worker read or delete any other object."""
+    pointer = pointer_of(headers)
+    if pointer is None:
+        return None
+    if pointer["bucket"] != bucket or not pointer["key"].startswith(f"{PREFIX}{task_id}/"):
+        raise PayloadError(
+            f"payload pointer s3://{pointer['bucket']}/{pointer['key']} is not this job's "
+            f"(expected s3://{bucket}/{PREFIX}{task_id}/...)"
+        )
+    return pointer
+
+
 def store(
     s3: Any, bucket: str, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None
 ) -> dict[str, str]:

@@ -165,7 +165,11 @@ class WorkerSettings(ProducerSettings):
     visibility_timeout: int = Field(default=900, ge=1, le=limits.MAX_VISIBILITY_TIMEOUT_SECONDS)
     #: Hard time limit per task; defaults to 90 % of the visibility timeout. Longer limits need
     #: the visibility heartbeat, which keeps a running task's message invisible.
-    task_time_limit: int | None = Field(default=None, ge=1)
+    #: At most 12 h: SQS refuses to keep a message hidden longer than that after it was
+    #: received, heartbeat or not.
+    task_time_limit: int | None = Field(
+        default=None, ge=1, le=limits.MAX_VISIBILITY_TIMEOUT_SECONDS - 60
+    )
     #: Extend running tasks' message visibility (runner/worker/heartbeat.py).
     visibility_heartbeat: bool = True
     #: Extra task modules to load besides the ``tasks`` package (comma-separated).

@@ -39,7 +39,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _response(400, {"error": "bad request", "detail": str(error)})
     try:
         task_id = requests.submit(request)
-    except (ValueError, SettingsError) as error:  # too large, too long a delay, no long queue
+    except (ValueError, SettingsError) as error:  # too large, bad input, no long queue
         return _response(400, {"error": "cannot enqueue", "detail": str(error)})
     except ProducerError as error:
         return _response(500, {"error": "not sent", "detail": str(error)})

@@ -125,8 +125,9 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
         )
 
     def stop(self, c: Any) -> None:
+        """Warm shutdown begins here while tasks still finish: keep their messages hidden."""
+
+    def shutdown(self, c: Any) -> None:
         if self.beat is not None:
             self.beat.stop()
             self.beat = None
-
-    shutdown = stop

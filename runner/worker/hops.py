@@ -39,8 +39,11 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[...,
     def hop_or_handle(
         message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **options: Any
     ) -> Any:
-        eta = delays.parse_eta((message.headers or {}).get("eta"))
-        hop = delays.hop_seconds(eta, datetime.now(UTC), max_hop=settings.max_hop_seconds)
+        try:
+            eta = delays.parse_eta((message.headers or {}).get("eta"))
+            hop = delays.hop_seconds(eta, datetime.now(UTC), max_hop=settings.max_hop_seconds)
+        except (TypeError, ValueError, OverflowError):  # Celery's own handling rejects it
+            return handle(message, body, ack, reject, callbacks, **options)
         info = message.delivery_info or {}
         sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
         if not hop or not sqs_message or not queue_url:

@@ -43,28 +43,54 @@ def is_final_failure(exc: BaseException) -> bool:
 
 
 class Request(CeleryRequest):
+    #: The job's final failure is safely in the dead-letter queue.
     _galley_dead_lettered = False
+    #: The job failed for good but could not be dead-lettered: give it back to SQS instead of
+    #: acknowledging it (its redrive policy moves it to the DLQ after maxReceiveCount).
+    _galley_keep = False
 
     def acknowledge(self) -> None:
-        """Ack, then delete the job's S3 payload: nothing reads it again (unless the job went to
-        the DLQ, whose copy still points at it)."""
+        """Ack (unless the job must be kept), then delete the job's S3 payload: nothing reads it
+        again, unless the job went to the DLQ, whose copy still points at it."""
+        if self._galley_keep:
+            super().reject(requeue=True)
+            return
         acked_before = self.acknowledged
         super().acknowledge()
-        pointer = payloads.pointer_of(self.request_dict)
-        if pointer and not acked_before and not self._galley_dead_lettered:
+        if acked_before or self._galley_dead_lettered:
+            return
+        try:
+            pointer = payloads.trusted_pointer(
+                self.request_dict, self.task.app.galley_settings.results_bucket, self.id
+            )
+        except payloads.PayloadError as error:
+            log.warning("%s; not deleted", error)
+            return
+        if pointer:
             try:
                 payloads.delete(self.task.app.galley_s3, pointer)
             except Exception as error:  # the bucket's lifecycle rule removes it later
                 log.warning("payload %s not deleted: %s", pointer["key"], error)
 
+    def reject(self, requeue: bool = False) -> None:
+        if not requeue and self._galley_dead_lettered:
+            # kombu keeps a rejected message on a queue with a redrive policy, so it would run
+            # again; it is in the DLQ already: delete it.
+            self.acknowledge()
+            return
+        if not requeue and self._galley_keep:
+            requeue = True
+        super().reject(requeue=requeue)
+
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> Any:
         if is_final_failure(exc_info.exception):
-            self._dead_letter(exc_info.exception)
+            self._galley_keep = not self._dead_letter(exc_info.exception)
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
-    def _dead_letter(self, exc: BaseException) -> None:
+    def _dead_letter(self, exc: BaseException) -> bool:
+        """Send the job to GALLEY_DLQ_URL with the reason; False if it could not be."""
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
         reason = f"task {self.name} failed: {type(exc).__name__}: {exc}"
@@ -72,8 +98,8 @@ class Request(CeleryRequest):
         info = self.message.delivery_info or {}
         sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
         if not settings.dlq_url or not sqs_message:
-            log.error("%s (not dead-lettered: no GALLEY_DLQ_URL)", reason)
-            return
+            log.error("%s (no GALLEY_DLQ_URL: left to the queue's redrive policy)", reason)
+            return False
         try:
             dead_letter(
                 sqs_client(settings.region),
@@ -83,5 +109,11 @@ class Request(CeleryRequest):
                 source_queue=queue_url or settings.queue_url,
             )
             self._galley_dead_lettered = True
+            return True
         except Exception:
-            log.exception("%s; could not send it to %s", reason, settings.dlq_url)
+            log.exception(
+                "%s; could not send it to %s: left to the queue's redrive policy",
+                reason,
+                settings.dlq_url,
+            )
+            return False

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner import local
+from runner import local, wire
 from runner.process import Child, wait_for
 from tests import support
 
@@ -49,11 +49,15 @@ def test_garbage_unknown_and_pickle_messages_reach_the_dlq(
     )
     unknown = app.send_task("tasks.nope.unknown", args=[1])
     _pickle_task_message(app, queue, "pickled-1")
-    # THEN all four end in the DLQ, and the worker is alive throughout
+    # AND a task message whose eta is not a date (Galley's delay hops read it first)
+    bad_eta = wire.build("tasks.imports.import_records", [[], "b", "p"], queue=queue)
+    bad_eta.headers["eta"] = "next tuesday"
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=wire.encode_message(bad_eta))
+    # THEN all five end in the DLQ, and the worker is alive throughout
     wait_for(
-        lambda: support.queue_depth(stack, stack.dlq_url) == 4,
+        lambda: support.queue_depth(stack, stack.dlq_url) == 5,
         timeout=90,
-        what="four messages in the DLQ",
+        what="five messages in the DLQ",
     )
     assert running.alive()
     assert support.queue_depth(stack, stack.queue_url) == 0

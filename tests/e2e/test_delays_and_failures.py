@@ -113,3 +113,23 @@ def test_poison_job_that_kills_its_process_reaches_the_dlq(
     # AND the worker still runs good jobs
     job = uuid.uuid4().hex
     assert client.send_task("reliability.stamp", args=[stack.bucket, job]).get(timeout=60)
+
+
+def test_failed_job_is_kept_when_the_dlq_cannot_take_it(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a worker whose GALLEY_DLQ_URL names a queue that does not exist
+    stack = make_stack(visibility_timeout=2, max_receive_count=2)
+    client = app_for(stack)
+    missing = stack.dlq_url.rsplit("/", 1)[0] + "/no-such-queue"
+    running = worker(stack, GALLEY_DLQ_URL=missing, **TASKS)
+    client.send_task("reliability.fail", args=["still here"])
+    # THEN the failed job is not acknowledged away: SQS's redrive policy moves it to the DLQ
+    wait_for(
+        lambda: support.queue_depth(stack, stack.dlq_url) == 1,
+        timeout=90,
+        what="the job in the queue's own DLQ",
+    )
+    assert running.alive()

@@ -327,3 +327,39 @@ def test_5_mib_payload_runs_in_the_consumer_and_is_deleted(
     # THEN the task got all 5 records, and the payload is gone
     assert AsyncResult(task_id, app=galley_app).get(timeout=5)["accepted"] == 5
     assert payload_count() == 0
+
+
+def test_one_records_error_does_not_fail_the_batch(
+    consumer: Consumer, galley_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    good_id = str(uuid.uuid4())
+    good = record(
+        wire.encode(
+            "tasks.imports.import_records",
+            ([], stack.bucket, "p"),
+            {},
+            queue=queue,
+            task_id=good_id,
+        ),
+        stack,
+    )
+    # an embed key clashing with the request dict once crashed the whole batch
+    clash = wire.build("tasks.imports.import_records", ([], stack.bucket, "p"), {}, queue=queue)
+    clash.embed["hostname"] = "elsewhere"
+    clashing = record(wire.encode_message(clash), stack)
+    broken = record("unused", stack)
+    real_run = consumer.run_record
+
+    def run(r: dict[str, Any]) -> Any:
+        if r is broken:
+            raise RuntimeError("S3 is down")
+        return real_run(r)
+
+    monkeypatch.setattr(consumer, "run_record", run)
+    response = consumer.handle({"Records": [good, clashing, broken]})
+    # THEN only the broken record is retried; the others ran
+    assert response == {"batchItemFailures": [{"itemIdentifier": broken["messageId"]}]}
+    assert AsyncResult(good_id, app=galley_app).state == "SUCCESS"
+    assert AsyncResult(clash.id, app=galley_app).state == "SUCCESS"

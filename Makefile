@@ -11,7 +11,7 @@ CHECKOV_VERSION := 3.3.30
 SAM     := $(TOOLS)/sam/bin/sam
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 
-.PHONY: help install tools demo test unit lint format bench requirements clean
+.PHONY: help install tools demo test unit lint format bench chaos requirements clean
 
 help:
 	@echo "make demo    start a local stack, run the example jobs, show results, stop"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make tools   sam CLI and checkov in venvs of their own (make test needs them)"
 	@echo "make bench   benchmarks under tests/perf (printed, not asserted)"
+	@echo "make chaos   the chaos suite with N = 10,000 jobs (make test runs N = 300)"
 	@echo "make clean   remove .venv and caches"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -62,6 +63,10 @@ format: install
 
 bench: install
 	$(BIN)/python -m pytest tests/perf -s -p no:cacheprovider $(PYTEST_ARGS)
+
+CHAOS_N ?= 10000
+chaos: install
+	GALLEY_CHAOS_N=$(CHAOS_N) $(BIN)/python -m pytest tests/chaos -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # Regenerate the worker image's pinned runtime requirements from constraints.txt.
 requirements:

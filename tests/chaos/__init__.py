@@ -1,0 +1,1 @@
+"""The chaos suite: N jobs under worker kills, a frozen moto server and failing S3 PUTs."""

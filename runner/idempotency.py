@@ -231,16 +231,17 @@ def claim(
         "started_at": now,
         "expires_at": now + lease_seconds,
     }
-    mine = functools.partial(
+    # What every outcome of this claim shares; ours adds our lease, a found one its record's.
+    claim_of = functools.partial(
         Claim,
         bucket=bucket,
         record_key=name,
         task_name=task_name,
         key_hash=key_hash(key),
         token=token,
-        owner_task_id=task_id,
-        expires_at=now + lease_seconds,
-        record=body,
+    )
+    mine = functools.partial(
+        claim_of, owner_task_id=task_id, expires_at=now + lease_seconds, record=body
     )
     for attempt in range(MAX_CLAIM_ATTEMPTS):
         if attempt:
@@ -256,12 +257,7 @@ def claim(
             return mine(Outcome.ACQUIRED, etag=etag)
         status = record.get("status")
         seen = functools.partial(
-            Claim,
-            bucket=bucket,
-            record_key=name,
-            task_name=task_name,
-            key_hash=key_hash(key),
-            token=token,
+            claim_of,
             etag=etag,
             owner_task_id=str(record.get("task_id")),
             expires_at=float(record.get("expires_at") or 0),

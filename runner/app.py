@@ -25,7 +25,6 @@ from runner import aws, contracts, delays, idempotency, kombu_json, limits, payl
 from runner.saferepr import saferepr
 from runner.settings import SettingsError, WorkerSettings, load
 from runner.worker import transport
-from runner.worker.heartbeat import VisibilityHeartbeat
 from runner.worker.protection import ScaleInProtection
 
 transport.register()
@@ -50,15 +49,26 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     queue = settings.queue_name
     return {
         # --- broker: SQS, only the queues we were given; never ListQueues/CreateQueue ---
-        # kombu's SQS transport, releasing restored messages at once (runner/worker/transport.py)
+        # kombu's SQS channel for sending; Galley's receive path (runner/worker/transport.py)
         "broker_url": f"{transport.SCHEME}://",
         "broker_transport_options": {
             "region": settings.region,
             "predefined_queues": {queue: {"url": settings.queue_url}},
-            # kombu sends this with every ReceiveMessage, so it must equal the queue's own.
             "visibility_timeout": settings.visibility_timeout,
             "wait_time_seconds": limits.MAX_WAIT_TIME_SECONDS,
             "polling_interval": 0,
+            # kombu's boto3 client (sending): timeouts, so a dead network cannot hang a send
+            "client-config": {
+                "connect_timeout": 5,
+                "read_timeout": 20,
+                "retries": {"mode": "standard", "max_attempts": 5},
+            },
+            "galley": {
+                "region": settings.region,
+                "visibility_timeout": settings.visibility_timeout,
+                "heartbeat": settings.visibility_heartbeat,
+                "dead_letter_url": settings.dlq_url,
+            },
         },
         "broker_connection_retry_on_startup": True,
         "task_default_queue": queue,
@@ -86,6 +96,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # every message Celery refuses is dead-lettered with the reason, none acked away
+        "worker_consumer": "runner.worker.refusals:Consumer",
         "task_time_limit": settings.effective_time_limit,
         "include": task_modules() + settings.extra_task_modules,
     }
@@ -157,7 +169,6 @@ class GalleyCelery(Celery):
         self._galley_settings = settings
         kwargs.setdefault("task_cls", GalleyTask)
         super().__init__(*args, **kwargs)
-        self.steps["consumer"].add(VisibilityHeartbeat)
         self.steps["consumer"].add(ScaleInProtection)
 
     @property

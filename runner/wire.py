@@ -292,6 +292,14 @@ def decode(message_body: str | bytes) -> TaskMessage:
     )
 
 
+def decode_envelope(message_body: str | bytes) -> tuple[dict[str, Any], TaskMessage]:
+    """:func:`decode`, plus the kombu envelope as a dict of its own (what kombu's transport
+    hands to its consumers), for a receiver that checks a message before Celery sees it."""
+    message = decode(message_body)
+    envelope: dict[str, Any] = json.loads(_outer_text(message_body))
+    return envelope, message
+
+
 def _outer_text(message_body: str | bytes) -> str:
     raw = message_body.encode() if isinstance(message_body, str) else bytes(message_body)
     candidate = raw.strip()

@@ -153,3 +153,19 @@ def attached_env_plain() -> dict[str, str]:
     from runner import settings
 
     return {k: v for k, v in os.environ.items() if k not in settings.ALL_VARIABLES}
+
+
+def dead_letter_reasons(stack: local.LocalResources, url: str | None = None) -> list[str]:
+    """The ``galley-reason`` of every message on the DLQ (read with a sweep: each is received
+    once and released again, so the queue keeps them)."""
+    from runner.deadletter import REASON_ATTRIBUTE
+    from runner.sqs_sweep import Sweep
+
+    sqs, _ = clients(stack)
+    reasons: list[str] = []
+    with Sweep(sqs, url or stack.dlq_url, visibility=30) as sweep:
+        for batch in sweep.batches():
+            for raw in batch:
+                attribute = raw.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {})
+                reasons.append(attribute.get("StringValue", "(no reason)"))
+    return sorted(reasons)

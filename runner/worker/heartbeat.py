@@ -1,10 +1,12 @@
-"""Visibility heartbeat: a running task's message stays invisible while the task runs.
+"""Visibility heartbeat: a message this worker holds stays invisible until it is settled.
 
 SQS hands a message to another consumer once its visibility timeout passes, so a task that runs
-longer than the timeout would run twice, concurrently. While a task is reserved or running, this
-thread extends its message's visibility (ChangeMessageVisibilityBatch, per queue, up to 10 at a
-time) every third of the timeout. It stops with the task, and dies with the worker: a crashed
-worker's message comes back after one visibility period, not after the task's time limit.
+longer than the timeout would run twice, concurrently. Every third of the timeout this thread
+extends the visibility of every message in the process's ledger (runner/worker/ledger.py) with
+ChangeMessageVisibilityBatch, per queue, up to 10 at a time: buffered, reserved, rate-limited,
+waiting for an eta, running, or waiting for its delete. There is one per process; it outlives
+restarts of Celery's consumer, and dies with the worker: a crashed worker's messages come back
+after one visibility period, not after the task's time limit.
 
 A thread of its own, not the worker's event loop: a slow or unreachable SQS endpoint must not
 stall the worker.
@@ -14,15 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from botocore.config import Config
-from celery import bootsteps
-from celery.worker import state
 
-from runner import aws, limits
+from runner import limits
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +29,9 @@ log = logging.getLogger(__name__)
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
 
 
-def receipts(requests: Iterable[Any]) -> dict[str, list[str]]:
-    """Queue URL -> receipt handles of the given Celery requests' SQS messages."""
-    found: dict[str, set[str]] = defaultdict(set)
-    for request in requests:
-        info = getattr(getattr(request, "message", None), "delivery_info", None) or {}
-        message, queue = info.get("sqs_message"), info.get("sqs_queue")
-        if message and queue:
-            found[queue].add(message["ReceiptHandle"])
-    return {queue: sorted(handles) for queue, handles in found.items()}
-
-
 def extend(sqs: Any, by_queue: dict[str, list[str]], visibility_timeout: int) -> int:
     """Extend every message's visibility; returns how many SQS accepted (failures are logged:
-    a message acknowledged meanwhile has a stale handle, and that is fine)."""
+    a message settled meanwhile has a stale handle, and that is fine)."""
     extended = 0
     for queue, handles in by_queue.items():
         for start in range(0, len(handles), limits.MAX_BATCH_MESSAGES):
@@ -63,71 +51,32 @@ def extend(sqs: Any, by_queue: dict[str, list[str]], visibility_timeout: int) ->
     return extended
 
 
-def _current_requests() -> list[Any]:
-    # The worker's main thread changes these sets; copy, retrying if one changed meanwhile.
-    for _ in range(5):
-        try:
-            return list(state.reserved_requests) + list(state.active_requests)
-        except RuntimeError:
-            continue
-    return []
-
-
 class Beat(threading.Thread):
-    """Calls ``extend`` every ``interval`` seconds until stopped."""
+    """Calls ``extend`` on what ``held()`` returns every ``interval`` seconds until stopped."""
 
     def __init__(
         self,
         sqs: Any,
         visibility_timeout: int,
+        held: Callable[[], dict[str, list[str]]],
         *,
         interval: float | None = None,
-        requests: Callable[[], list[Any]] = _current_requests,
     ) -> None:
         super().__init__(name="galley-visibility-heartbeat", daemon=True)
         self.sqs = sqs
         self.visibility_timeout = visibility_timeout
         self.interval = interval or max(1.0, visibility_timeout / 3)
-        self.requests = requests
+        self.held = held
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            by_queue = receipts(self.requests())
-            if by_queue:
-                extend(self.sqs, by_queue, self.visibility_timeout)
+            try:
+                by_queue = self.held()
+                if by_queue:
+                    extend(self.sqs, by_queue, self.visibility_timeout)
+            except Exception:  # never die: the next beat tries again
+                log.exception("visibility heartbeat failed")
 
     def stop(self) -> None:
         self.stopped.set()
-
-
-class VisibilityHeartbeat(bootsteps.StartStopStep):
-    """Worker consumer step running :class:`Beat` while the worker consumes."""
-
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, c: Any, **kwargs: Any) -> None:
-        settings = c.app.galley_settings
-        self.enabled = settings.visibility_heartbeat
-        self.visibility_timeout = settings.visibility_timeout
-        self.region = settings.region
-        self.beat: Beat | None = None
-        super().__init__(c, **kwargs)
-
-    def start(self, c: Any) -> None:
-        sqs = aws.client("sqs", region=self.region, config=CLIENT_CONFIG)
-        self.beat = Beat(sqs, self.visibility_timeout)
-        self.beat.start()
-        log.info(
-            "visibility heartbeat every %.0fs (visibility timeout %ss)",
-            self.beat.interval,
-            self.visibility_timeout,
-        )
-
-    def stop(self, c: Any) -> None:
-        """Warm shutdown begins here while tasks still finish: keep their messages hidden."""
-
-    def shutdown(self, c: Any) -> None:
-        if self.beat is not None:
-            self.beat.stop()
-            self.beat = None

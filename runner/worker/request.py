@@ -1,9 +1,10 @@
 """Celery's worker Request, plus: a job that failed for good goes to the dead-letter queue.
 
 With late acks Celery acknowledges a failed task's message (its FAILURE result is stored), so the
-job itself is gone. Galley first sends the message, byte for byte, to ``GALLEY_DLQ_URL`` with the
-reason attached (runner/deadletter.py), where `galley dlq` shows it and can redrive it. Retries,
-requeues (a lost worker process) and revocations are Celery's as before.
+job itself would be gone. Galley notes the reason on the message first; the transport then
+dead-letters it, byte for byte, with the reason attached (runner/worker/settler.py), where
+`galley dlq` shows it and can redrive it. Retries, requeues (a lost worker process) and
+revocations are Celery's as before.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from celery.exceptions import Ignore, Reject, Retry, Terminated
 from celery.worker.request import Request as CeleryRequest
 
 from runner import payloads
-from runner.deadletter import dead_letter
-from runner.worker.hops import sqs_client
+from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +43,15 @@ def is_final_failure(exc: BaseException) -> bool:
 
 
 class Request(CeleryRequest):
-    #: The job's final failure is safely in the dead-letter queue.
-    _galley_dead_lettered = False
-    #: The job failed for good but could not be dead-lettered: give it back to SQS instead of
-    #: acknowledging it (its redrive policy moves it to the DLQ after maxReceiveCount).
-    _galley_keep = False
+    #: The job failed for good: its message goes to the dead-letter queue, not away.
+    _galley_dead_letter = False
 
     def acknowledge(self) -> None:
-        """Ack (unless the job must be kept), then delete the job's S3 payload: nothing reads it
-        again, unless the job went to the DLQ, whose copy still points at it."""
-        if self._galley_keep:
-            super().reject(requeue=True)
-            return
+        """Ack, then delete the job's S3 payload: nothing reads it again, unless the job went
+        to the DLQ, whose copy still points at it."""
         acked_before = self.acknowledged
         super().acknowledge()
-        if acked_before or self._galley_dead_lettered:
+        if acked_before or self._galley_dead_letter:
             return
         try:
             pointer = payloads.trusted_pointer(
@@ -72,48 +66,21 @@ class Request(CeleryRequest):
             except Exception as error:  # the bucket's lifecycle rule removes it later
                 log.warning("payload %s not deleted: %s", pointer["key"], error)
 
-    def reject(self, requeue: bool = False) -> None:
-        if not requeue and self._galley_dead_lettered:
-            # kombu keeps a rejected message on a queue with a redrive policy, so it would run
-            # again; it is in the DLQ already: delete it.
-            self.acknowledge()
-            return
-        if not requeue and self._galley_keep:
-            requeue = True
-        super().reject(requeue=requeue)
-
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> Any:
         if is_final_failure(exc_info.exception):
-            self._galley_keep = not self._dead_letter(exc_info.exception)
+            self._note_dead_letter(exc_info.exception)
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
-    def _dead_letter(self, exc: BaseException) -> bool:
-        """Send the job to GALLEY_DLQ_URL with the reason; False if it could not be."""
+    def _note_dead_letter(self, exc: BaseException) -> None:
+        """The ack or reject that follows dead-letters the message with this reason."""
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
         reason = f"task {self.name} failed: {type(exc).__name__}: {exc}"
-        settings = self.task.app.galley_settings
-        info = self.message.delivery_info or {}
-        sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
-        if not settings.dlq_url or not sqs_message:
-            log.error("%s (no GALLEY_DLQ_URL: left to the queue's redrive policy)", reason)
-            return False
-        try:
-            dead_letter(
-                sqs_client(settings.region),
-                settings.dlq_url,
-                sqs_message["Body"],
-                reason=reason,
-                source_queue=queue_url or settings.queue_url,
-            )
-            self._galley_dead_lettered = True
-            return True
-        except Exception:
-            log.exception(
-                "%s; could not send it to %s: left to the queue's redrive policy",
-                reason,
-                settings.dlq_url,
-            )
-            return False
+        held = current()
+        if held is None:  # not received through Galley's transport (a test's fake message)
+            log.error("%s (not dead-lettered: no Galley transport)", reason)
+            return
+        held.note_reason(self.message.delivery_tag, reason)
+        self._galley_dead_letter = True

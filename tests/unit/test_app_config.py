@@ -89,10 +89,17 @@ def test_galley_transport_is_kombus_sqs_transport() -> None:
     assert Transport.driver_type == "sqs"
 
 
-def test_heartbeat_step_is_installed() -> None:
-    from runner.worker.heartbeat import VisibilityHeartbeat
+def test_the_transport_is_told_the_heartbeat_and_dead_letter_settings() -> None:
+    from runner.worker.custody import Options
 
-    assert VisibilityHeartbeat in create_app(SETTINGS).steps["consumer"]
+    options = Options.from_transport_options(celery_config(SETTINGS)["broker_transport_options"])
+    assert options.visibility_timeout == SETTINGS.visibility_timeout
+    assert options.heartbeat is True
+    assert options.dead_letter_url == SETTINGS.dlq_url
+
+
+def test_refusals_dead_letter_instead_of_acking() -> None:
+    assert celery_config(SETTINGS)["worker_consumer"] == "runner.worker.refusals:Consumer"
 
 
 def test_scale_in_protection_step_is_installed_and_off_by_default() -> None:

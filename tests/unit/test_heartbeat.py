@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from runner.process import wait_for
-from runner.worker.heartbeat import Beat, extend, receipts
+from runner.worker.heartbeat import Beat, extend
+from runner.worker.ledger import Ledger
 
 Q1 = "http://127.0.0.1:1/123456789012/jobs"
 Q2 = "http://127.0.0.1:1/123456789012/long"
-
-
-def request(queue: str | None, handle: str) -> Any:
-    info = {"sqs_message": {"ReceiptHandle": handle}, "sqs_queue": queue} if queue else {}
-    return SimpleNamespace(message=SimpleNamespace(delivery_info=info))
 
 
 class FakeSQS:
@@ -27,11 +22,6 @@ class FakeSQS:
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
 
-def test_receipts_group_by_queue_and_skip_non_sqs_requests() -> None:
-    found = receipts([request(Q1, "a"), request(Q2, "b"), request(Q1, "a"), request(None, "x")])
-    assert found == {Q1: ["a"], Q2: ["b"]}
-
-
 def test_extend_batches_by_ten_and_survives_a_failing_queue() -> None:
     sqs = FakeSQS(fail_queue=Q2)
     handles = [f"h{i:02d}" for i in range(23)]
@@ -43,20 +33,46 @@ def test_extend_batches_by_ten_and_survives_a_failing_queue() -> None:
     assert any(c["QueueUrl"] == Q2 for c in sqs.calls)
 
 
-def test_beat_extends_while_running_and_stops() -> None:
+def test_beat_extends_every_held_message_until_it_is_settled() -> None:
+    # GIVEN a ledger holding one message per queue, one of them being settled
+    ledger = Ledger()
+    ledger.add(Q1, {"ReceiptHandle": "r1", "MessageId": "m1", "Body": "x"})
+    ledger.add(Q2, {"ReceiptHandle": "r2", "MessageId": "m2", "Body": "y"})
+    ledger.decide("r2", "delete")
     sqs = FakeSQS()
-    running = [request(Q1, "r1")]
-    beat = Beat(sqs, 30, interval=0.01, requests=lambda: list(running))
+    beat = Beat(sqs, 30, ledger.by_queue, interval=0.01)
     beat.start()
     try:
-        wait_for(lambda: len(sqs.calls) >= 2, timeout=5, what="two heartbeats")
-        running.clear()  # the task ended: no more calls carry its handle
+        # WHEN it beats
+        wait_for(lambda: len(sqs.calls) >= 4, timeout=5, what="two rounds of heartbeats")
+        # THEN both are extended on their own queue, settling or not
+        assert {c["QueueUrl"] for c in sqs.calls} == {Q1, Q2}
+        # AND once they leave the ledger, no call carries them any more
+        ledger.forget("r1")
+        ledger.forget("r2")
         seen = len(sqs.calls)
         wait_for(lambda: beat.is_alive(), timeout=1)
     finally:
         beat.stop()
         beat.join(timeout=5)
     assert not beat.is_alive()
-    assert all(c["Entries"][0]["ReceiptHandle"] == "r1" for c in sqs.calls[:seen])
-    assert len(sqs.calls) <= seen + 1
-    assert Beat(sqs, 30).interval == 10  # a third of the visibility timeout
+    assert len(sqs.calls) <= seen + 2
+    assert Beat(sqs, 30, ledger.by_queue).interval == 10  # a third of the visibility timeout
+
+
+def test_a_failing_ledger_read_does_not_stop_the_beat() -> None:
+    calls: list[int] = []
+
+    def held() -> dict[str, list[str]]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("set changed size during iteration")
+        return {}
+
+    beat = Beat(FakeSQS(), 30, held, interval=0.01)
+    beat.start()
+    try:
+        wait_for(lambda: len(calls) >= 3, timeout=5, what="the beat to go on after an error")
+    finally:
+        beat.stop()
+        beat.join(timeout=5)

@@ -1,0 +1,138 @@
+"""Every SQS message this worker process holds, from its receipt until it is settled.
+
+One :class:`Ledger` per process, whatever happens to Celery's consumer (it restarts after errors,
+its channels close): the receiver adds each message it receives, the heartbeat keeps every entry
+invisible on SQS, and an entry leaves the ledger only when the settler has deleted it, released it,
+or dead-lettered it — on the queue it was received from, never on one the message names.
+
+A message is in one of three states:
+
+- ``held``: received, not settled: buffered, reserved, rate-limited, waiting for its eta, running.
+- ``settling``: its outcome is decided (delete, release, dead-letter) and queued for the settler.
+- gone: settled on SQS (or given up: it reappears after its visibility timeout).
+
+A message can also carry a *reason* (set before Celery rejects or acknowledges it): an
+acknowledged or rejected message with a reason is dead-lettered with it instead of deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Action = Literal["delete", "release", "dead-letter"]
+
+
+@dataclass
+class Entry:
+    """One received message."""
+
+    queue_url: str
+    receipt: str
+    message_id: str
+    body: str
+    received_at: float = field(default_factory=time.monotonic)
+    #: Why it cannot be run: an ack or reject then dead-letters it with this.
+    reason: str | None = None
+    #: Set once its outcome is decided: the settler owns it from then on.
+    action: Action | None = None
+
+
+class Ledger:
+    """Thread-safe map from receipt handle to :class:`Entry`."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._changed = threading.Condition()
+
+    # --- what the receiver and the transport call ---
+
+    def add(self, queue_url: str, sqs_message: dict[str, Any]) -> Entry:
+        entry = Entry(
+            queue_url=queue_url,
+            receipt=sqs_message["ReceiptHandle"],
+            message_id=str(sqs_message.get("MessageId", "")),
+            body=str(sqs_message.get("Body", "")),
+        )
+        with self._changed:
+            self._entries[entry.receipt] = entry
+            self._changed.notify_all()
+        return entry
+
+    def get(self, receipt: str) -> Entry | None:
+        with self._changed:
+            return self._entries.get(receipt)
+
+    def note_reason(self, receipt: str, reason: str) -> None:
+        """The message cannot be run: when it is acknowledged or rejected, dead-letter it."""
+        with self._changed:
+            entry = self._entries.get(receipt)
+            if entry is not None and entry.reason is None:
+                entry.reason = reason
+
+    def decide(self, receipt: str, action: Action, reason: str | None = None) -> Entry | None:
+        """Fix the outcome of a held message; returns it for the settler, or None when it is
+        unknown or already decided (a second ack of the same message does nothing)."""
+        with self._changed:
+            entry = self._entries.get(receipt)
+            if entry is None or entry.action is not None:
+                return None
+            if reason is not None and entry.reason is None:
+                entry.reason = reason
+            if action == "delete" and entry.reason is not None:
+                action = "dead-letter"
+            entry.action = action
+            return entry
+
+    def forget(self, receipt: str) -> None:
+        """Settled on SQS (or given up): no longer ours."""
+        with self._changed:
+            self._entries.pop(receipt, None)
+            self._changed.notify_all()
+
+    # --- what the heartbeat and the receiver read ---
+
+    def by_queue(self) -> dict[str, list[str]]:
+        """Queue URL -> receipt handles of every entry (held or settling)."""
+        with self._changed:
+            entries = list(self._entries.values())
+        found: dict[str, list[str]] = {}
+        for entry in entries:
+            found.setdefault(entry.queue_url, []).append(entry.receipt)
+        return found
+
+    def count(self, queue_url: str | None = None) -> int:
+        with self._changed:
+            if queue_url is None:
+                return len(self._entries)
+            return sum(1 for e in self._entries.values() if e.queue_url == queue_url)
+
+    def states(self) -> Counter[str]:
+        with self._changed:
+            return Counter(e.action or "held" for e in self._entries.values())
+
+    def wait_below(self, queue_url: str, limit: int, timeout: float) -> bool:
+        """Wait until fewer than ``limit`` messages of ``queue_url`` are held; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                held = sum(1 for e in self._entries.values() if e.queue_url == queue_url)
+                if held < limit:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+
+    def wait_empty(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._entries:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True

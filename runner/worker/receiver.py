@@ -1,0 +1,155 @@
+"""The receive loop: long-polls one SQS queue with boto3 and hands messages to the worker.
+
+kombu's SQS transport receives with its own pycurl client: no timeout on any request (a half-open
+connection hangs the worker for good), and a 5xx, a timeout or a 4xx on ReceiveMessage ends in an
+"Unrecoverable error" that stops the worker. Galley receives here instead, in a thread of its own:
+
+- every call has connect and read timeouts (the read timeout covers the 20 s long poll);
+- any error — 5xx, throttling, reset, timeout, access denied, a deleted queue — is logged and
+  retried with exponential backoff and jitter, so the worker rides out an outage and resumes by
+  itself when the network heals;
+- it asks for no more messages than the worker has room for (its prefetch limit, less what it
+  already holds), up to 10 a call, and records each message in the ledger before handing it on
+  (so the heartbeat covers it from its first second);
+- when it is stopped mid-poll, the messages that poll still brings are released at once, not left
+  invisible for a whole visibility timeout (celery#8875).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from runner import limits
+from runner.worker.ledger import Entry, Ledger
+from runner.worker.settler import backoff
+
+log = logging.getLogger(__name__)
+
+#: What each received message carries besides its body.
+SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]
+#: Read timeout past the longest long poll: a silent connection is given up, never waited on.
+READ_TIMEOUT = limits.MAX_WAIT_TIME_SECONDS + 10
+#: Retries are this loop's own (with backoff), so botocore makes one attempt per call.
+CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=READ_TIMEOUT,
+    retries={"mode": "standard", "max_attempts": 1},
+)
+#: Errors that will not pass by themselves: logged as errors, naming what to fix.
+CONFIG_ERRORS = {
+    "AWS.SimpleQueueService.NonExistentQueue": "the queue does not exist (GALLEY_QUEUE_URL)",
+    "QueueDoesNotExist": "the queue does not exist (GALLEY_QUEUE_URL)",
+    "AccessDenied": "access denied: the worker's role needs sqs:ReceiveMessage on the queue",
+    "AccessDeniedException": "access denied: the worker's role needs sqs:ReceiveMessage",
+}
+
+
+class Receiver(threading.Thread):
+    """Receives from ``queue_url`` until stopped; ``deliver(entries)`` gets each batch."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        ledger: Ledger,
+        deliver: Callable[[list[tuple[Entry, dict[str, Any]]]], None],
+        release: Callable[[Entry], None],
+        *,
+        capacity: Callable[[], int],
+        wait_time_seconds: int = limits.MAX_WAIT_TIME_SECONDS,
+    ) -> None:
+        super().__init__(name=f"galley-receiver:{queue_url.rsplit('/', 1)[-1]}", daemon=True)
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.ledger = ledger
+        self.deliver = deliver
+        self.release = release
+        self.capacity = capacity
+        self.wait_time_seconds = wait_time_seconds
+        self.stopped = threading.Event()
+        self.failures = 0
+        self.receives = 0
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            room = self._room()
+            if room <= 0:
+                continue
+            try:
+                messages = self._receive(room)
+            except Exception as error:
+                self._failed(error)
+                continue
+            if self.failures:
+                log.warning(
+                    "receiving from %s again after %d failures", self.queue_url, self.failures
+                )
+                self.failures = 0
+            self._hand_over(messages)
+
+    def _room(self) -> int:
+        """How many messages to ask for: waits (a second at a time) while there is no room."""
+        limit = self.capacity()
+        if limit <= 0:
+            limit = limits.MAX_BATCH_MESSAGES
+        held = self.ledger.count(self.queue_url)
+        if held >= limit:
+            self.ledger.wait_below(self.queue_url, limit, timeout=1.0)
+            return 0
+        return min(limit - held, limits.MAX_BATCH_MESSAGES)
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        self.receives += 1
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self.wait_time_seconds,
+            MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages") if isinstance(response, dict) else None
+        return [m for m in messages or [] if isinstance(m, dict) and m.get("ReceiptHandle")]
+
+    def _hand_over(self, messages: list[dict[str, Any]]) -> None:
+        received = [(self.ledger.add(self.queue_url, m), m) for m in messages]
+        if not received:
+            return
+        if self.stopped.is_set():  # stopped while this poll was out: give them back now
+            for entry, _ in received:
+                self.release(entry)
+            return
+        self.deliver(received)
+
+    def _failed(self, error: Exception) -> None:
+        self.failures += 1
+        code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else ""
+        hint = CONFIG_ERRORS.get(str(code))
+        pause = backoff(self.failures, cap=30.0 if hint else 15.0)
+        if hint:
+            log.error("receiving from %s failed: %s (%s)", self.queue_url, hint, error)
+        elif self.failures == 1 or self.failures % 10 == 0:
+            log.warning(
+                "receiving from %s failed (%s; %d in a row); retrying",
+                self.queue_url,
+                error,
+                self.failures,
+            )
+        self.stopped.wait(max(pause, 0.05))
+
+
+def join_all(receivers: list[Receiver], timeout: float) -> list[Receiver]:
+    """Wait for stopped receivers to finish their last poll; returns those still running."""
+    deadline = time.monotonic() + timeout
+    for receiver in receivers:
+        receiver.join(max(0.0, deadline - time.monotonic()))
+    return [r for r in receivers if r.is_alive()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +163,37 @@ def demo() -> None:
     with _clear_errors(), StopRequested(interrupt=True):
         code = demo_.run(click.echo)
     raise SystemExit(code)
+
+
+@main.command()
+def doctor() -> None:
+    """Check the settings against AWS: queues, dead-letter queue, visibility timeout, bucket.
+
+    One line per check; exit 1 if any failed. Reads the same environment as the worker.
+    """
+    from runner import checks
+    from runner.settings import WorkerSettings, load
+
+    with _clear_errors():
+        config = load(WorkerSettings)
+        sqs, s3 = checks.clients(config)
+    report = checks.run_checks(config, sqs, s3)
+    marks = _MARKS if _fancy(sys.stdout) else _PLAIN_MARKS
+    for check in report.checks:
+        click.echo(f"{marks[check.status]} {check}")
+    if report.problems:
+        raise click.ClickException(f"{len(report.problems)} problem(s); fix the variables named")
+    click.echo("all checks passed")
+
+
+_MARKS = {"ok": "\u2713", "fail": "\u2717", "skipped": "-"}
+_PLAIN_MARKS = {"ok": "ok  ", "fail": "FAIL", "skipped": "skip"}
+
+
+def _fancy(stream: Any) -> bool:
+    """Check marks only on a terminal that can print them."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    return bool(stream.isatty()) and encoding == "utf8"
 
 
 from runner.cli_dlq import dlq  # noqa: E402

@@ -86,6 +86,16 @@ def _check_queue_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _refuse_fifo(value: str) -> str:
+    """Galley's worker, Lambda consumer, hops and DLQ sends speak standard queues only."""
+    if queue_name_from_url(value).endswith(".fifo"):
+        raise ValueError(
+            f"{value!r} is a FIFO queue; Galley supports standard queues only "
+            "(FIFO needs message groups for every send; a separate feature)"
+        )
+    return value
+
+
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GALLEY_",
@@ -190,6 +200,11 @@ class WorkerSettings(ProducerSettings):
     def _dlq_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_queue_url(value)
 
+    @field_validator("queue_url", "long_queue_url", "dlq_url")
+    @classmethod
+    def _standard_queues_only(cls, value: str | None) -> str | None:
+        return None if value is None else _refuse_fifo(value)
+
     @field_validator("results_prefix")
     @classmethod
     def _prefix_valid(cls, value: str) -> str:
@@ -234,7 +249,7 @@ class DlqSettings(AwsSettings):
     @field_validator("dlq_url")
     @classmethod
     def _dlq_url_valid(cls, value: str) -> str:
-        return _check_queue_url(value)
+        return _refuse_fifo(_check_queue_url(value))
 
 
 _S = TypeVar("_S", bound=_Base)

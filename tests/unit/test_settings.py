@@ -127,3 +127,48 @@ def test_every_variable_constant_is_listed() -> None:
         if name.isupper() and isinstance(value, str) and value.isupper() and "_" in value
     }
     assert constants == set(settings.ALL_VARIABLES)
+
+
+FIFO_QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/galley-jobs.fifo"
+
+
+@pytest.mark.parametrize(
+    "variable", ["GALLEY_QUEUE_URL", "GALLEY_LONG_QUEUE_URL", "GALLEY_DLQ_URL"]
+)
+def test_fifo_queue_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # GIVEN a worker environment where one queue variable names a FIFO queue
+    monkeypatch.setenv("GALLEY_QUEUE_URL", QUEUE)
+    monkeypatch.setenv("GALLEY_RESULTS_BUCKET", "galley-results")
+    monkeypatch.setenv(variable, FIFO_QUEUE)
+    # WHEN
+    with pytest.raises(SettingsError) as error:
+        load(WorkerSettings)
+    # THEN the one line names the variable, the URL and why
+    assert str(error.value).splitlines()[1:] == [
+        f"  {variable}: {FIFO_QUEUE!r} is a FIFO queue; Galley supports standard queues only "
+        "(FIFO needs message groups for every send; a separate feature)"
+    ]
+
+
+def test_fifo_dead_letter_queue_is_refused_for_galley_dlq(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALLEY_DLQ_URL", FIFO_QUEUE)
+    with pytest.raises(SettingsError, match=r"GALLEY_DLQ_URL: .* is a FIFO queue"):
+        load(settings.DlqSettings)
+
+
+def test_standard_queue_names_near_fifo_are_accepted() -> None:
+    # GIVEN names that only look like FIFO ones
+    near = QUEUE.rsplit("/", 1)[0] + "/jobs-fifo"
+    # WHEN / THEN they load, in every queue variable
+    loaded = load(
+        WorkerSettings, queue_url=near, long_queue_url=near, dlq_url=near, results_bucket="b12"
+    )
+    assert (loaded.queue_url, loaded.long_queue_url, loaded.dlq_url) == (near, near, near)
+
+
+def test_boto3_only_producer_still_takes_a_fifo_queue() -> None:
+    # runner.producer sends FIFO messages as kombu does (group and deduplication ids; see
+    # tests/integration/test_producer.py); only the processes that consume are refused.
+    assert load(ProducerSettings, queue_url=FIFO_QUEUE).queue_url == FIFO_QUEUE

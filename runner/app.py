@@ -24,10 +24,11 @@ from pydantic import BaseModel
 from runner import aws, contracts, delays, idempotency, kombu_json, limits, payloads, wire
 from runner.saferepr import saferepr
 from runner.settings import SettingsError, WorkerSettings, load
-from runner.worker import transport
+from runner.worker import startup, transport
 from runner.worker.protection import ScaleInProtection
 
 transport.register()
+startup.install()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
 TASK_PACKAGES = ("tasks",)
@@ -205,6 +206,12 @@ class GalleyCelery(Celery):
 
     def on_configure(self) -> None:
         settings = self.galley_settings
+        delays.install(max_hop=settings.max_hop_seconds)
+        self.conf.update(celery_config(settings))
+
+    def galley_reconfigure(self, settings: WorkerSettings) -> None:
+        """Use ``settings`` from now on (the worker's start-up checks complete them)."""
+        self._galley_settings = settings
         delays.install(max_hop=settings.max_hop_seconds)
         self.conf.update(celery_config(settings))
 

@@ -103,6 +103,8 @@ class _Base(BaseSettings):
         extra="ignore",
         frozen=True,
         populate_by_name=True,
+        # `GALLEY_DLQ_URL=` (e.g. an empty template parameter) means "not set"
+        env_ignore_empty=True,
     )
 
 

@@ -1,0 +1,72 @@
+"""What a worker checks before it takes any job: refuse a misconfiguration at start, clearly.
+
+`celery -A runner.app worker` runs runner.checks against AWS as it starts (Celery's
+``celeryd_init`` signal, before the pool and the consumer exist). Each problem is one line naming
+the variable to fix, and the worker exits 1: a worker on a wrong queue URL, a queue without any
+dead-letter queue, a missing bucket or a visibility timeout that disagrees with the queue's never
+reports "ready". What the checks learn is used: an unset GALLEY_VISIBILITY_TIMEOUT becomes the
+queue's own, and without GALLEY_DLQ_URL the queue's RedrivePolicy target receives dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import signals
+
+from runner import checks
+from runner.settings import SettingsError, WorkerSettings, load
+
+log = logging.getLogger(__name__)
+
+
+def resolve(settings: WorkerSettings, sqs: Any, s3: Any) -> WorkerSettings:
+    """``settings`` completed from AWS; raises SettingsError listing every problem."""
+    problems, resolved = checks.worker_problems(settings, sqs, s3)
+    if problems:
+        raise SettingsError(
+            "Galley cannot start:\n" + "\n".join(f"  {problem}" for problem in problems)
+        )
+    overrides: dict[str, Any] = {"visibility_timeout": resolved.visibility_timeout}
+    if resolved.dlq_url and not settings.dlq_url:
+        overrides["dlq_url"] = resolved.dlq_url
+    explicit = {name: getattr(settings, name) for name in settings.model_fields_set}
+    return load(WorkerSettings, **{**explicit, **overrides})
+
+
+def _check_at_start(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    app = getattr(instance, "app", None)
+    reconfigure = getattr(app, "galley_reconfigure", None)
+    if app is None or reconfigure is None:
+        return
+    try:
+        settings = app.galley_settings
+        sqs, s3 = checks.clients(settings)
+        resolved = resolve(settings, sqs, s3)
+    except SettingsError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        # Celery's signal dispatch logs and swallows exceptions; SystemExit is not one
+        raise SystemExit(1) from None
+    reconfigure(resolved)
+    # Celery read the time limit from the configuration before this signal could change it
+    instance.time_limit = resolved.effective_time_limit
+    _passed.append(
+        f"start-up checks passed: visibility timeout {resolved.visibility_timeout}s, "
+        f"dead letters to {resolved.dlq_url}"
+    )
+
+
+#: Said once logging is set up (it is not yet when the checks run).
+_passed: list[str] = []
+
+
+def _report(**_: Any) -> None:
+    while _passed:
+        log.info(_passed.pop(0))
+
+
+def install() -> None:
+    signals.celeryd_init.connect(_check_at_start, weak=False, dispatch_uid="galley-startup")
+    signals.celeryd_after_setup.connect(_report, weak=False, dispatch_uid="galley-startup-report")

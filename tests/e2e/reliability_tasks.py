@@ -57,3 +57,12 @@ def measure(blob: str, label: str = "") -> dict[str, object]:
     import hashlib
 
     return {"size": len(blob), "sha256": hashlib.sha256(blob.encode()).hexdigest(), "label": label}
+
+
+@app.task(name="reliability.throttled", rate_limit="12/m")
+def throttled(bucket: str, job: str) -> str:
+    """At most one run every 5 s per worker: the rest wait in Celery's rate-limit buckets."""
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=f"runs/{job}/started/{uuid.uuid4().hex}", Body=b""
+    )
+    return job

@@ -1,0 +1,123 @@
+"""Galley's transport: one custody per process, restores that never release a running task."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from runner.worker import custody as custody_module
+from runner.worker import transport
+from runner.worker.custody import Options
+from runner.worker.ledger import Ledger
+
+Q = "http://127.0.0.1:1/123456789012/jobs"
+
+
+class Recorder:
+    """A custody that records decisions instead of settling them on SQS."""
+
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self.decided: list[tuple[str, str, str | None]] = []
+
+    def settle(self, receipt: str, action: str, reason: str | None = None) -> bool:
+        self.decided.append((receipt, action, reason))
+        return True
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    held = Recorder()
+    monkeypatch.setattr(transport, "custody", lambda *a, **k: held)
+    return held
+
+
+def test_a_restore_keeps_running_tasks_and_releases_the_rest(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 2: after a lost connection kombu's restore released the messages of tasks still
+    running (visibility 0): another worker ran them a second time."""
+    # GIVEN a task that has started and one that has not
+    monkeypatch.setattr(transport, "_started_tags", lambda: {"running"})
+    channel: Any = SimpleNamespace()
+    # WHEN Celery's consumer closes its channel and restores what it did not acknowledge
+    transport.Channel._restore(channel, SimpleNamespace(delivery_tag="running"))
+    transport.Channel._restore(channel, SimpleNamespace(delivery_tag="waiting"))
+    # THEN only the one that has not started is released
+    assert recorder.decided == [("waiting", "release", None)]
+
+
+def test_ack_and_reject_settle_by_receipt_whatever_the_message_names(recorder: Recorder) -> None:
+    acked: list[str] = []
+    channel: Any = SimpleNamespace(qos=SimpleNamespace(ack=acked.append))
+    transport.Channel.basic_ack(channel, "r-ack")
+    transport.Channel.basic_reject(channel, "r-requeue", requeue=True)
+    transport.Channel.basic_reject(channel, "r-reject", requeue=False)
+    assert recorder.decided == [
+        ("r-ack", "delete", None),
+        ("r-requeue", "release", None),
+        ("r-reject", "dead-letter", transport.DEFAULT_REJECT_REASON),
+    ]
+    assert acked == ["r-ack", "r-requeue", "r-reject"]  # kombu's bookkeeping freed each slot
+
+
+def heartbeats() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "galley-visibility-heartbeat")
+
+
+def test_one_custody_and_one_heartbeat_per_process_across_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect 2: each consumer restart started another heartbeat and never stopped the old."""
+    monkeypatch.setattr(custody_module, "_custody", {})
+    transport.register()
+    options = {
+        "region": "us-east-1",
+        "predefined_queues": {"jobs": {"url": Q}},
+        "galley": {"visibility_timeout": 30, "heartbeat": True},
+    }
+    before = heartbeats()
+    # WHEN the consumer connects three times (a start and two restarts)
+    transports = [
+        Connection("galley-sqs://", transport_options=options).transport for _ in range(3)
+    ]
+    # THEN they share one custody, with one heartbeat
+    assert len({id(t.galley) for t in transports}) == 1
+    assert heartbeats() - before == 1
+    assert transports[0].galley.options == Options.from_transport_options(options)
+    beat = transports[0].galley.beat
+    assert beat is not None
+    beat.stop()
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "reason"),
+    [
+        ("timelimit", ["abc", None], "not a number of seconds"),
+        ("timelimit", [1, 2, 3], "not a [hard, soft] pair"),
+        ("timelimit", "60", "not a [hard, soft] pair"),
+        ("retries", "3", "not a non-negative integer"),
+        ("retries", -1, "not a non-negative integer"),
+        ("retries", True, "not a non-negative integer"),
+        ("shadow", ["x"], "is not a string"),
+    ],
+)
+def test_headers_celery_cannot_take_are_refused(header: str, value: Any, reason: str) -> None:
+    from runner import wire
+
+    message = wire.build("tasks.x", [], queue="jobs")
+    message.headers[header] = value
+    refusal = transport.refusal(message)
+    assert refusal is not None and reason in refusal
+
+
+def test_celerys_own_headers_are_accepted() -> None:
+    from runner import wire
+
+    message = wire.build("tasks.x", [1], queue="jobs", retries=2)
+    message.headers["timelimit"] = [30, 27.5]  # apply_async(time_limit=30, soft_time_limit=27.5)
+    assert transport.refusal(message) is None

@@ -72,10 +72,12 @@ class Custody:
                 options.visibility_timeout,
             )
 
-    def settle(self, receipt: str, action: Action, reason: str | None = None) -> bool:
+    def settle(
+        self, receipt: str, action: Action, reason: str | None = None, delay_seconds: int = 0
+    ) -> bool:
         """Decide a held message's outcome and hand it to the settler; False if it was not held
         or already decided."""
-        entry = self.ledger.decide(receipt, action, reason)
+        entry = self.ledger.decide(receipt, action, reason, delay_seconds)
         if entry is None:
             return False
         self.settler.submit(entry)

@@ -2,9 +2,11 @@
 
 Stock Celery keeps an early message in the worker's memory until its eta; past the visibility
 timeout SQS delivers it again (celery#3270), and SQS cannot delay a message more than 900 s.
-Galley's task strategy sends such a message back to its queue with the next hop's DelaySeconds
-(at most ``GALLEY_MAX_HOP_SECONDS``) and acknowledges the original: the job runs once, not before
-its eta, within one hop's accuracy.
+Galley's task strategy hands such a message to the settler (runner/worker/settler.py), which sends
+it back to the queue it came from with the next hop's DelaySeconds (at most
+``GALLEY_MAX_HOP_SECONDS``) and then deletes the original — off the event loop, retried through
+faults while the heartbeat keeps the original hidden. The job runs once, not before its eta,
+within one hop's accuracy.
 """
 
 from __future__ import annotations
@@ -14,21 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.config import Config
 from celery.worker.strategy import default as default_strategy
 
-from runner import aws, delays
+from runner import delays
+from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
-
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3})
-_clients: dict[str, Any] = {}
-
-
-def sqs_client(region: str) -> Any:
-    if region not in _clients:
-        _clients[region] = aws.client("sqs", region=region, config=CLIENT_CONFIG)
-    return _clients[region]
 
 
 def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., Any]:
@@ -44,18 +37,10 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[...,
             hop = delays.hop_seconds(eta, datetime.now(UTC), max_hop=settings.max_hop_seconds)
         except (TypeError, ValueError, OverflowError):  # Celery's own handling rejects it
             return handle(message, body, ack, reject, callbacks, **options)
-        info = message.delivery_info or {}
-        sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
-        if not hop or not sqs_message or not queue_url:
+        held = current()
+        if not hop or held is None:
             return handle(message, body, ack, reject, callbacks, **options)
-        try:
-            sqs_client(settings.region).send_message(
-                QueueUrl=queue_url, MessageBody=sqs_message["Body"], DelaySeconds=hop
-            )
-        except Exception as error:  # keep it the stock way rather than lose it
-            log.warning(
-                "could not send %s on its next delay hop (%s); holding it", task.name, error
-            )
+        if not held.settle(message.delivery_tag, "forward", delay_seconds=hop):
             return handle(message, body, ack, reject, callbacks, **options)
         log.info(
             "task %s[%s] is due at %s: sent on with a %ss delay",
@@ -64,7 +49,7 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[...,
             eta,
             hop,
         )
-        ack(log, consumer.connection_errors)  # what Request.acknowledge() passes
+        ack(log, consumer.connection_errors)  # frees its prefetch slot; the settler deletes it
         return None
 
     return hop_or_handle

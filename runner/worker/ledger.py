@@ -8,7 +8,8 @@ or dead-lettered it — on the queue it was received from, never on one the mess
 A message is in one of three states:
 
 - ``held``: received, not settled: buffered, reserved, rate-limited, waiting for its eta, running.
-- ``settling``: its outcome is decided (delete, release, dead-letter) and queued for the settler.
+- ``settling``: its outcome is decided (delete, release, dead-letter, forward: sent back to its
+  queue with a delay, then deleted) and queued for the settler.
 - gone: settled on SQS (or given up: it reappears after its visibility timeout).
 
 A message can also carry a *reason* (set before Celery rejects or acknowledges it): an
@@ -23,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Action = Literal["delete", "release", "dead-letter"]
+Action = Literal["delete", "release", "dead-letter", "forward"]
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Entry:
     reason: str | None = None
     #: Set once its outcome is decided: the settler owns it from then on.
     action: Action | None = None
+    #: For ``forward``: the SQS delay of the copy sent back to the queue (a delay hop).
+    delay_seconds: int = 0
 
 
 class Ledger:
@@ -73,7 +76,9 @@ class Ledger:
             if entry is not None and entry.reason is None:
                 entry.reason = reason
 
-    def decide(self, receipt: str, action: Action, reason: str | None = None) -> Entry | None:
+    def decide(
+        self, receipt: str, action: Action, reason: str | None = None, delay_seconds: int = 0
+    ) -> Entry | None:
         """Fix the outcome of a held message; returns it for the settler, or None when it is
         unknown or already decided (a second ack of the same message does nothing)."""
         with self._changed:
@@ -85,6 +90,7 @@ class Ledger:
             if action == "delete" and entry.reason is not None:
                 action = "dead-letter"
             entry.action = action
+            entry.delay_seconds = delay_seconds
             return entry
 
     def forget(self, receipt: str) -> None:

@@ -6,7 +6,9 @@ is queued here and a thread of its own carries it out on the queue it was receiv
 
 - ``delete``: DeleteMessageBatch (up to 10 a call, grouped by queue);
 - ``release``: ChangeMessageVisibilityBatch to 0, so another worker takes it now;
-- ``dead-letter``: SendMessage to the dead-letter queue with the reason, then delete.
+- ``dead-letter``: SendMessage to the dead-letter queue with the reason, then delete;
+- ``forward``: SendMessage of the same body back to its queue with a delay (a hop towards its
+  eta), then delete.
 
 A failed call is retried with backoff and jitter while the heartbeat keeps the message hidden, so
 a network fault delays an outcome but never changes it. Two exceptions: a receipt handle SQS calls
@@ -112,6 +114,11 @@ class Settler(threading.Thread):
                     deletes[entry.queue_url].append(entry)
                 elif entry.action == "dead-letter":  # not given up: try again
                     retry.append(entry)
+            elif entry.action == "forward":
+                if self._forward(entry):
+                    deletes[entry.queue_url].append(entry)
+                else:
+                    retry.append(entry)
             elif entry.action == "release":
                 releases[entry.queue_url].append(entry)
             else:
@@ -156,6 +163,19 @@ class Settler(threading.Thread):
             return False
         log.warning("message %s dead-lettered: %s", entry.message_id, reason)
         entry.action = "delete"  # sent: what is left is deleting the original
+        self._attempts.pop(entry.receipt, None)
+        return True
+
+    def _forward(self, entry: Entry) -> bool:
+        try:
+            self.sqs.send_message(
+                QueueUrl=entry.queue_url, MessageBody=entry.body, DelaySeconds=entry.delay_seconds
+            )
+        except Exception as error:
+            self._attempts[entry.receipt] += 1
+            log.warning("delay hop of %s failed (%s); retrying", entry.message_id, error)
+            return False
+        entry.action = "delete"  # the copy is on its way: what is left is deleting the original
         self._attempts.pop(entry.receipt, None)
         return True
 

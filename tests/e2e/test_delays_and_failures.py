@@ -120,11 +120,13 @@ def test_failed_job_is_kept_when_the_dlq_cannot_take_it(
     app_for: Callable[[local.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
-    # GIVEN a worker whose GALLEY_DLQ_URL names a queue that does not exist
+    # GIVEN a worker whose GALLEY_DLQ_URL queue is deleted after the worker started
     stack = make_stack(visibility_timeout=2, max_receive_count=2)
     client = app_for(stack)
-    missing = stack.dlq_url.rsplit("/", 1)[0] + "/no-such-queue"
-    running = worker(stack, GALLEY_DLQ_URL=missing, **TASKS)
+    sqs, _ = support.clients(stack)
+    doomed = sqs.create_queue(QueueName=f"doomed-{stack.bucket}")["QueueUrl"]
+    running = worker(stack, GALLEY_DLQ_URL=doomed, **TASKS)
+    sqs.delete_queue(QueueUrl=doomed)
     client.send_task("reliability.fail", args=["still here"])
     # THEN the failed job is not acknowledged away: SQS's redrive policy moves it to the DLQ
     wait_for(

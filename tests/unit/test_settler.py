@@ -167,3 +167,21 @@ def test_an_outcome_is_decided_once() -> None:
     assert ledger.decide(receipt, "delete") is not None
     assert ledger.decide(receipt, "release") is None  # a late restore does not undo the ack
     assert ledger.decide("never-received", "delete") is None
+
+
+def test_a_forward_sends_the_same_body_back_with_its_delay_then_deletes() -> None:
+    # GIVEN an SQS whose first send fails
+    ledger, sqs = Ledger(), FakeSQS(send=1)
+    settler = run(ledger, sqs)
+    [receipt] = hold(ledger, Q2, 1)
+    # WHEN an early message is forwarded on a 900 s hop
+    entry = ledger.decide(receipt, "forward", delay_seconds=900)
+    assert entry is not None
+    settler.submit(entry)
+    assert settler.flush(10)
+    # THEN it was sent again (after the failure) to the queue it came from, then deleted
+    sends = sqs.of("send")
+    assert len(sends) == 2
+    assert sends[-1] == {"QueueUrl": Q2, "MessageBody": "b", "DelaySeconds": 900}
+    assert [d["QueueUrl"] for d in sqs.of("delete")] == [Q2]
+    assert ledger.count() == 0

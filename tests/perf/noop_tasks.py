@@ -1,0 +1,10 @@
+"""A task that does nothing, for counting what the runtime itself costs per job."""
+
+from __future__ import annotations
+
+from runner.app import app
+
+
+@app.task(name="perf.noop")
+def noop() -> None:
+    """Nothing: every request the job costs is the runtime's."""

@@ -9,12 +9,25 @@ from runner.consumer import Consumer
 _consumer: Consumer | None = None
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run the batch; returns ``{"batchItemFailures": [...]}`` (ReportBatchItemFailures)."""
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Run the batch; returns ``{"batchItemFailures": [...]}`` (ReportBatchItemFailures) for any
+    event. Only a misconfigured cold start raises, with a one-line message naming the variable."""
     global _consumer
     if _consumer is None:  # cold start: settings validated, task modules imported, once
-        from runner.app import app
-        from runner.settings import ConsumerSettings, load
-
-        _consumer = Consumer(app, load(ConsumerSettings))
+        _consumer = _cold_start()
     return _consumer.handle(event, context)
+
+
+def _cold_start() -> Consumer:
+    from runner.settings import DLQ_URL, ConsumerSettings, SettingsError, load
+
+    settings = load(ConsumerSettings)
+    if not settings.dlq_url:
+        # Without it a job that fails for good would be handed back to SQS again and again.
+        raise SettingsError(
+            f"{DLQ_URL} is not set: the Lambda consumer sends jobs that fail for good to this "
+            "dead-letter queue (template.yaml sets it to the jobs queue's DLQ)"
+        )
+    from runner.app import app
+
+    return Consumer(app, settings)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ from runner import local, producer, wire
 from runner.consumer import Consumer
 from runner.deadletter import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
 from runner.process import wait_for
-from runner.settings import ConsumerSettings
+from runner.settings import ConsumerSettings, load
 from tests import support
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -23,27 +28,70 @@ EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 # --- fixtures ---
 # The example tasks are bound to the module-level `runner.app.app`, which configures itself once
-# per process; so the consumer tests share one stack, configured once, isolated by task ids.
+# per process; so the consumer tests (and test_consumer_fuzz, test_lambda_handlers, which import
+# these helpers) share one stack, configured once, isolated by task ids.
+
+_SHARED: dict[str, Any] = {}
+
+
+def shared_stack(moto_server: local.MotoServer) -> local.LocalResources:
+    """The one stack `runner.app.app` is attached to in this test session."""
+    if "stack" not in _SHARED:
+        config = support.unique_config(visibility_timeout=60)
+        _SHARED["stack"] = support.provision(moto_server.url, config)
+    stack: local.LocalResources = _SHARED["stack"]
+    return stack
+
+
+def shared_app(stack: local.LocalResources) -> Any:
+    """`runner.app.app`, configured for ``stack`` (once), with the test tasks registered."""
+    from runner.app import app
+    from runner.settings import WorkerSettings
+
+    if "app" not in _SHARED:
+        assert not app.configured, "runner.app.app was configured before the consumer tests"
+        app._galley_settings = WorkerSettings(  # what load(WorkerSettings) reads in Lambda
+            queue_url=stack.queue_url,
+            dlq_url=stack.dlq_url,
+            results_bucket=stack.bucket,
+            visibility_timeout=stack.visibility_timeout,
+        )
+        app.loader.import_default_modules()
+        app.finalize(auto=True)
+        _register_test_tasks(app)
+        _SHARED["app"] = app
+    assert app.galley_settings.queue_url == stack.queue_url, "runner.app.app: another stack"
+    return app
+
+
+#: A job that blocks (as on slow I/O) for ``seconds``; its start is reported to PROBES[probe].
+BLOCKING_TASK = "tests.integration.blocking"
+#: A job that calls sys.exit().
+EXITING_TASK = "tests.integration.exiting"
+PROBES: dict[str, Callable[[], None]] = {}
+
+
+def _register_test_tasks(app: Any) -> None:
+    @app.task(name=BLOCKING_TASK, shared=False)
+    def blocking(seconds: float, probe: str = "") -> str:
+        if probe in PROBES:
+            PROBES[probe]()
+        threading.Event().wait(seconds)  # stands for slow I/O; never set
+        return "finished"
+
+    @app.task(name=EXITING_TASK, shared=False)
+    def exiting() -> None:
+        sys.exit(3)
 
 
 @pytest.fixture(scope="session")
 def lambda_stack(moto_server: local.MotoServer) -> local.LocalResources:
-    return support.provision(moto_server.url, support.unique_config(visibility_timeout=60))
+    return shared_stack(moto_server)
 
 
 @pytest.fixture(scope="session")
 def galley_app(lambda_stack: local.LocalResources) -> Any:
-    from runner.app import app
-    from runner.settings import WorkerSettings
-
-    assert not app.configured, "runner.app.app was configured before the consumer tests"
-    app._galley_settings = WorkerSettings(  # what load(WorkerSettings) reads in Lambda
-        queue_url=lambda_stack.queue_url,
-        dlq_url=lambda_stack.dlq_url,
-        results_bucket=lambda_stack.bucket,
-        visibility_timeout=lambda_stack.visibility_timeout,
-    )
-    return app
+    return shared_app(lambda_stack)
 
 
 @pytest.fixture
@@ -59,7 +107,7 @@ def lambda_env(
 def consumer(lambda_env: local.LocalResources, galley_app: Any) -> Iterator[Consumer]:
     sqs, _ = support.clients(lambda_env)
     _drain(lambda_env)
-    yield Consumer(galley_app, ConsumerSettings(), sqs=sqs)
+    yield Consumer(galley_app, load(ConsumerSettings), sqs=sqs)
     _drain(lambda_env)
 
 
@@ -74,7 +122,9 @@ def _drain(stack: local.LocalResources) -> None:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def record(body: str, stack: local.LocalResources) -> dict[str, Any]:
+def record(
+    body: str, stack: local.LocalResources, receipt_handle: str | None = None
+) -> dict[str, Any]:
     """An SQS event record as the event source mapping delivers it (tests/events)."""
     template = json.loads((EVENTS / "sqs_record.json").read_text())
     queue = stack.queue_url.rsplit("/", 1)[1]
@@ -83,7 +133,44 @@ def record(body: str, stack: local.LocalResources) -> dict[str, Any]:
         "messageId": str(uuid.uuid4()),
         "body": body,
         "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
+        **({"receiptHandle": receipt_handle} if receipt_handle else {}),
     }
+
+
+def received_records(stack: local.LocalResources, bodies: list[str]) -> list[dict[str, Any]]:
+    """``bodies`` sent to the queue and received from it: records with real receipt handles,
+    in the order of ``bodies`` (each body must be unique)."""
+    sqs, _ = support.clients(stack)
+    for body in bodies:
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    got: dict[str, dict[str, Any]] = {}
+
+    def all_received() -> bool:
+        response = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10)
+        for message in response.get("Messages", []):
+            got[message["Body"]] = message
+        return len(got) == len(bodies)
+
+    wait_for(all_received, timeout=20, what=f"{len(bodies)} messages to be received")
+    records = []
+    for body in bodies:
+        message = got[body]
+        records.append(
+            {**record(body, stack, message["ReceiptHandle"]), "messageId": message["MessageId"]}
+        )
+    return records
+
+
+def queue_counts(stack: local.LocalResources) -> dict[str, int]:
+    """The jobs queue's visible, in-flight and delayed message counts."""
+    sqs, _ = support.clients(stack)
+    attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
+    names = {
+        "visible": "ApproximateNumberOfMessages",
+        "in_flight": "ApproximateNumberOfMessagesNotVisible",
+        "delayed": "ApproximateNumberOfMessagesDelayed",
+    }
+    return {key: int(attrs["Attributes"][name]) for key, name in names.items()}
 
 
 def received_body(stack: local.LocalResources) -> str:
@@ -106,7 +193,7 @@ def dlq_reasons(stack: local.LocalResources) -> dict[str, str]:
             assert attrs[SOURCE_ATTRIBUTE]["StringValue"] == stack.queue_url
             try:
                 key = wire.decode(message["Body"]).id
-            except wire.WireError:
+            except ValueError:  # WireError, or a number too long to read
                 key = message["Body"]
             found[key] = attrs[REASON_ATTRIBUTE]["StringValue"]
             sqs.delete_message(QueueUrl=stack.dlq_url, ReceiptHandle=message["ReceiptHandle"])
@@ -123,6 +210,16 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+class Deadline:
+    """A Lambda context whose remaining time runs down with the clock, as Lambda's does."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.end - time.monotonic()) * 1000))
 
 
 # --- contract: stock Celery in, Galley consumer runs it ---
@@ -188,6 +285,7 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
     wrong_id, wrong_args = body_of("tasks.reports.summarize_csv")
     garbage = "this is not a celery message"
     records = [record(b, stack) for b in (good, failing, retrying, unknown, wrong_args, garbage)]
+    waiting_before = queue_counts(stack)["delayed"] + queue_counts(stack)["visible"]
     # WHEN the batch is handled
     outcomes = {o.message_id: o for o in consumer.run_batch(records, Context(60_000))}
     response = consumer.handle({"Records": []})
@@ -208,11 +306,8 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
     assert AsyncResult(unknown_id, app=galley_app).state == "FAILURE"
     assert AsyncResult(wrong_id, app=galley_app).state == "FAILURE"
     # AND the retry is a new, delayed message on the queue: nobody waits for it
-    attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
-    assert (
-        int(attrs["ApproximateNumberOfMessagesDelayed"]) + int(attrs["ApproximateNumberOfMessages"])
-        == 1
-    )
+    waiting = queue_counts(stack)["delayed"] + queue_counts(stack)["visible"]
+    assert waiting == waiting_before + 1
     retried: list[dict[str, Any]] = []
 
     def retry_arrived() -> bool:
@@ -273,7 +368,7 @@ def test_a_future_eta_is_deferred_not_waited_for(consumer: Consumer, galley_app:
 
 def test_without_a_dlq_bad_records_go_back_to_sqs(consumer: Consumer) -> None:
     stack = _stack(consumer)
-    settings = ConsumerSettings(dlq_url=None)
+    settings = load(ConsumerSettings, dlq_url=None)
     no_dlq = Consumer(consumer.app, settings, sqs=consumer.sqs)
     garbage = record("garbage", stack)
     # The queue's redrive policy then moves it after maxReceiveCount receives.
@@ -352,10 +447,10 @@ def test_one_records_error_does_not_fail_the_batch(
     broken = record("unused", stack)
     real_run = consumer.run_record
 
-    def run(r: dict[str, Any]) -> Any:
+    def run(r: dict[str, Any], **options: Any) -> Any:
         if r is broken:
             raise RuntimeError("S3 is down")
-        return real_run(r)
+        return real_run(r, **options)
 
     monkeypatch.setattr(consumer, "run_record", run)
     response = consumer.handle({"Records": [good, clashing, broken]})
@@ -363,3 +458,266 @@ def test_one_records_error_does_not_fail_the_batch(
     assert response == {"batchItemFailures": [{"itemIdentifier": broken["messageId"]}]}
     assert AsyncResult(good_id, app=galley_app).state == "SUCCESS"
     assert AsyncResult(clash.id, app=galley_app).state == "SUCCESS"
+
+
+# --- settling each record at once, within the invocation's time ---
+
+
+def test_settled_records_leave_the_queue_as_soon_as_they_settle(
+    consumer: Consumer, galley_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _stack(consumer)
+    sqs, _ = support.clients(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    job = "tasks.imports.import_records"
+    quick = wire.encode(job, ([], stack.bucket, "q"), {}, queue=queue)
+    garbage = f"not a celery message {uuid.uuid4()}"
+    later = wire.encode(job, ([], stack.bucket, "l"), {}, queue=queue, countdown=2000)
+    probe = str(uuid.uuid4())
+    slow = wire.encode(BLOCKING_TASK, (8, probe), {}, queue=queue)
+    before = queue_counts(stack)
+    # GIVEN four messages received from the queue: a quick job, a garbage body, a job due in
+    # 2000 s, and a job still blocked when the invocation ends
+    records = received_records(stack, [quick, garbage, later, slow])
+    seen: list[dict[str, int]] = []
+    monkeypatch.setitem(PROBES, probe, lambda: seen.append(_delta(queue_counts(stack), before)))
+    # WHEN the batch is handled with 5 s left after the reserve
+    context = Deadline(consumer.settings.lambda_reserve_seconds + 5)
+    consumer.handle({"Records": records}, context)
+    # THEN when the slow job started, the three settled messages were deleted already: only the
+    # slow one was in flight (the hop waits on the queue as a new, delayed message)
+    settled = {"visible": 0, "in_flight": 1, "delayed": 1}
+    assert seen == [settled], f"queue when the slow job started (vs before the batch): {seen}"
+    # AND afterwards too: they were deleted, not merely reported
+    assert _delta(queue_counts(stack), before) == settled
+    sqs.change_message_visibility(
+        QueueUrl=stack.queue_url, ReceiptHandle=records[-1]["receiptHandle"], VisibilityTimeout=0
+    )
+
+
+def test_a_record_past_its_time_budget_is_stopped_and_comes_back(
+    consumer: Consumer, galley_app: Any
+) -> None:
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    quick_id, slow_id, after_id = (str(uuid.uuid4()) for _ in range(3))
+    job = "tasks.imports.import_records"
+    quick = wire.encode(job, ([], stack.bucket, "b"), {}, queue=queue, task_id=quick_id)
+    slow = wire.encode(BLOCKING_TASK, (20,), {}, queue=queue, task_id=slow_id)
+    after = wire.encode(job, ([], stack.bucket, "b"), {}, queue=queue, task_id=after_id)
+    records = [record(body, stack) for body in (quick, slow, after)]
+    # GIVEN an invocation with 4 s left after the reserve, and a job that blocks for 20 s
+    context = Deadline(consumer.settings.lambda_reserve_seconds + 4)
+    # WHEN the batch is handled
+    started = time.monotonic()
+    response = consumer.handle({"Records": records}, context)
+    elapsed = time.monotonic() - started
+    # THEN the blocked job was stopped at the budget, not run to its end
+    assert elapsed < 12, f"the batch took {elapsed:.1f}s: the job was not stopped at its budget"
+    # AND it, and the record after it (not started), come back; the quick one does not
+    failed = [{"itemIdentifier": r["messageId"]} for r in records[1:]]
+    assert response == {"batchItemFailures": failed}
+    # AND the stopped job is not settled: no FAILURE, no dead letter
+    assert AsyncResult(slow_id, app=galley_app).state == "STARTED"
+    assert dlq_reasons(stack) == {}
+    assert AsyncResult(quick_id, app=galley_app).state == "SUCCESS"
+    assert AsyncResult(after_id, app=galley_app).state == "PENDING"
+
+
+def test_a_body_python_cannot_read_is_dead_lettered_with_the_reason(consumer: Consumer) -> None:
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    # GIVEN a message whose argument is a 5000-digit integer: Python reads at most 4300 digits
+    # (a ValueError, not a JSON error)
+    plain = wire.encode("tasks.imports.import_records", [0], {}, queue=queue, sqs_base64=False)
+    envelope = json.loads(plain)
+    envelope["body"] = base64.b64encode(f"[[{'9' * 5000}], {{}}, {{}}]".encode()).decode()
+    body = base64.b64encode(json.dumps(envelope).encode()).decode()
+    # WHEN the consumer handles it
+    (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
+    # THEN it is dead-lettered with the reason, not handed back to SQS
+    assert outcome.action == "dead-lettered", f"{outcome.action}: {outcome.reason}"
+    reasons = dlq_reasons(stack)
+    assert list(reasons) == [body]
+    assert reasons[body].startswith("undecodable message: ")
+    assert "integer string conversion" in reasons[body]
+
+
+def test_inline_arguments_with_a_foreign_payload_pointer_are_refused_before_running(
+    consumer: Consumer, galley_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import payloads
+
+    stack = _stack(consumer)
+    _, s3 = support.clients(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    foreign = f"{payloads.PREFIX}{uuid.uuid4()}/another-jobs-arguments"
+    s3.put_object(Bucket=stack.bucket, Key=foreign, Body=b"[[], {}]")
+    task_id, probe = str(uuid.uuid4()), str(uuid.uuid4())
+    ran: list[bool] = []
+    monkeypatch.setitem(PROBES, probe, lambda: ran.append(True))
+    # GIVEN a job with its arguments inline that also points at another job's payload
+    pointer = {"bucket": stack.bucket, "key": foreign}
+    body = wire.encode(
+        BLOCKING_TASK,
+        (0, probe),
+        {},
+        queue=queue,
+        task_id=task_id,
+        extra_headers={payloads.HEADER: pointer},
+    )
+    # WHEN the consumer handles it
+    (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
+    # THEN it is refused before its body runs: dead-lettered with the reason, run never
+    assert (outcome.action, len(ran)) == ("dead-lettered", 0), (
+        f"{outcome.action} ({outcome.reason}) after the body ran {len(ran)} time(s)"
+    )
+    assert "is not this job's" in dlq_reasons(stack)[task_id]
+    assert AsyncResult(task_id, app=galley_app).state == "FAILURE"
+    # AND the other job's payload is untouched
+    assert s3.head_object(Bucket=stack.bucket, Key=foreign)["ContentLength"] == 8
+
+
+def test_inline_arguments_with_the_jobs_own_pointer_run_once(
+    consumer: Consumer, galley_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import payloads
+
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    task_id, probe = str(uuid.uuid4()), str(uuid.uuid4())
+    ran: list[bool] = []
+    monkeypatch.setitem(PROBES, probe, lambda: ran.append(True))
+    # GIVEN a retry's shape: arguments inline, and the pointer to the job's own (gone) payload
+    pointer = {"bucket": stack.bucket, "key": f"{payloads.PREFIX}{task_id}/first-try"}
+    body = wire.encode(
+        BLOCKING_TASK,
+        (0, probe),
+        {},
+        queue=queue,
+        task_id=task_id,
+        extra_headers={payloads.HEADER: pointer},
+    )
+    # WHEN the consumer handles it
+    response = consumer.handle({"Records": [record(body, stack)]}, Context(60_000))
+    # THEN it runs once and is acknowledged
+    assert (response, len(ran)) == ({"batchItemFailures": []}, 1)
+    assert AsyncResult(task_id, app=galley_app).state == "SUCCESS"
+
+
+def test_cold_start_without_a_dead_letter_queue_fails_naming_the_variable(
+    lambda_env: local.LocalResources, galley_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.lambdas import consumer as entry
+    from runner.settings import DLQ_URL, SettingsError
+
+    # GIVEN a cold Lambda whose environment has no dead-letter queue
+    monkeypatch.setattr(entry, "_consumer", None)
+    monkeypatch.delenv(DLQ_URL)
+    # WHEN it is invoked
+    with pytest.raises(SettingsError) as refused:
+        entry.handler({"Records": []}, Context(60_000))
+    # THEN it refuses in one line naming the variable, and stays cold
+    message = str(refused.value)
+    assert DLQ_URL in message and "\n" not in message, message
+    assert entry._consumer is None
+
+
+def test_an_expired_message_is_revoked_and_acknowledged(
+    consumer: Consumer, galley_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    task_id = str(uuid.uuid4())
+    # GIVEN a job that expired a minute ago
+    body = wire.encode(
+        "tasks.imports.import_records",
+        ([], stack.bucket, "x"),
+        {},
+        queue=queue,
+        task_id=task_id,
+        expires=1,
+        now=datetime.now(UTC) - timedelta(seconds=61),
+    )
+    # WHEN the consumer handles it
+    with caplog.at_level(logging.ERROR, logger="runner.consumer"):
+        (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
+    # THEN it is settled as expired, its result is REVOKED, and nothing failed on the way
+    assert outcome.action == "expired", f"{outcome.action}: {outcome.reason}"
+    assert AsyncResult(task_id, app=galley_app).state == "REVOKED"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+def test_a_refused_job_gets_its_failure_recorded_without_errors(
+    consumer: Consumer, galley_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    task_id = str(uuid.uuid4())
+    body = wire.encode("tasks.nope.missing", (1,), {}, queue=queue, task_id=task_id)
+    # WHEN an unknown task is refused
+    with caplog.at_level(logging.ERROR, logger="runner.consumer"):
+        (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
+    # THEN its FAILURE is recorded (NotRegistered), and nothing failed on the way
+    assert outcome.action == "dead-lettered"
+    result = AsyncResult(task_id, app=galley_app)
+    assert (result.state, type(result.result).__name__) == ("FAILURE", "NotRegistered")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert list(dlq_reasons(stack)) == [task_id]
+
+
+def _delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {key: now[key] - before[key] for key in now}
+
+
+def test_a_task_that_exits_is_handed_back_and_the_batch_goes_on(
+    consumer: Consumer, galley_app: Any
+) -> None:
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    after_id = str(uuid.uuid4())
+    exits = record(wire.encode(EXITING_TASK, (), {}, queue=queue), stack)
+    job = "tasks.imports.import_records"
+    after = record(
+        wire.encode(job, ([], stack.bucket, "e"), {}, queue=queue, task_id=after_id), stack
+    )
+    # WHEN a task in the batch calls sys.exit()
+    response = consumer.handle({"Records": [exits, after]}, Context(60_000))
+    # THEN that record is handed back (as a worker's lost process is requeued), the next one runs
+    assert response == {"batchItemFailures": [{"itemIdentifier": exits["messageId"]}]}
+    assert AsyncResult(after_id, app=galley_app).state == "SUCCESS"
+
+
+def test_the_time_limit_puts_back_an_alarm_set_before_it() -> None:
+    import signal
+
+    from runner.consumer import InvocationEnding, _time_limit
+
+    # GIVEN an alarm of someone else's (a test runner's timeout) due in 30 s
+    fired: list[int] = []
+
+    def theirs(signum: int, frame: Any) -> None:
+        fired.append(signum)
+
+    runner_alarm = signal.getitimer(signal.ITIMER_REAL)  # pytest-timeout's, if any
+    previous = signal.signal(signal.SIGALRM, theirs)
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        # WHEN a task blocks past its 0.2 s budget
+        started = time.monotonic()
+        with pytest.raises(InvocationEnding), _time_limit(0.2):
+            threading.Event().wait(5)  # stands for a task blocked on I/O
+        # THEN it was stopped at its budget
+        assert 0.15 < time.monotonic() - started < 2
+        # AND the earlier alarm is back: its handler, and the time it had left
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 27 < left <= 30
+        assert signal.getsignal(signal.SIGALRM) is theirs and fired == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_REAL, *runner_alarm)

@@ -1,4 +1,4 @@
-"""The producer and schedule Lambdas, called as Lambda calls them, against a moto server."""
+"""The Lambda entry points (producer, schedule, consumer), called as Lambda calls them, on moto."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from runner import local, wire
 from runner.lambdas import enqueue, schedule
+from runner.process import wait_for
 from tests import support
+from tests.integration.test_consumer import shared_app, shared_stack
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -88,3 +90,72 @@ def test_bad_schedule_input_raises_naming_the_field(attach: local.LocalResources
     with pytest.raises(ValidationError, match="task"):
         schedule.handler({"args": [1]}, None)
     assert support.queue_depth(attach, attach.queue_url) == 0
+
+
+# --- the SQS consumer: any event in, a batch response out ---
+
+
+@pytest.fixture
+def consumer_env(
+    moto_server: local.MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> local.LocalResources:
+    """The consumer's environment, on the stack `runner.app.app` is attached to."""
+    stack = shared_stack(moto_server)
+    shared_app(stack)
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+class _Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.mark.parametrize(
+    "sqs_event",
+    [None, [], "text", {}, {"Records": None}, {"Records": "x"}, {"Records": {"a": 1}}],
+    ids=repr,
+)
+def test_consumer_answers_any_event_with_a_batch_response(
+    consumer_env: local.LocalResources, sqs_event: Any
+) -> None:
+    from runner.lambdas import consumer
+
+    # WHEN the handler gets an event that is not an SQS batch
+    response = consumer.handler(sqs_event, _Context())
+    # THEN it answers with an empty batch response (there is no record it could report)
+    assert response == {"batchItemFailures": []}
+
+
+def test_consumer_reports_malformed_records_it_can_name_and_skips_the_rest(
+    consumer_env: local.LocalResources,
+) -> None:
+    from runner.lambdas import consumer
+
+    queue = consumer_env.queue_url.rsplit("/", 1)[1]
+    sqs_event = json.loads(
+        (EVENTS / "sqs_malformed_records.json").read_text().replace("QUEUE", queue)
+    )
+    # WHEN the handler gets a batch of malformed records
+    response = consumer.handler(sqs_event, _Context())
+    # THEN records without a usable body come back; those without an id cannot be named and
+    # are skipped; garbage bodies are dead-lettered, whatever else the record lacks
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "no-body"}, {"itemIdentifier": "body-not-text"}]
+    }
+    sqs, _ = support.clients(consumer_env)
+    dead: list[str] = []
+
+    def both_dead_lettered() -> bool:
+        for message in sqs.receive_message(
+            QueueUrl=consumer_env.dlq_url, MaxNumberOfMessages=10
+        ).get("Messages", []):
+            dead.append(message["Body"])
+            sqs.delete_message(
+                QueueUrl=consumer_env.dlq_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        return len(dead) >= 2
+
+    wait_for(both_dead_lettered, timeout=20, what="the two garbage bodies in the DLQ")
+    assert sorted(dead) == ["garbage from an odd source", "garbage without a receipt handle"]

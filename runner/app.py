@@ -69,6 +69,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
                 "visibility_timeout": settings.visibility_timeout,
                 "heartbeat": settings.visibility_heartbeat,
                 "dead_letter_url": settings.dlq_url,
+                "results_bucket": settings.results_bucket,
             },
         },
         "broker_connection_retry_on_startup": True,

@@ -66,6 +66,6 @@ def object_hook(obj: dict[str, Any]) -> Any:
         raise KombuJSONError(f"unsupported kombu JSON type marker {obj['__type__']!r}")
     try:
         return decoder(obj["__value__"])
-    except (TypeError, ValueError, AttributeError, binascii.Error):
+    except (TypeError, ValueError, AttributeError, ArithmeticError, binascii.Error):
         marker, value = obj["__type__"], obj["__value__"]
-        raise KombuJSONError(f"bad kombu JSON {marker!r} value {value!r}") from None
+        raise KombuJSONError(f"bad kombu JSON {marker!r} value {value!r:.200}") from None

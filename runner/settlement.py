@@ -41,6 +41,8 @@ Action = Literal["run", "defer", "expire", "dead-letter"]
 UNDECODABLE = "undecodable message: "
 #: Celery's signature links a message may carry (body element 3, or headers): run after the body.
 LINKS = ("callbacks", "errbacks", "chain")
+#: Headers Celery's worker uses as text (names, ids, reprs in its logs).
+TEXT_HEADERS = ("shadow", "root_id", "parent_id", "group", "argsrepr", "kwargsrepr", "origin")
 #: ``Signature.TYPES`` in Celery 5.7: the ``subtask_type`` values a linked signature may have.
 SIGNATURE_TYPES = frozenset({"chain", "chord", "group", "chunks", "xmap", "xstarmap"})
 #: What SQS accepts in a message body or a string attribute (SendMessage "MessageBody").
@@ -128,6 +130,10 @@ def _check_runnable(message: wire.TaskMessage, results_bucket: str | None) -> No
     if retries is not None and (type(retries) is not int or retries < 0):
         raise _Refused(f"header 'retries' is not a count: {safe_repr(retries)}")
     _check_timelimit(headers.get("timelimit"))
+    for name in TEXT_HEADERS:
+        value = headers.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _Refused(f"header {name!r} is not a string: {safe_repr(value)}")
     delivery_info = message.properties.get("delivery_info")
     if delivery_info is not None and not isinstance(delivery_info, dict):
         raise _Refused(f"property 'delivery_info' is not an object: {safe_repr(delivery_info)}")

@@ -292,12 +292,11 @@ def decode(message_body: str | bytes) -> TaskMessage:
     )
 
 
-def decode_envelope(message_body: str | bytes) -> tuple[dict[str, Any], TaskMessage]:
-    """:func:`decode`, plus the kombu envelope as a dict of its own (what kombu's transport
-    hands to its consumers), for a receiver that checks a message before Celery sees it."""
-    message = decode(message_body)
-    envelope: dict[str, Any] = json.loads(_outer_text(message_body))
-    return envelope, message
+def envelope(message_body: str | bytes) -> dict[str, Any]:
+    """The kombu envelope of a message :func:`decode` reads, as a dict of its own: what kombu's
+    transport hands to its consumers."""
+    found = _envelope(_outer_text(message_body))
+    return found
 
 
 def _outer_text(message_body: str | bytes) -> str:
@@ -410,3 +409,7 @@ def _loads(text: str, what: str) -> Any:
         raise WireError(f"{what} is not JSON: {error.msg} at position {error.pos}") from None
     except kombu_json.KombuJSONError as error:
         raise WireError(str(error)) from None
+    except RecursionError:
+        raise WireError(f"{what} is nested too deeply to read") from None
+    except ValueError as error:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise WireError(f"{what} cannot be read: {error}") from None

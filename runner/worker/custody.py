@@ -36,6 +36,8 @@ class Options:
     visibility_timeout: int = 900
     heartbeat: bool = True
     dead_letter_url: str | None = None
+    #: The only bucket a payload pointer may name.
+    results_bucket: str | None = None
 
     @classmethod
     def from_transport_options(cls, options: dict[str, Any]) -> Options:
@@ -45,6 +47,7 @@ class Options:
             visibility_timeout=int(galley.get("visibility_timeout") or 900),
             heartbeat=bool(galley.get("heartbeat", True)),
             dead_letter_url=galley.get("dead_letter_url"),
+            results_bucket=galley.get("results_bucket"),
         )
 
 

@@ -8,9 +8,10 @@ publishing and replaces the rest:
 
 - receiving: a :class:`~runner.worker.receiver.Receiver` thread per consumed queue (boto3, timeouts,
   retries with backoff), waking the worker's event loop through a pipe;
-- checking: every message is decoded (runner.wire) before Celery sees it; one that is not a
-  runnable JSON task message is dead-lettered with the reason and never reaches Celery; one that
-  Celery still cannot accept (it raised while taking it) is dead-lettered with Celery's error;
+- checking: every message is judged (runner/settlement.py, the rules the Lambda consumer
+  applies too) before Celery sees it; one that is not a runnable JSON task message is
+  dead-lettered with the reason and never reaches Celery; one that Celery still cannot accept
+  (it raised while taking it) is dead-lettered with Celery's error;
 - settling: ack, reject and restore decide an outcome in the process's custody
   (runner/worker/custody.py), carried out on the queue the message was received from;
 - restoring: when Celery's consumer restarts, messages of tasks that have started are kept (the
@@ -25,13 +26,15 @@ import logging
 import os
 import threading
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
 
-from runner import aws, wire
+from runner import aws, settlement, wire
+from runner.limits import MAX_DELAY_SECONDS
 from runner.worker import receiver as receiving
 from runner.worker.custody import Custody, Options, custody
 from runner.worker.ledger import Entry
@@ -47,34 +50,6 @@ RECEIVER_JOIN_SECONDS = receiving.READ_TIMEOUT + 5
 SETTLE_FLUSH_SECONDS = 20.0
 #: Reason given to a message rejected without one.
 DEFAULT_REJECT_REASON = "rejected by the worker (Reject without requeue)"
-
-
-def refusal(message: wire.TaskMessage) -> str | None:
-    """Why Celery's worker cannot take ``message`` although it decodes, or None.
-
-    Celery's Request trusts a few headers' types and stops the worker when they are wrong.
-    """
-    headers = message.headers
-    limits = headers.get("timelimit")
-    if limits not in (None, [], ()):
-        if not isinstance(limits, list | tuple) or len(limits) != 2:
-            return f"header 'timelimit' is not a [hard, soft] pair: {limits!r}"
-        if any(not _is_seconds(v) for v in limits):
-            return f"header 'timelimit' holds a value that is not a number of seconds: {limits!r}"
-    retries = headers.get("retries", 0)
-    if retries is not None and (type(retries) is not int or retries < 0):
-        return f"header 'retries' is not a non-negative integer: {retries!r}"
-    for name in ("shadow", "root_id", "parent_id", "group", "argsrepr", "kwargsrepr", "origin"):
-        value = headers.get(name)
-        if value is not None and not isinstance(value, str):
-            return f"header {name!r} is not a string: {value!r}"
-    return None
-
-
-def _is_seconds(value: Any) -> bool:
-    if value is None:
-        return True
-    return type(value) in (int, float) and 0 <= value < 10**9
 
 
 class Channel(SQSChannel):
@@ -224,16 +199,19 @@ class Transport(SQSTransport):
             self._deliver_one(queue, entry, sqs_message)
 
     def _deliver_one(self, queue: str, entry: Entry, sqs_message: dict[str, Any]) -> None:
-        try:
-            envelope, message = wire.decode_envelope(entry.body)
-            reason = refusal(message)
-        except wire.WireError as error:
-            envelope, reason = {}, f"undecodable message: {error.reason}"
-        except Exception as error:  # any decoder failure is the message's, never the worker's
-            envelope, reason = {}, f"undecodable message: {type(error).__name__}: {error}"
-        if reason is not None:
-            self.galley.settle(entry.receipt, "dead-letter", reason)
+        verdict = settlement.judge(
+            entry.body,
+            now=datetime.now(UTC),
+            # unknown tasks are Celery's to refuse (runner/worker/refusals.py): it records why
+            is_known=lambda name: True,
+            max_hop=MAX_DELAY_SECONDS,
+            results_bucket=self.galley.options.results_bucket,
+        )
+        if verdict.action == "dead-letter":
+            self.galley.settle(entry.receipt, "dead-letter", verdict.reason)
             return
+        # run, defer (runner/worker/hops.py) and expire (Celery's own) are Celery's to carry out
+        envelope = wire.envelope(entry.body)
         callback = self._callbacks.get(queue)
         if callback is None:  # no consumer any more: give it back
             self.galley.settle(entry.receipt, "release")

@@ -81,7 +81,7 @@ def test_headers_celery_chokes_on_are_dead_lettered_not_fatal(
         lambda: support.queue_depth(stack, stack.dlq_url) == 2, timeout=60, what="two dead letters"
     )
     assert support.dead_letter_reasons(stack) == [
-        "header 'timelimit' holds a value that is not a number of seconds: ['abc', None]",
+        "header 'timelimit' is not [hard, soft] seconds: ['abc', None]",
         "undecodable message: task body is not a protocol-2 [args, kwargs, embed] array",
     ]
     good = uuid.uuid4().hex

@@ -19,6 +19,7 @@ from runner import wire
 from runner.app import create_app
 from runner.settings import WorkerSettings
 from runner.worker import transport
+from runner.worker.custody import Options
 from runner.worker.ledger import Ledger
 
 QUEUE = "galley-jobs"
@@ -32,6 +33,8 @@ def noop(*args: Any, **kwargs: Any) -> None:
 
 
 class Outcomes:
+    options = Options(results_bucket="galley-results")
+
     def __init__(self) -> None:
         self.ledger = Ledger()
         self.decided: list[tuple[str, str, str | None]] = []

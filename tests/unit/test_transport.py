@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kombu import Connection
 
+from runner import settlement, wire
 from runner.worker import custody as custody_module
 from runner.worker import transport
 from runner.worker.custody import Options
@@ -97,27 +99,29 @@ def test_one_custody_and_one_heartbeat_per_process_across_connections(
 @pytest.mark.parametrize(
     ("header", "value", "reason"),
     [
-        ("timelimit", ["abc", None], "not a number of seconds"),
-        ("timelimit", [1, 2, 3], "not a [hard, soft] pair"),
-        ("timelimit", "60", "not a [hard, soft] pair"),
-        ("retries", "3", "not a non-negative integer"),
-        ("retries", -1, "not a non-negative integer"),
-        ("retries", True, "not a non-negative integer"),
+        ("timelimit", ["abc", None], "not [hard, soft] seconds"),
+        ("timelimit", [1, 2, 3], "not [hard, soft] seconds"),
+        ("timelimit", "60", "not [hard, soft] seconds"),
+        ("retries", "3", "not a count"),
+        ("retries", -1, "not a count"),
+        ("retries", True, "not a count"),
         ("shadow", ["x"], "is not a string"),
+        ("root_id", 7, "is not a string"),
     ],
 )
 def test_headers_celery_cannot_take_are_refused(header: str, value: Any, reason: str) -> None:
-    from runner import wire
-
     message = wire.build("tasks.x", [], queue="jobs")
     message.headers[header] = value
-    refusal = transport.refusal(message)
-    assert refusal is not None and reason in refusal
+    verdict = judge(wire.encode_message(message))
+    assert verdict.action == "dead-letter"
+    assert verdict.reason is not None and reason in verdict.reason
 
 
 def test_celerys_own_headers_are_accepted() -> None:
-    from runner import wire
-
     message = wire.build("tasks.x", [1], queue="jobs", retries=2)
     message.headers["timelimit"] = [30, 27.5]  # apply_async(time_limit=30, soft_time_limit=27.5)
-    assert transport.refusal(message) is None
+    assert judge(wire.encode_message(message)).action == "run"
+
+
+def judge(body: str) -> settlement.Verdict:
+    return settlement.judge(body, now=datetime.now(UTC), is_known=lambda name: True, max_hop=900)

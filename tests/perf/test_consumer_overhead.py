@@ -57,6 +57,10 @@ class StubSQS:
         self.sent.append(params)
         return {"MessageId": str(uuid.uuid4())}
 
+    def delete_message(self, **params: Any) -> dict[str, Any]:
+        """Each settled record is deleted at once (the consumer's early delete)."""
+        return {}
+
 
 def sqs_record(body: str, *, now_ms: int) -> dict[str, Any]:
     """One record of a Lambda SQS event, shaped as AWS delivers it."""

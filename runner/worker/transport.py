@@ -122,18 +122,35 @@ class Transport(SQSTransport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         options = client.transport_options
-        self.galley = custody(Options.from_transport_options(options))
+        self._options = Options.from_transport_options(options)
+        # Built on first use: a connection that only sends (a web app's, a retry's) starts no
+        # thread and opens no pipe.
+        self._galley: Custody | None = None
+        self._pipe: tuple[int, int] | None = None
         self.region = options.get("region")
         self.wait_time_seconds = int(options.get("wait_time_seconds", 20))
         self._inbox: deque[tuple[str, Entry, dict[str, Any]]] = deque()
         self._arrived = threading.Condition()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
         self._receivers: dict[str, receiving.Receiver] = {}
         self._stopped: list[receiving.Receiver] = []
         self._consuming: dict[str, Any] = {}  # queue -> the Channel consuming it
         self._hub: Any = None
+
+    @property
+    def galley(self) -> Custody:
+        """This process's custody of received messages (runner/worker/custody.py)."""
+        if self._galley is None:
+            self._galley = custody(self._options)
+        return self._galley
+
+    def _wake_fds(self) -> tuple[int, int]:
+        """The pipe a receiver writes to, to wake the event loop: (read end, write end)."""
+        if self._pipe is None:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._pipe = (read, write)
+        return self._pipe
 
     # --- receiving ---
 
@@ -171,15 +188,15 @@ class Transport(SQSTransport):
             self._inbox.extend((queue, entry, message) for entry, message in received)
             self._arrived.notify_all()
         with contextlib.suppress(OSError):  # full pipe: a wake-up is pending anyway
-            os.write(self._wake_write, b"!")
+            os.write(self._wake_fds()[1], b"!")
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         self._hub = loop
-        loop.add_reader(self._wake_read, self._on_wake)
+        loop.add_reader(self._wake_fds()[0], self._on_wake)
 
     def _on_wake(self, *args: Any) -> None:
         with contextlib.suppress(OSError):
-            while os.read(self._wake_read, 4096):
+            while os.read(self._wake_fds()[0], 4096):
                 pass
         self._deliver_arrived()
 
@@ -243,14 +260,18 @@ class Transport(SQSTransport):
 
     def close_connection(self, connection: Any) -> None:
         """Stop receiving, give back what was received and not started, settle what is decided."""
+        if self._galley is None:  # a connection that only sent
+            super().close_connection(connection)
+            self._close_pipe()
+            return
         for queue in list(self._receivers):
             self.stop_receiving(queue)
         still = receiving.join_all(self._stopped, RECEIVER_JOIN_SECONDS)
         if still:
             log.warning("%d receiver(s) still waiting on SQS at shutdown", len(still))
-        if self._hub is not None:
+        if self._hub is not None and self._pipe is not None:
             with contextlib.suppress(Exception):
-                self._hub.remove_reader(self._wake_read)
+                self._hub.remove_reader(self._pipe[0])
         with self._arrived:
             left = list(self._inbox)
             self._inbox.clear()
@@ -263,7 +284,11 @@ class Transport(SQSTransport):
                 "their visibility timeout",
                 self.galley.settler.pending(),
             )
-        for fd in (self._wake_read, self._wake_write):
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        for fd in pipe or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
 

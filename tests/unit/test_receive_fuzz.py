@@ -79,7 +79,7 @@ def celery_takes(outcomes: Outcomes) -> Any:
 def receive(body: str) -> Outcomes:
     outcomes = Outcomes()
     receiver: Any = transport.Transport.__new__(transport.Transport)
-    receiver.galley = outcomes
+    receiver._galley = outcomes
     receiver._callbacks = {QUEUE: celery_takes(outcomes)}
     receiver._consuming = {}
     entry = outcomes.ledger.add(URL, {"ReceiptHandle": "r1", "MessageId": "m1", "Body": body})

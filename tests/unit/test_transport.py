@@ -125,3 +125,17 @@ def test_celerys_own_headers_are_accepted() -> None:
 
 def judge(body: str) -> settlement.Verdict:
     return settlement.judge(body, now=datetime.now(UTC), is_known=lambda name: True, max_hop=900)
+
+
+def test_a_connection_that_only_sends_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a process that only sends jobs (a web app) and has no custody yet
+    monkeypatch.setattr(custody_module, "_custody", {})
+    transport.register()
+    before = {t.name for t in threading.enumerate()}
+    # WHEN it opens a connection and closes it
+    options = {"region": "us-east-1", "predefined_queues": {"jobs": {"url": Q}}}
+    with Connection("galley-sqs://", transport_options=options) as connection:
+        assert connection.default_channel is not None
+    # THEN no settler or heartbeat was started for it
+    assert {t.name for t in threading.enumerate()} - before == set()
+    assert custody_module.current() is None

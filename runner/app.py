@@ -163,6 +163,12 @@ class GalleyTask(Task):
                 countdown=waiting.retry_after, max_retries=self.request.retries + 1
             ) from None
 
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        """Celery has dispatched this run's callbacks and chain: a keyed run notes it in its key's
+        record, so duplicates do not dispatch theirs (runner.idempotency). A subclass overriding
+        this must call ``super().on_success(...)``."""
+        idempotency.callbacks_dispatched(self)
+
 
 class GalleyCelery(Celery):
     """Celery that reads Galley's settings when it is first configured."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner import aws, settings, wire
+from runner import aws, kombu_json, settings, wire
 from runner import dlq as ops
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -69,7 +69,7 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
         sqs, url = _connect(queue)
         letters = ops.peek(sqs, url, limit)
     if as_json:
-        click.echo(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        click.echo(_json([letter.as_dict() for letter in letters], indent=2))
         return
     if not letters:
         click.echo(f"no messages in {url}")
@@ -117,8 +117,8 @@ def _show(letter: ops.DeadLetter) -> None:
         fields += [
             ("task", message.task),
             ("id", message.id),
-            ("args", json.dumps(message.args)),
-            ("kwargs", json.dumps(message.kwargs)),
+            ("args", _json(message.args)),
+            ("kwargs", _json(message.kwargs)),
             ("eta", message.eta.isoformat() if message.eta else None),
             ("retries", message.retries),
         ]
@@ -132,7 +132,7 @@ def _show(letter: ops.DeadLetter) -> None:
     for name, value in fields:
         click.echo(f"{name + ':':<14}{'-' if value is None else value}")
     if letter.task_id is not None:
-        headers = json.dumps(letter.decoded().headers, indent=2, default=str)
+        headers = _json(letter.decoded().headers, indent=2)
         click.echo("headers:\n" + "\n".join("  " + line for line in headers.splitlines()))
 
 
@@ -182,6 +182,20 @@ def purge(queue: str | None, yes: bool) -> None:
     with _clear_errors():
         ops.purge(sqs, url)
     click.echo(f"purged {url} ({count} messages)")
+
+
+def _json(value: Any, indent: int | None = None) -> str:
+    """JSON for printing whatever a message holds. Values JSON has no form for print as they
+    travel, in kombu's type markers (``{"__type__": "datetime", "__value__": "..."}``: how
+    Celery sends datetime, date, time, Decimal, UUID and bytes), anything else as its repr."""
+    return json.dumps(value, indent=indent, default=_printable)
+
+
+def _printable(value: Any) -> Any:
+    try:
+        return kombu_json.JSONEncoder().default(value)
+    except TypeError:
+        return repr(value)
 
 
 def _when(moment: datetime | None) -> str:

@@ -18,7 +18,7 @@ again: the key survives retries. An eager ``task.apply(headers=...)`` fills only
 
 How it works — one S3 object per key, in the results bucket, no new server:
 ``idempotency/<task name>/<sha256 of the key>``, JSON ``{"status": "running"|"done", "token",
-"task_id", "started_at", "expires_at"[, "finished_at", "result"]}``.
+"task_id", "started_at", "expires_at"[, "finished_at", "result"[, "callbacks_sent_by"]]}``.
 
 1. **claim**: ``PutObject`` with ``If-None-Match: *`` writes a ``running`` record with a lease
    (``expires_at``). S3 lets exactly one writer create the object; the others get 412 and read it:
@@ -71,6 +71,19 @@ Guarantee, precisely (for one task name + key, while its record exists and lease
 - **Same task id, two deliveries**: the duplicate that waits stores ``RETRY`` (and later
   ``STARTED``) under the shared task id before ending at ``SUCCESS`` with the same value; a reader
   polling in between may see those states. ``AsyncResult.get()`` waits for ``SUCCESS``.
+- **Callbacks and chains** (``link=``, ``chain(...)``) go out once per key, not once per
+  delivery. Celery's tracer dispatches ``request.callbacks`` and ``request.chain`` after the body
+  returns, then stores the result and calls ``on_success``. The run that completes the key
+  dispatches its own; ``GalleyTask.on_success`` then notes it in the record
+  (``callbacks_sent_by``). A duplicate that finds that note drops its request's callbacks and
+  chain before the tracer reads them, and still ends at ``SUCCESS`` with the stored result.
+  (Raising ``Ignore`` instead would skip the callbacks too, but also the result: a duplicate
+  enqueue's task id would stay at the ``STARTED`` that ``task_track_started`` wrote.) At least once,
+  like the effect: if the completing run dies, or its dispatch fails, before the note, the next
+  duplicate dispatches its own and notes it; duplicates racing that note may both dispatch. A
+  duplicate enqueue's own chain therefore stops after its first step: wait on that step's
+  result. Chord bodies are started by ``celery.chord_unlock`` once per chord (the S3 backend
+  counts no chord parts), so a redelivered header task does not start its chord body again.
 
 The atomicity comes from S3, not from Galley: S3 evaluates conditional ``PutObject``
 (``If-None-Match``, ``If-Match``) and conditional ``DeleteObject`` (``If-Match``; general purpose
@@ -127,6 +140,10 @@ FALLBACK_LEASE_SECONDS = 900 + LEASE_MARGIN_SECONDS
 DEFAULT_RETRY_SECONDS = 10
 #: Conditional-write conflicts (409, or a record changing under us) retried before giving up.
 MAX_CLAIM_ATTEMPTS = 8
+#: Record field of a ``done`` record: the task id whose callbacks and chain went out after it.
+CALLBACKS_SENT_FIELD = "callbacks_sent_by"
+#: Request attribute: the claim whose result this execution returns (see :func:`run_once`).
+CLAIM_ATTRIBUTE = "galley_idempotency_claim"
 
 _RECORD_VERSION = 1
 #: The record keys this process is running under (guards a task wrapped twice).
@@ -317,6 +334,28 @@ def release(s3: Any, held: Claim) -> bool:
     return True
 
 
+def mark_callbacks_sent(s3: Any, done: Claim, task_id: str) -> bool:
+    """Note in the key's ``done`` record that ``task_id`` dispatched its callbacks and chain, so
+    duplicates do not dispatch theirs. False if the record already says so, is gone or is not
+    ``done`` (a later run of an expired record owns it)."""
+    for attempt in range(MAX_CLAIM_ATTEMPTS):
+        if attempt:
+            _pause(attempt)
+        found = _get(s3, done.bucket, done.record_key)
+        if found is None:
+            return False
+        record, etag = found
+        if record.get("status") != "done" or record.get(CALLBACKS_SENT_FIELD):
+            return False
+        marked = {**record, CALLBACKS_SENT_FIELD: task_id}
+        if _put(s3, done.bucket, done.record_key, marked, IfMatch=etag) is not None:
+            return True
+    raise IdempotencyError(
+        f"{done.task_name}: could not mark {done.record_key} after {MAX_CLAIM_ATTEMPTS} attempts "
+        "(it kept changing under us)"
+    )
+
+
 def decode_result(value: Any) -> Any:
     """A stored result as the caller gets it (kombu's JSON type markers decoded)."""
     return json.loads(json.dumps(value), object_hook=kombu_json.object_hook)
@@ -395,11 +434,14 @@ def once(
     retry_seconds: float = DEFAULT_RETRY_SECONDS,
     clock: Callable[[], float] = time.time,
     prefix: str = PREFIX,
+    completed: Callable[[Claim], None] = lambda _: None,
 ) -> Any:
     """Run ``run()`` unless ``key`` already ran: claim, run, complete (or release on error).
 
     Returns ``run()``'s result, or the stored result of the run that completed first. Raises
-    :class:`InProgressElsewhere` while another run holds a live lease.
+    :class:`InProgressElsewhere` while another run holds a live lease. ``completed`` is called
+    with the claim of the run whose result is returned, once that result is recorded: the
+    ``DONE`` claim found (a duplicate), or ours (``ACQUIRED``) after :func:`complete`.
     """
     name = record_key(task_name, key, prefix)
     if name in _active.get():  # already inside this key's run (a task wrapped twice)
@@ -414,6 +456,7 @@ def once(
             held.key_hash[:12],
             held.owner_task_id,
         )
+        completed(held)
         return decode_result(held.result)
     if held.outcome is Outcome.RUNNING:
         wait = max(1, min(math.ceil(held.expires_at - now), math.ceil(retry_seconds)))
@@ -435,6 +478,8 @@ def once(
         raise
     except IdempotencyError as error:
         log.error("%s; a duplicate will run again once the lease expires", error)
+    else:
+        completed(held)
     return result
 
 
@@ -494,7 +539,53 @@ def run_once(
         lease_seconds=lease_seconds_for(task),
         retry_seconds=float(getattr(task, RETRY_ATTRIBUTE, None) or DEFAULT_RETRY_SECONDS),
         clock=clock,
+        completed=functools.partial(_returning, request),
     )
+
+
+def _returning(request: Any, held: Claim) -> None:
+    """The execution returns ``held``'s result: remember the claim on the request (for
+    :func:`callbacks_dispatched`). A duplicate whose key's callbacks and chain already went out
+    drops its own: Celery's tracer dispatches ``request.callbacks`` and ``request.chain`` after
+    the body returns, and stores the result (SUCCESS) either way."""
+    setattr(request, CLAIM_ATTRIBUTE, held)
+    sent_by = held.record.get(CALLBACKS_SENT_FIELD) if held.outcome is Outcome.DONE else None
+    if not sent_by:
+        return
+    if getattr(request, "callbacks", None) or getattr(request, "chain", None):
+        log.info(
+            "%s[%s]: a duplicate; not dispatching its callbacks/chain (task %s dispatched the "
+            "key's)",
+            held.task_name,
+            getattr(request, "id", None),
+            sent_by,
+        )
+    request.callbacks = None
+    request.chain = None
+
+
+def callbacks_dispatched(task: Any, *, s3: Any = None) -> None:
+    """What ``GalleyTask.on_success`` calls: Celery has dispatched the request's callbacks and
+    chain (it calls ``on_success`` after that and after storing the result). A keyed execution
+    that had some notes it in the key's record, so that later duplicates drop theirs. Never
+    raises: if the note cannot be written, a duplicate dispatches its callbacks again."""
+    request = task.request
+    held = getattr(request, CLAIM_ATTRIBUTE, None)
+    if held is None or not (getattr(request, "callbacks", None) or getattr(request, "chain", None)):
+        return
+    try:
+        mark_callbacks_sent(
+            s3 if s3 is not None else _s3_client(os.getpid()), held, str(request.id)
+        )
+    except Exception:  # the task succeeded; the cost is a possible second dispatch
+        log.warning(
+            "%s[%s]: could not note in %s that its callbacks/chain went out; a duplicate may "
+            "dispatch them again",
+            held.task_name,
+            getattr(request, "id", None),
+            held.record_key,
+            exc_info=True,
+        )
 
 
 def idempotency_key_for(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:

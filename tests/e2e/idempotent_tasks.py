@@ -6,7 +6,8 @@ per key through :func:`runner.idempotency.run_once`) with a short retry countdow
 A run's *effect* is a marker object ``effects/<job>/<run id>``; every attempt (each delivery and
 each retry) also leaves ``attempts/<job>/<uuid>``. Tests count both from S3. With ``wait=True``
 the body, after its effect, waits for ``gates/<job>`` to exist, so a test can hold the lease
-while it sends a duplicate.
+while it sends a duplicate. ``idem.next`` is the step a chain or link runs after a keyed task:
+each run leaves ``next/<job>/<uuid>``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def plain(bucket: str, job: str, wait: bool = False) -> dict[str, str]:
 def unguarded(bucket: str, job: str, wait: bool = False) -> dict[str, str]:
     """The negative control: the same body without the wrapper."""
     return _effect(bucket, job, wait)
+
+
+@app.task(name="idem.next")
+def next_step(previous: dict[str, str], *, bucket: str, job: str) -> dict[str, str]:
+    """A chain's next step, or a link: counts its runs (its bucket and job are keywords, so
+    ``_count_attempt`` leaves it out)."""
+    aws.client("s3").put_object(Bucket=bucket, Key=f"next/{job}/{uuid.uuid4().hex}", Body=b"")
+    return {"after": previous["run"]}
 
 
 @signals.task_prerun.connect(weak=False, dispatch_uid="galley-idem-attempts")

@@ -8,7 +8,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -253,3 +254,93 @@ def test_redrive_that_cannot_send_leaves_every_message_in_the_dlq(seeded: Seeded
     assert result.exit_code == 1
     assert result.stdout.splitlines()[-1] == "0 moved, 4 not moved"
     assert _dlq_bodies(seeded) == before
+
+
+#: Arguments JSON cannot hold; kombu's JSON encoder (Celery's) sends them as type markers.
+TYPED_ARGS = [
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    Decimal("1.10"),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    b"raw",
+    b"\xff\x00",
+]
+TYPED_KWARGS = {"day": date(2026, 1, 2), "at": time(3, 4, 5), "plain": "text"}
+#: How show and list --json print them: as they travel, in kombu's type markers.
+TYPED_ARGS_SHOWN = (
+    '[{"__type__": "datetime", "__value__": "2026-01-02T03:04:05+00:00"}, '
+    '{"__type__": "decimal", "__value__": "1.10"}, '
+    '{"__type__": "uuid", "__value__": {"hex": "12345678123456781234567812345678"}}, '
+    '{"__type__": "bytes", "__value__": "raw"}, '
+    '{"__type__": "base64", "__value__": "/wA="}]'
+)
+TYPED_KWARGS_SHOWN = (
+    '{"day": {"__type__": "date", "__value__": "2026-01-02"}, '
+    '"at": {"__type__": "time", "__value__": "03:04:05"}, "plain": "text"}'
+)
+
+
+def test_show_prints_arguments_json_cannot_hold(
+    stack: local.LocalResources, app_for: Callable[[local.LocalResources], Any]
+) -> None:
+    # GIVEN two dead letters whose arguments are datetime, Decimal, UUID, bytes, date, time:
+    # one sent by Celery itself (kombu's encoder), one built by runner.wire
+    sqs, _ = support.clients(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    sent = app_for(stack).send_task(
+        "tasks.reports.summarize_csv", args=TYPED_ARGS, kwargs=TYPED_KWARGS
+    )
+    [message] = _drain(sqs, stack.queue_url)
+    dead_letter(sqs, stack.dlq_url, message["Body"], reason="r1", source_queue=stack.queue_url)
+    built = str(uuid.uuid4())
+    body = wire.encode("tasks.x", TYPED_ARGS, TYPED_KWARGS, queue=queue, task_id=built)
+    dead_letter(sqs, stack.dlq_url, body, reason="r2", source_queue=stack.queue_url)
+
+    for task_id in (sent.id, built):
+        # WHEN each is shown
+        result = galley(stack, "show", task_id)
+        # THEN it prints, no traceback, with the arguments as they travel
+        assert result.exception is None, result.output
+        assert result.exit_code == 0, result.output
+        assert f"id:           {task_id}" in result.stdout
+        assert f"args:         {TYPED_ARGS_SHOWN}" in result.stdout
+        assert f"kwargs:       {TYPED_KWARGS_SHOWN}" in result.stdout
+    # AND list --json lists both
+    listed = galley(stack, "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert {item["task_id"] for item in json.loads(listed.stdout)} == {sent.id, built}
+
+
+def test_show_and_list_print_what_json_cannot_hold(
+    stack: local.LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a decoded message holds (here: a set and an object in its arguments, a
+    datetime in a header), show and list --json print it instead of a TypeError."""
+    sqs, _ = support.clients(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    task_id = str(uuid.uuid4())
+    body = wire.encode("tasks.x", [1], queue=queue, task_id=task_id)
+    dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url)
+    real_decode = wire.decode
+
+    def odd_decode(text: str) -> wire.TaskMessage:
+        message = real_decode(text)
+        message.args[:] = [{3}, Opaque()]
+        message.headers["seen"] = datetime(2026, 1, 2, tzinfo=UTC)
+        return message
+
+    # GIVEN a decoder that hands show values JSON has no form for
+    monkeypatch.setattr(wire, "decode", odd_decode)
+    # WHEN the message is shown and listed
+    shown = galley(stack, "show", task_id)
+    listed = galley(stack, "list", "--json")
+    # THEN both print, with such values in their repr
+    assert shown.exception is None, shown.output
+    assert 'args:         ["{3}", "<opaque>"]' in shown.stdout
+    assert '"__value__": "2026-01-02T00:00:00+00:00"' in shown.stdout  # the header
+    assert listed.exit_code == 0, listed.output
+    assert [item["task_id"] for item in json.loads(listed.stdout)] == [task_id]
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"

@@ -479,3 +479,120 @@ def test_a_real_celery_task_with_a_key_option_and_an_eager_header(s3: Any) -> No
 def exists_for(task_name: str, key: str, s3: Any) -> bool:
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=idempotency.record_key(task_name, key))
     return int(listed.get("KeyCount", 0)) > 0
+
+
+# --- callbacks and chains: a duplicate does not dispatch them again ---------------------------
+
+
+def test_marking_callbacks_sent_happens_once_and_only_on_a_done_record(s3: Any) -> None:
+    # GIVEN a running record
+    held = claim(s3, "task-a")
+    # WHEN / THEN it cannot be marked until done; once done, the first mark wins
+    assert idempotency.mark_callbacks_sent(s3, held, "task-a") is False
+    idempotency.complete(s3, held, {"n": 1}, now=T0 + 1)
+    assert idempotency.mark_callbacks_sent(s3, held, "task-a") is True
+    assert idempotency.mark_callbacks_sent(s3, held, "task-b") is False
+    record = stored(s3)
+    assert (record["status"], record[idempotency.CALLBACKS_SENT_FIELD]) == ("done", "task-a")
+    # AND the marked record still deduplicates, with the same result
+    later = claim(s3, "task-c", now=T0 + 2)
+    assert (later.outcome, later.result) == (Outcome.DONE, {"n": 1})
+    assert later.record[idempotency.CALLBACKS_SENT_FIELD] == "task-a"
+
+
+def test_marking_a_record_that_is_gone_does_nothing(s3: Any) -> None:
+    held = claim(s3, "task-a")
+    idempotency.release(s3, held)
+    assert idempotency.mark_callbacks_sent(s3, held, "task-a") is False
+    assert not exists(s3)
+
+
+@pytest.fixture
+def eager(s3: Any, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """A Celery app running Galley's task class eagerly: ``apply(link=...)`` goes through
+    Celery's tracer, which dispatches the link (eagerly) after the body, as a worker does.
+    ``runs`` lists the keyed body's runs, ``followups`` the link's."""
+    from celery import Celery
+
+    from runner.app import GalleyTask
+
+    monkeypatch.setattr(idempotency, "_s3_client", lambda pid: s3)
+    celery = Celery("idem-callbacks", set_as_current=False)
+    celery.conf.update(s3_bucket=BUCKET, task_always_eager=True, task_time_limit=30)
+    runs: list[str] = []
+    followups: list[str] = []
+    keyed = {
+        "base": GalleyTask,
+        "shared": False,
+        "idempotency_key": lambda order, **_: f"o-{order}",
+    }
+
+    @celery.task(name=TASK, **keyed)
+    def charge(order: int, note: str = "") -> str:
+        runs.append(note)
+        return f"charged {order} ({note})"
+
+    @celery.task(base=GalleyTask, shared=False, name="tests.receipt")
+    def receipt(charged: str) -> None:
+        followups.append(charged)
+
+    return SimpleNamespace(tasks=celery.tasks, runs=runs, followups=followups)
+
+
+def test_only_the_first_run_dispatches_its_link(eager: Any, s3: Any) -> None:
+    charge, receipt = eager.tasks[TASK], eager.tasks["tests.receipt"]
+    # GIVEN a keyed run with a link: the link runs after it
+    first = charge.apply(args=[1], kwargs={"note": "first"}, link=receipt.s())
+    assert first.get() == "charged 1 (first)"
+    assert eager.followups == ["charged 1 (first)"]
+    assert stored(s3, "o-1")[idempotency.CALLBACKS_SENT_FIELD] == first.id
+    # WHEN the same message comes again (same task id) and the same key is enqueued again
+    again = charge.apply(args=[1], kwargs={"note": "again"}, link=receipt.s(), task_id=first.id)
+    other = charge.apply(args=[1], kwargs={"note": "other"}, link=receipt.s())
+    # THEN both get the first result; neither ran the body nor dispatched its link
+    assert (again.get(), other.get()) == ("charged 1 (first)", "charged 1 (first)")
+    assert (again.state, other.state) == ("SUCCESS", "SUCCESS")
+    assert eager.runs == ["first"]
+    assert eager.followups == ["charged 1 (first)"]
+    # AND a task without a key runs its link every time, writing no record
+    receipt.apply(args=["x"], link=receipt.s())
+    receipt.apply(args=["x"], link=receipt.s())
+    assert eager.followups.count("x") == 2 and eager.followups.count(None) == 2
+    assert not exists_for("tests.receipt", "x", s3)
+
+
+def test_a_duplicate_dispatches_callbacks_that_never_went_out(eager: Any, s3: Any) -> None:
+    charge, receipt = eager.tasks[TASK], eager.tasks["tests.receipt"]
+    # GIVEN a run that recorded its result and died before Celery dispatched its callbacks
+    crashed = idempotency.claim(s3, BUCKET, TASK, "o-7", "crashed", LEASE, T0)
+    idempotency.complete(s3, crashed, "charged 7 (crashed)", now=T0 + 1)
+    # WHEN a duplicate with a link arrives
+    duplicate = charge.apply(args=[7], link=receipt.s())
+    # THEN it returns the stored result without running, and dispatches its link: once
+    assert duplicate.get() == "charged 7 (crashed)"
+    assert eager.runs == []
+    assert eager.followups == ["charged 7 (crashed)"]
+    assert stored(s3, "o-7")[idempotency.CALLBACKS_SENT_FIELD] == duplicate.id
+    charge.apply(args=[7], link=receipt.s())
+    assert eager.followups == ["charged 7 (crashed)"]
+
+
+def test_a_record_that_cannot_be_marked_costs_a_second_dispatch_not_the_task(
+    eager: Any, s3: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    charge, receipt = eager.tasks[TASK], eager.tasks["tests.receipt"]
+
+    def unreachable(*_: Any, **__: Any) -> bool:
+        raise idempotency.IdempotencyError("cannot write s3://...: 503")
+
+    # GIVEN S3 refuses the note that the callbacks went out
+    monkeypatch.setattr(idempotency, "mark_callbacks_sent", unreachable)
+    # WHEN the first run and a duplicate run with links
+    first = charge.apply(args=[2], link=receipt.s())
+    again = charge.apply(args=[2], link=receipt.s())
+    # THEN both succeed with the first result, the body ran once, and the link ran twice
+    # (at least once, never lost), with a warning saying so
+    assert (first.state, again.get()) == ("SUCCESS", first.get())
+    assert eager.runs == [""]
+    assert eager.followups == [first.get(), first.get()]
+    assert "a duplicate may dispatch them again" in caplog.text

@@ -21,7 +21,7 @@ from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
 
-from runner import aws, contracts, delays, idempotency, kombu_json, limits, payloads, wire
+from runner import aws, contracts, delays, idempotency, kombu_json, payloads, wire
 from runner.saferepr import saferepr
 from runner.settings import SettingsError, WorkerSettings, load
 from runner.worker import startup, transport
@@ -56,7 +56,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             "region": settings.region,
             "predefined_queues": {queue: {"url": settings.queue_url}},
             "visibility_timeout": settings.visibility_timeout,
-            "wait_time_seconds": limits.MAX_WAIT_TIME_SECONDS,
+            "wait_time_seconds": settings.receive_wait_seconds,
             "polling_interval": 0,
             # kombu's boto3 client (sending): timeouts, so a dead network cannot hang a send
             "client-config": {

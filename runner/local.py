@@ -194,10 +194,13 @@ def worker_argv(
 def start_worker(
     resources: LocalResources, *, log: Path | None = None, concurrency: int = 2, **env: str
 ) -> Child:
-    """A real ``celery worker`` process attached to ``resources``."""
+    """A real ``celery worker`` process attached to ``resources``.
+
+    Locally its long polls last 5 s (unless ``env`` says otherwise): a stopping worker waits for
+    its poll in flight, so Ctrl-C takes seconds, and moto's requests cost nothing."""
     return Child(
         worker_argv(concurrency=concurrency),
-        env={**os.environ, **resources.env(), **env},
+        env={**os.environ, **resources.env(), settings.RECEIVE_WAIT_SECONDS: "5", **env},
         log=log,
     )
 

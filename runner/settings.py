@@ -30,6 +30,7 @@ TASK_MODULES = "GALLEY_TASK_MODULES"
 MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
 PAYLOAD_THRESHOLD_BYTES = "GALLEY_PAYLOAD_THRESHOLD_BYTES"
 SCALE_IN_PROTECTION = "GALLEY_SCALE_IN_PROTECTION"
+RECEIVE_WAIT_SECONDS = "GALLEY_RECEIVE_WAIT_SECONDS"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -49,6 +50,7 @@ ALL_VARIABLES = (
     MAX_HOP_SECONDS,
     PAYLOAD_THRESHOLD_BYTES,
     SCALE_IN_PROTECTION,
+    RECEIVE_WAIT_SECONDS,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -188,6 +190,9 @@ class WorkerSettings(ProducerSettings):
     task_modules: str = ""
     #: Protect the ECS task from scale-in while busy (runner/worker/protection.py; Fargate).
     scale_in_protection: bool = False
+    #: How long one ReceiveMessage long-polls. 20 s (SQS's longest) costs the fewest requests;
+    #: a stopping worker waits for its poll in flight to return, so shorter stops faster.
+    receive_wait_seconds: int = Field(default=limits.MAX_WAIT_TIME_SECONDS, ge=1, le=20)
     #: Longest SQS delay hop towards a job's eta (runner/worker/hops.py); SQS allows 900 s.
     max_hop_seconds: int = Field(
         default=limits.MAX_DELAY_SECONDS, ge=1, le=limits.MAX_DELAY_SECONDS

@@ -126,7 +126,7 @@ def test_a_receive_in_flight_at_shutdown_gives_its_messages_back_at_once(
     # GIVEN an idle worker long-polling a queue with a 120 s visibility timeout
     stack = make_stack(visibility_timeout=120)
     app = app_for(stack)
-    stopping = worker(stack, **TASKS)
+    stopping = worker(stack, GALLEY_RECEIVE_WAIT_SECONDS="20", **TASKS)
     # WHEN it is told to stop, and a job arrives while its last poll is still out
     stopping.signal(signal.SIGTERM)
     job = uuid.uuid4().hex

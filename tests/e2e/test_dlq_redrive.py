@@ -20,9 +20,8 @@ from tests import support
 
 pytestmark = pytest.mark.e2e
 
-POLICY_REASON = (
-    "moved by the queue's redrive policy after 2 receives (no reason recorded; see the worker logs)"
-)
+UNKNOWN_REASON = "unknown task 'tasks.nope.x' (not registered here)"
+GARBAGE_REASON = "undecodable message: message body is neither base64 nor a JSON object"
 MISSING_CSV_REASON = (
     "task tasks.reports.summarize_csv FAILURE: NoSuchKey: An error occurred (NoSuchKey) when "
     "calling the GetObject operation: The specified key does not exist."
@@ -57,9 +56,9 @@ def test_poison_messages_are_listed_redriven_and_the_fixed_job_completes(
     app = app_for(stack)
     running = worker(stack)
     queue = stack.queue_url.rsplit("/", 1)[1]
-    # AND three poison messages: an unknown task and a garbage body the worker rejects until
-    # SQS moves them, and a job whose input CSV is missing, dead-lettered as the Lambda
-    # consumer does after the task failed
+    # AND three poison messages: an unknown task and a garbage body the worker dead-letters with
+    # the reason, and a job whose input CSV is missing, dead-lettered as the Lambda consumer does
+    # after the task failed
     unknown = app.send_task("tasks.nope.x", args=[1])
     sqs.send_message(QueueUrl=stack.queue_url, MessageBody="not base64 {{{")
     job_id = str(uuid.uuid4())
@@ -79,17 +78,17 @@ def test_poison_messages_are_listed_redriven_and_the_fixed_job_completes(
     assert before[job_id]["reason"] == MISSING_CSV_REASON
     assert before[job_id]["task"] == "tasks.reports.summarize_csv"
     assert before[unknown.id]["task"] == "tasks.nope.x"
-    assert before[unknown.id]["reason"] == POLICY_REASON
-    assert before[None]["reason"] == POLICY_REASON
+    assert before[unknown.id]["reason"] == UNKNOWN_REASON
+    assert before[None]["reason"] == GARBAGE_REASON
     assert before[None]["decode_error"] == "message body is neither base64 nor a JSON object"
     assert support.queue_depth(stack, stack.dlq_url) == 3  # listing consumed nothing
 
     # WHEN the cause of the job's failure is fixed and everything is redriven
     s3.put_object(Bucket=stack.bucket, Key="in/late.csv", Body=b"region,amount\neu,2.5\nus,4\n")
     redriven = dlq_cli(stack, "redrive", "--all")
-    # THEN all three left the DLQ for their source queue
+    # THEN all three left the DLQ for their source queue (the worker dead-letters the two that
+    # nothing fixed again at once, so the DLQ's depth proves nothing here)
     assert redriven.returncode == 0, redriven.stderr
-    assert support.queue_depth(stack, stack.dlq_url) == 0
     assert redriven.stdout.splitlines()[-1] == "3 moved, 0 not moved"
     assert f"moved tasks.reports.summarize_csv {job_id} -> {stack.queue_url}" in redriven.stdout
     # AND the worker runs the job to success
@@ -98,7 +97,7 @@ def test_poison_messages_are_listed_redriven_and_the_fixed_job_completes(
     assert value["numeric_columns"]["amount"] == {"sum": 6.5, "min": 2.5, "max": 4.0}
     assert s3.get_object(Bucket=stack.bucket, Key="in/late.csv.summary.json")
 
-    # AND what nothing fixed comes back to the DLQ through the queue's redrive policy, once each
+    # AND what nothing fixed comes back to the DLQ, once each
     wait_for(
         lambda: support.queue_depth(stack, stack.dlq_url) == 2,
         timeout=90,

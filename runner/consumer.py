@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -93,10 +94,14 @@ class Budget:
         if getter is None:
             return None
         try:
-            return float(getter()) / 1000 - self.reserve_seconds
+            seconds = float(getter()) / 1000 - self.reserve_seconds
         except Exception:
             log.exception("could not read the invocation's remaining time")
             return None
+        if not math.isfinite(seconds):  # NaN or infinite: no budget we can keep to
+            log.error("the invocation's remaining time is %r: not enforced", seconds)
+            return None
+        return min(seconds, MAX_BUDGET_SECONDS)
 
 
 class Consumer:
@@ -437,6 +442,10 @@ def _queue_url_from_arn(arn: Any, default: str) -> str:
 
 
 # --- the time budget ---
+
+
+#: Longest budget a record gets: a Lambda invocation lasts at most 15 minutes.
+MAX_BUDGET_SECONDS = 15 * 60
 
 
 @contextlib.contextmanager

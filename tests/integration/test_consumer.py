@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
+import signal
 import sys
 import threading
 import time
@@ -721,3 +723,23 @@ def test_the_time_limit_puts_back_an_alarm_set_before_it() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         signal.setitimer(signal.ITIMER_REAL, *runner_alarm)
+
+
+@pytest.mark.parametrize("remaining_ms", [math.nan, math.inf, 1e300, 10**30])
+def test_a_remaining_time_that_is_not_a_finite_number_still_runs_the_job(
+    consumer: Consumer, galley_app: Any, remaining_ms: float
+) -> None:
+    """Found by the adversarial review: NaN or an infinite remaining time dead-lettered the job
+    unrun (``setitimer`` raised inside the run)."""
+    stack = _stack(consumer)
+    # GIVEN a Lambda context whose remaining time is not a usable number
+    context = Context(0)
+    context.remaining_ms = remaining_ms  # type: ignore[assignment]
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    body = wire.encode("tasks.imports.import_records", ([], stack.bucket, "p"), {}, queue=queue)
+    handler_before = signal.getsignal(signal.SIGALRM)
+    # WHEN a good job arrives
+    outcomes = consumer.run_batch([record(body, stack)], context)
+    # THEN it runs and is acknowledged; the alarm handler is the one that was there before
+    assert [o.action for o in outcomes] == ["acked"], outcomes
+    assert signal.getsignal(signal.SIGALRM) == handler_before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import pkgutil
 import uuid
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 
 from runner import aws, contracts, delays, idempotency, kombu_json, payloads, wire
 from runner.saferepr import saferepr
-from runner.settings import SettingsError, WorkerSettings, load
+from runner.settings import TASK_MODULES, SettingsError, WorkerSettings, load
 from runner.worker import startup, transport
 from runner.worker.protection import ScaleInProtection
 
@@ -213,6 +214,7 @@ class GalleyCelery(Celery):
 
     def on_configure(self) -> None:
         settings = self.galley_settings
+        _check_task_modules(settings.extra_task_modules)
         delays.install(max_hop=settings.max_hop_seconds)
         self.conf.update(celery_config(settings))
 
@@ -221,6 +223,20 @@ class GalleyCelery(Celery):
         self._galley_settings = settings
         delays.install(max_hop=settings.max_hop_seconds)
         self.conf.update(celery_config(settings))
+
+
+def _check_task_modules(names: list[str]) -> None:
+    """Every GALLEY_TASK_MODULES entry can be found, or one line says which cannot (Celery would
+    stop with a page of traceback that names no variable)."""
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise AppSettingsError(
+                f"{TASK_MODULES}: module {name!r} not found (is it installed, or on the path?)"
+            )
 
 
 #: Short timeouts: a slow S3 must not stall a worker's main thread for minutes.

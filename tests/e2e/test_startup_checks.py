@@ -101,3 +101,10 @@ def test_unset_settings_are_read_from_the_queue(
         "task reliability.fail failed: ValueError: why not"
     ]
     assert running.alive()
+
+
+def test_a_task_module_that_does_not_exist(stack: local.LocalResources) -> None:
+    """Found by the adversarial review: a typo in GALLEY_TASK_MODULES gave a 63-line traceback
+    naming no variable."""
+    line = refused(start(stack, GALLEY_TASK_MODULES="tasks_typo.nope"), "GALLEY_TASK_MODULES")
+    assert "'tasks_typo.nope' not found" in line

@@ -34,7 +34,9 @@ def refused(result: subprocess.CompletedProcess[str], variable: str) -> str:
     assert "Traceback" not in output, output
     assert "ready." not in output, output
     lines = [
-        line.strip() for line in result.stderr.splitlines() if line.strip().startswith(variable)
+        line.strip().removeprefix("Error: ")
+        for line in output.splitlines()
+        if line.strip().removeprefix("Error: ").startswith(variable)
     ]
     assert lines, f"no line names {variable}:\n{output}"
     return lines[0]

@@ -59,6 +59,24 @@ def main() -> None:
     """
 
 
+class _Seconds(click.ParamType):
+    """A finite number of seconds, 0 to a week (``nan`` would make a wait endless)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 <= seconds <= 7 * 24 * 3600:  # False for nan too
+            self.fail(f"{value!r} is not between 0 and 604800 seconds", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
+
+
 @main.group(name="local")
 def local_() -> None:
     """The embedded local stack (moto on 127.0.0.1)."""
@@ -117,7 +135,13 @@ def local_env(state_file: Path) -> None:
 @click.option("--args", "args_json", default=None, help="Positional arguments, a JSON array.")
 @click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
-@click.option("--timeout", type=float, default=300, show_default=True, help="With --wait.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=300,
+    show_default=True,
+    help="With --wait: seconds (at most a week).",
+)
 def enqueue(
     task: str, args_json: str | None, kwargs_json: str | None, wait: bool, timeout: float
 ) -> None:
@@ -136,7 +160,13 @@ def enqueue(
 @main.command()
 @click.argument("task_id")
 @click.option("--wait", is_flag=True, help="Wait until the job has finished.")
-@click.option("--timeout", type=float, default=300, show_default=True, help="With --wait.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=300,
+    show_default=True,
+    help="With --wait: seconds (at most a week).",
+)
 def result(task_id: str, wait: bool, timeout: float) -> None:
     """Print a job's state and result as JSON (exit 1 if it failed)."""
     from runner import results

@@ -34,6 +34,8 @@ def _parse(text: str, option: str, kind: type, expected: str) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise JobError(f"{option} is not valid JSON: {error.msg} at position {error.pos}") from None
+    except RecursionError:
+        raise JobError(f"{option} is nested too deeply to read") from None
     if not isinstance(value, kind):
         raise JobError(f"{option} must be {expected}, got {type(value).__name__}")
     return value

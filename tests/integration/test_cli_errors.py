@@ -28,6 +28,8 @@ def run(
         (["tasks.reports.summarize_csv", "--args", '{"a": 1}'], "--args must be a JSON array"),
         (["tasks.reports.summarize_csv", "--kwargs", "[]"], "--kwargs must be a JSON object"),
         (["tasks.reports.summarize_csv", "--args", "[]"], "arguments do not fit"),
+        # found by the adversarial review: a RecursionError traceback
+        (["tasks.reports.summarize_csv", "--args", "[" * 5000 + "]" * 5000], "nested too deeply"),
     ],
 )
 def test_bad_enqueue_is_refused_and_nothing_is_sent(
@@ -74,3 +76,14 @@ def test_local_up_on_a_taken_port_names_the_port(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert not (tmp_path / ".galley" / "local.json").exists()
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "soon"])
+def test_a_wait_that_could_never_end_is_refused(stack: local.LocalResources, timeout: str) -> None:
+    """Found by the adversarial review: `--timeout nan` waited for ever."""
+    result = run(
+        "result", "some-id", "--wait", "--timeout", timeout, env=support.attached_env(stack)
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Invalid value for '--timeout'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -39,7 +39,7 @@ from celery.app.task import Context
 from celery.app.trace import trace_task
 from celery.exceptions import InvalidTaskError, NotRegistered, Reject
 
-from runner import aws, delays, payloads, settlement, wire
+from runner import aws, delays, links, payloads, settlement, wire
 from runner.deadletter import dead_letter
 from runner.settings import ConsumerSettings, queue_name_from_url
 
@@ -211,6 +211,11 @@ class Consumer:
         if verdict.action == "defer":
             assert verdict.delay_seconds is not None
             return self._defer(record, source, message, verdict.delay_seconds)
+        unsendable = links.problem(self.app, message.headers, message.embed)
+        if unsendable is not None:  # Celery would fail it after its body ran
+            reason = f"task {message.task} refused before it ran: {unsendable}"
+            self._store_failure(message, reason)
+            return self._dead_letter(record, source, message.id, reason)
         return self._run(record, source, message, budget)
 
     def _run(

@@ -1,4 +1,9 @@
-"""Long delays without holding: a message that arrives before its eta is sent on, not kept.
+"""The worker's task strategy: links checked before a job runs, and early jobs sent on, not kept.
+
+A job whose links Celery could not send after it ran (runner/links.py) is refused first: its
+FAILURE is stored and it is dead-lettered with the reason, before its body runs.
+
+Long delays without holding: a message that arrives before its eta is sent on, not kept.
 
 Stock Celery keeps an early message in the worker's memory until its eta; past the visibility
 timeout SQS delivers it again (celery#3270), and SQS cannot delay a message more than 900 s.
@@ -16,9 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.app.task import Context
 from celery.worker.strategy import default as default_strategy
 
-from runner import delays
+from runner import delays, links
 from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,11 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[...,
     def hop_or_handle(
         message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **options: Any
     ) -> Any:
+        refused = _links_problem(app, message)
+        if refused is not None:
+            _refuse(app, task, message, refused)
+            reject(log, consumer.connection_errors)  # dead-lettered with the noted reason
+            return None
         try:
             eta = delays.parse_eta((message.headers or {}).get("eta"))
             hop = delays.hop_seconds(eta, datetime.now(UTC), max_hop=settings.max_hop_seconds)
@@ -53,3 +64,28 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[...,
         return None
 
     return hop_or_handle
+
+
+def _links_problem(app: Any, message: Any) -> str | None:
+    try:
+        _, _, embed = message.decode()
+        return links.problem(app, message.headers or {}, embed)
+    except Exception as error:  # undecodable here: Celery's own handling refuses it
+        log.debug("links not checked: %s", error)
+        return None
+
+
+def _refuse(app: Any, task: Any, message: Any, reason: str) -> None:
+    """Store the job's FAILURE (what its caller sees) and note why, for the dead letter."""
+    text = f"task {task.name} refused before it ran: {reason}"
+    log.error("%s[%s]: %s", task.name, message.headers.get("id"), text)
+    held = current()
+    if held is not None:
+        held.note_reason(message.delivery_tag, text)
+    request = Context(
+        message.headers, chord=None, chain=None, errbacks=None, callbacks=None, group=None
+    )
+    try:
+        app.backend.mark_as_failure(message.headers["id"], ValueError(text), request=request)
+    except Exception:  # the dead letter still carries the job and the reason
+        log.exception("could not record the failure of %s", message.headers.get("id"))

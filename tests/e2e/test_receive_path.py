@@ -139,3 +139,34 @@ def test_a_receive_in_flight_at_shutdown_gives_its_messages_back_at_once(
     assert result.get(timeout=45) > 0
     assert time.monotonic() - started < 45
     assert runs(stack, job, "started") == 1
+
+
+def test_a_job_whose_chain_cannot_be_sent_is_refused_before_it_runs(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    """Found by the adversarial review: a chain whose next step is routed to a queue the app
+    does not have ran its first step, then failed sending the next (QueueNotFound); dead-lettered
+    as failed and redriven, the first step ran twice."""
+    # GIVEN a chain whose second step names a queue this worker's app does not have
+    stack = make_stack(visibility_timeout=5)
+    app = app_for(stack)
+    running = worker(stack, **TASKS)
+    job = uuid.uuid4().hex
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    message = wire.build("reliability.stamp", [stack.bucket, job], queue=queue)
+    message.embed["chain"] = [dict(app.signature("reliability.stamp", queue="galley-elsewhere"))]
+    sqs, _ = support.clients(stack)
+    # WHEN it arrives
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=wire.encode_message(message))
+    # THEN it is dead-lettered with the reason, its FAILURE stored, and its body never ran
+    wait_for(
+        lambda: support.queue_depth(stack, stack.dlq_url) == 1, timeout=60, what="a dead letter"
+    )
+    [reason] = support.dead_letter_reasons(stack)
+    assert reason.startswith("task reliability.stamp refused before it ran: its chain cannot")
+    assert "galley-elsewhere" in reason
+    assert app.AsyncResult(message.id).state == "FAILURE"
+    assert runs(stack, job, "started") == 0
+    assert running.alive()

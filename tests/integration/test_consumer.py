@@ -743,3 +743,21 @@ def test_a_remaining_time_that_is_not_a_finite_number_still_runs_the_job(
     # THEN it runs and is acknowledged; the alarm handler is the one that was there before
     assert [o.action for o in outcomes] == ["acked"], outcomes
     assert signal.getsignal(signal.SIGALRM) == handler_before
+
+
+def test_a_job_whose_links_cannot_be_sent_is_refused_before_it_runs(
+    consumer: Consumer, galley_app: Any
+) -> None:
+    """Found by the adversarial review: the tracer sends links after the body ran; one it could
+    not send made the job a FAILURE after its effect, and a redrive ran it again."""
+    stack = _stack(consumer)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    # GIVEN a job linked to a task routed to a queue the app does not have
+    message = wire.build("tasks.imports.import_records", [[], stack.bucket, "links"], queue=queue)
+    message.embed["callbacks"] = [dict(galley_app.signature("tasks.x", queue="nope"))]
+    # WHEN the consumer gets it
+    [outcome] = consumer.run_batch([record(wire.encode_message(message), stack)], Context(60_000))
+    # THEN it is dead-lettered with the reason, never run (no STARTED), its FAILURE stored
+    assert outcome.action == "dead-lettered", outcome
+    assert outcome.reason is not None and "refused before it ran: its callbacks" in outcome.reason
+    assert AsyncResult(message.id, app=galley_app).state == "FAILURE"

@@ -54,7 +54,9 @@ class Options:
 class Custody:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.ledger = Ledger()
+        # The ledger tracks when each message's visibility runs out, so that the settler does not
+        # release a message SQS has already handed out again (see Settler._lapsed).
+        self.ledger = Ledger(options.visibility_timeout)
         self.settler = Settler(
             self.ledger,
             aws.client("sqs", region=options.region, config=SETTLE_CONFIG),
@@ -67,6 +69,7 @@ class Custody:
                 aws.client("sqs", region=options.region, config=heartbeat.CLIENT_CONFIG),
                 options.visibility_timeout,
                 self.ledger.by_queue,
+                extended=self.ledger.extended,
             )
             self.beat.start()
             log.info(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +30,15 @@ log = logging.getLogger(__name__)
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
 
 
-def extend(sqs: Any, by_queue: dict[str, list[str]], visibility_timeout: int) -> int:
+def extend(
+    sqs: Any,
+    by_queue: dict[str, list[str]],
+    visibility_timeout: int,
+    accepted: Callable[[list[str]], None] | None = None,
+) -> int:
     """Extend every message's visibility; returns how many SQS accepted (failures are logged:
-    a message settled meanwhile has a stale handle, and that is fine)."""
+    a message settled meanwhile has a stale handle, and that is fine). ``accepted`` is told the
+    receipt handles SQS extended, chunk by chunk."""
     extended = 0
     for queue, handles in by_queue.items():
         for start in range(0, len(handles), limits.MAX_BATCH_MESSAGES):
@@ -46,6 +53,9 @@ def extend(sqs: Any, by_queue: dict[str, list[str]], visibility_timeout: int) ->
                 log.warning("visibility heartbeat failed for %s: %s", queue, error)
                 continue
             extended += len(response.get("Successful", []))
+            if accepted is not None:
+                ids = {str(ok.get("Id")) for ok in response.get("Successful", [])}
+                accepted([h for i, h in enumerate(chunk) if str(i) in ids])
             for failure in response.get("Failed", []):
                 log.debug("visibility not extended: %s", failure)
     return extended
@@ -61,12 +71,15 @@ class Beat(threading.Thread):
         held: Callable[[], dict[str, list[str]]],
         *,
         interval: float | None = None,
+        extended: Callable[[list[str], float], None] | None = None,
     ) -> None:
         super().__init__(name="galley-visibility-heartbeat", daemon=True)
         self.sqs = sqs
         self.visibility_timeout = visibility_timeout
         self.interval = interval or max(1.0, visibility_timeout / 3)
         self.held = held
+        #: Told which receipts each beat extended, and until when at least (monotonic).
+        self.extended = extended
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -74,9 +87,18 @@ class Beat(threading.Thread):
             try:
                 by_queue = self.held()
                 if by_queue:
-                    extend(self.sqs, by_queue, self.visibility_timeout)
+                    extend(self.sqs, by_queue, self.visibility_timeout, self._reporter())
             except Exception:  # never die: the next beat tries again
                 log.exception("visibility heartbeat failed")
+
+    def _reporter(self) -> Callable[[list[str]], None] | None:
+        """What ``extend`` tells of each accepted chunk: the receipts, and a deadline taken
+        before the call (SQS counts the new timeout from when it handles the call)."""
+        report = self.extended
+        if report is None:
+            return None
+        until = time.monotonic() + self.visibility_timeout
+        return lambda receipts: report(receipts, until)
 
     def stop(self) -> None:
         self.stopped.set()

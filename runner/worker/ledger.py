@@ -18,6 +18,7 @@ acknowledged or rejected message with a reason is dead-lettered with it instead 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -42,14 +43,27 @@ class Entry:
     action: Action | None = None
     #: For ``forward``: the SQS delay of the copy sent back to the queue (a delay hop).
     delay_seconds: int = 0
+    #: When (monotonic) its visibility runs out unless extended: from then on SQS may hand the
+    #: message out again — to another worker, or to this one under a new receipt handle.
+    visible_until: float = math.inf
 
 
 class Ledger:
-    """Thread-safe map from receipt handle to :class:`Entry`."""
+    """Thread-safe map from receipt handle to :class:`Entry`.
 
-    def __init__(self) -> None:
+    With ``visibility_timeout`` it also tracks when each entry's visibility runs out (from its
+    receipt, pushed back by each heartbeat that extended it), so that an outcome which only makes
+    sense while the message is ours (a release) is not carried out after SQS took it back.
+    """
+
+    def __init__(self, visibility_timeout: float | None = None) -> None:
         self._entries: dict[str, Entry] = {}
         self._changed = threading.Condition()
+        self.visibility_timeout = visibility_timeout
+        #: How close to running out a visibility counts as run out: receipt and heartbeat times
+        #: are taken after SQS's own clock started (a quarter of the timeout, at most 5 s; the
+        #: heartbeat extends every third, so a working heartbeat never comes this close).
+        self.lapse_margin = min(5.0, visibility_timeout / 4) if visibility_timeout else 0.0
 
     # --- what the receiver and the transport call ---
 
@@ -60,6 +74,8 @@ class Ledger:
             message_id=str(sqs_message.get("MessageId", "")),
             body=str(sqs_message.get("Body", "")),
         )
+        if self.visibility_timeout:
+            entry.visible_until = entry.received_at + self.visibility_timeout
         with self._changed:
             self._entries[entry.receipt] = entry
             self._changed.notify_all()
@@ -92,6 +108,28 @@ class Ledger:
             entry.action = action
             entry.delay_seconds = delay_seconds
             return entry
+
+    def extended(self, receipts: list[str], until: float) -> None:
+        """The heartbeat extended these receipts' visibility, to at least ``until`` (monotonic).
+
+        An entry whose visibility had already run out stays run out: SQS may have handed the
+        message out again meanwhile, and an old receipt handle's extension does not make it ours.
+        """
+        now = time.monotonic()
+        with self._changed:
+            for receipt in receipts:
+                entry = self._entries.get(receipt)
+                if entry is not None and not self._lapsed(entry, now):
+                    entry.visible_until = max(entry.visible_until, until)
+
+    def lapsed(self, entry: Entry) -> bool:
+        """True once ``entry``'s visibility has run out (or is about to): the message may be back
+        on the queue, or with another consumer."""
+        with self._changed:
+            return self._lapsed(entry, time.monotonic())
+
+    def _lapsed(self, entry: Entry, now: float) -> bool:
+        return now >= entry.visible_until - self.lapse_margin
 
     def forget(self, receipt: str) -> None:
         """Settled on SQS (or given up): no longer ours."""

@@ -126,8 +126,24 @@ class Settler(threading.Thread):
         for queue_url, entries in deletes.items():
             retry += self._batched(queue_url, entries, self._delete_chunk)
         for queue_url, entries in releases.items():
+            entries = [entry for entry in entries if not self._lapsed(entry)]
             retry += self._batched(queue_url, entries, self._release_chunk)
         return retry
+
+    def _lapsed(self, entry: Entry) -> bool:
+        """A release whose message's visibility ran out while it kept failing (the heartbeat
+        could not reach SQS either) is dropped: the message is back on the queue already, and
+        may be running again under a newer receipt handle. SQS (moto at least) still honours the
+        old handle, so releasing now would hand that running job out once more."""
+        if not self.ledger.lapsed(entry):
+            return False
+        log.info(
+            "message %s not released: its visibility ran out first (it is back on the queue)",
+            entry.message_id,
+        )
+        self._attempts.pop(entry.receipt, None)
+        self.ledger.forget(entry.receipt)
+        return True
 
     def _send_to_dead_letter_queue(self, entry: Entry) -> bool:
         url = self.dead_letter_url()

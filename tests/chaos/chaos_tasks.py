@@ -31,6 +31,9 @@ PUT_ERROR_RATE = "GALLEY_CHAOS_PUT_ERROR_RATE"
 MARKERS = "markers/"
 INJECTED = "injected/"
 FINISHED = "finished/"
+#: Garbage that turned out runnable (an envelope naming chaos.target) records each run here, in
+#: the results bucket: ``garbage-ran/<task id>/<uuid4>``.
+GARBAGE_RAN = "garbage-ran/"
 
 _s3: Any = None
 
@@ -101,3 +104,13 @@ def long_task(self: Task, bucket: str, job_id: str, seconds: float) -> str:
         Bucket=bucket, Key=f"{FINISHED}{job_id}/{uuid.uuid4().hex}", Body=_record(self, "long")
     )
     return job_id
+
+
+@app.task(bind=True, name="chaos.target")
+def target(self: Task, *args: Any, **kwargs: Any) -> None:
+    """What garbage envelopes name (tests/garbage.py): takes any arguments, records the run."""
+    s3().put_object(
+        Bucket=app.galley_settings.results_bucket,
+        Key=f"{GARBAGE_RAN}{self.request.id}/{uuid.uuid4().hex}",
+        Body=_record(self, "garbage"),
+    )

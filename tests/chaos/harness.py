@@ -16,9 +16,21 @@ fraction of the jobs has a marker (progress measured from S3, not wall time):
 and every job attempt's marker PUT fails with probability ``put_error_rate`` (injected in the
 task, retried by Celery's autoretry through an SQS delay).
 
+Network faults: the workers reach moto only through a FaultProxy (tests/faults.py) whose chaos
+thread switches random SQS faults on and off all through the run -- 5xx, throttling, connection
+resets, black holes, latency -- in short bursts. The harness's own clients (feeding, counting)
+talk to moto directly. ``GALLEY_CHAOS_S3_FAULTS=1`` puts S3 in the bursts too (off by default: an
+S3 write of Celery's result backend that fails is taken for the job's final failure, and the job
+is dead-lettered -- a known defect, see tests/e2e/test_network_faults.py).
+
+Garbage: one garbage body (tests/garbage.py) is fed with every ``garbage_every`` jobs; each must
+end in the DLQ (matched by body: dead letters are byte for byte) or, when it happens to be a
+runnable job (an envelope naming ``chaos.target``), run.
+
 Then it waits until the queue is empty (visible + in flight + delayed) and the marker count has
 stopped changing, and does the accounting from the S3 markers and the queues' contents only:
-enqueued, completed (jobs with a marker), lost, duplicated executions, dead-lettered.
+enqueued, completed (jobs with a marker), lost, duplicated executions (and how many of them a
+kill -9 explains), dead-lettered, garbage sent / in the DLQ / run, worker deaths.
 
 Jobs are fed, not dumped: moto's SQS scans the whole queue on every SendMessage (three times, to
 compute the queue's attributes), ReceiveMessage, DeleteMessage and ChangeMessageVisibility, so a
@@ -29,8 +41,10 @@ jobs outstanding, topping up with ``enqueue_many`` (SendMessageBatch of 10) ever
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -42,16 +56,27 @@ from pathlib import Path
 from typing import Any
 
 from runner import local, producer, wire
+from runner.deadletter import REASON_ATTRIBUTE
 from runner.process import Child, wait_for
 from runner.settings import ProducerSettings
 from runner.sqs_sweep import Sweep
-from tests import support
+from tests import garbage, support
 from tests.chaos import chaos_tasks
+from tests.faults import FaultProxy
 
 TASK_MODULE = "tests.chaos.chaos_tasks"
 JOB_TASK = "chaos.job"
 LONG_TASK = "chaos.long"
+TARGET_TASK = "chaos.target"
 LONG_JOB_ID = "long-0"
+#: The reason Galley gives a job whose Celery retry could not be published (SendMessage failed
+#: past kombu's attempts: Celery raises Reject(requeue=False)). A known defect, reported and
+#: pinned by tests/e2e/test_network_faults.py: such a job is dead-lettered, not retried.
+RETRY_PUBLISH_FAILED = re.compile(r"failed: Reject: \((ClientError|OperationalError)\(")
+#: Tries at starting a worker whose start-up checks keep meeting network faults.
+START_ATTEMPTS = 5
+#: Where Celery's result backend writes (GALLEY_RESULTS_PREFIX's default).
+RESULTS_PREFIX = "results/"
 #: Visible + in flight + delayed (support.queue_depth, with this thread's client).
 DEPTH_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
@@ -93,6 +118,16 @@ class ChaosConfig:
     kill_at: tuple[float, float] = (0.10, 0.75)
     sigstop_at: float = 0.25
     long_at: float = 0.40
+    #: Network fault bursts between the workers and moto (FaultProxy.start_chaos).
+    network_kinds: tuple[str, ...] = ("http_error", "throttle", "reset", "blackhole", "latency")
+    #: Services the bursts hit: ("sqs",) or ("sqs", "s3").
+    network_services: tuple[str, ...] = ("sqs",)
+    fault_every: tuple[float, float] = (2.0, 5.0)
+    fault_duration: tuple[float, float] = (0.3, 1.5)
+    latency_seconds: float = 1.5
+    seed: int = 20260104
+    #: One garbage body is fed with every this many jobs (0: none).
+    garbage_every: int = 10
 
     @property
     def processes(self) -> int:
@@ -118,6 +153,10 @@ class ChaosConfig:
     def time_limit(self) -> int:
         """Above the long task plus a frozen moto (a task may block on it), with margin."""
         return self.long_seconds + self.sigstop_seconds + 60
+
+    @property
+    def garbage(self) -> int:
+        return self.n // self.garbage_every if self.garbage_every else 0
 
     @property
     def deadline_seconds(self) -> float:
@@ -159,6 +198,18 @@ class Report:
     sigterm_exits: list[int | None] = field(default_factory=list)
     #: Workers that were not killed by the harness and died anyway.
     died: list[int] = field(default_factory=list)
+    #: Duplicated executions by cause (see Scenario.duplicates): "kill -9", "frozen moto",
+    #: "retry sent twice", and "other" (none of those: listed in ``unexplained``).
+    duplicate_causes: Counter[str] = field(default_factory=Counter)
+    unexplained: list[str] = field(default_factory=list)
+    #: Network fault bursts the proxy switched on, and requests they hit, by kind.
+    bursts: Counter[str] = field(default_factory=Counter)
+    network_injected: Counter[str] = field(default_factory=Counter)
+    garbage: GarbageCount = field(default_factory=lambda: GarbageCount())
+    #: Workers that refused to start: their start-up checks met a network fault.
+    startup_refusals: int = 0
+    #: Jobs in the DLQ because their retry could not be published (known defect).
+    retry_publish_failed: list[str] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
@@ -181,11 +232,29 @@ class Report:
             f"  executions (markers)   {self.executions:7d}",
             f"  lost                   {len(self.lost):7d}",
             f"  duplicated executions  {self.duplicated_executions:7d}"
-            f"  ({self.duplicated_jobs} jobs ran more than once)",
-            f"  in DLQ                 {len(self.in_dlq):7d}",
+            f"  ({self.duplicated_jobs} jobs ran more than once; by cause:"
+            f" {dict(self.duplicate_causes) or 'none'})",
+            f"  in DLQ                 {len(self.in_dlq):7d}"
+            f"  ({len(self.retry_publish_failed)} as their retry could not be published:"
+            " known defect)",
             f"  still queued           {len(self.still_queued):7d}",
             f"  long task runs         {self.long_runs:7d}  (finished {self.long_finished})",
             f"  unknown markers        {self.unknown_markers:7d}",
+            f"  garbage sent           {self.garbage.sent:7d}"
+            f"  (of {self.garbage.generated}; {self.garbage.refused} refused by SQS, not sent)",
+            f"  garbage in DLQ         {self.garbage.in_dlq:7d}"
+            f"  ({self.garbage.without_reason} without a reason)",
+            f"  garbage that ran       {self.garbage.ran:7d}"
+            f"  ({self.garbage.expired} more expired)",
+            f"  garbage unaccounted    {len(self.garbage.unaccounted):7d}",
+            f"  garbage DLQ copies     {self.garbage.extra_copies:7d}  (second copies)",
+            f"  DLQ strays             {self.garbage.strays:7d}  (neither a job nor garbage sent)",
+            f"  worker deaths          {len(self.died):7d}  (not killed by the harness)",
+            f"  worker start refusals  {self.startup_refusals:7d}"
+            "  (start-up checks met a network fault; started again)",
+            f"network fault bursts (SQS{'+S3' if 's3' in c.network_services else ''}):"
+            f" {sum(self.bursts.values())} {dict(self.bursts)};"
+            f" requests hit {dict(self.network_injected)}",
             f"elapsed {self.elapsed:.1f} s; jobs drained in {self.drained_in:.1f} s"
             f" ({self.throughput:.1f} jobs/s)" + ("" if self.drained else " -- NOT DRAINED"),
         ]
@@ -194,15 +263,44 @@ class Report:
                 "duplicates are SQS's at-least-once delivery, expected under these faults: a job"
                 " killed (kill -9) after its marker and before its ack runs again once its"
                 " visibility timeout passes; a frozen moto lets in-flight messages time out and"
-                " be delivered again; retries carry the same job id"
+                " be delivered again; retries carry the same job id; a network fault that"
+                " swallows the answer to a SendMessage already done (a retry's publish) makes"
+                " its retry a second copy"
             )
         if self.lost:
             lines.append(f"LOST: {', '.join(self.lost[:20])}")
+        if self.unexplained:
+            lines.append(f"DUPLICATES NO KNOWN CAUSE EXPLAINS: {self.unexplained[:10]}")
+        if self.garbage.unaccounted:
+            lines.append(f"GARBAGE UNACCOUNTED: {self.garbage.unaccounted[:5]}")
         lines.append(f"SIGTERM'd workers' exit codes: {self.sigterm_exits}")
         if self.died:
             lines.append(f"workers that died by themselves: {self.died}")
         lines.append("worker logs: " + " ".join(str(p) for p in self.worker_logs))
         return "\n".join(lines)
+
+
+@dataclass
+class GarbageCount:
+    """What became of the garbage fed with the jobs."""
+
+    generated: int = 0
+    #: SQS refuses it (tests/garbage.py sqs_accepts): not sent.
+    refused: int = 0
+    sent: int = 0
+    in_dlq: int = 0
+    #: Of those in the DLQ, without a galley-reason (moved there by the queue's redrive policy).
+    without_reason: int = 0
+    #: Runnable after all (an envelope naming chaos.target): ran, or expired (REVOKED).
+    ran: int = 0
+    expired: int = 0
+    #: Sent, and neither in the DLQ nor run: lost.
+    unaccounted: list[str] = field(default_factory=list)
+    #: Second copies of a garbage body in the DLQ (a dead letter's SendMessage retried by
+    #: botocore after its answer was lost: SendMessage is not idempotent).
+    extra_copies: int = 0
+    #: DLQ messages that are neither a job nor garbage sent.
+    strays: int = 0
 
 
 class Markers:
@@ -257,6 +355,13 @@ class Feeder(threading.Thread):
             queue_url=stack.queue_url, region=stack.region, endpoint_url=stack.endpoint_url
         )
         self.markers = Markers(s3, markers_bucket, config.n)
+        queue = stack.queue_url.rsplit("/", 1)[1]
+        self.garbage = garbage.random_bodies(
+            config.seed, config.garbage, task=TARGET_TASK, queue=queue
+        )
+        #: Garbage sent (SQS took it) and refused (not sent).
+        self.garbage_sent: list[garbage.Garbage] = []
+        self.garbage_refused = 0
         self.enqueued = 0
         self.completed = 0
         self.error: BaseException | None = None
@@ -282,6 +387,18 @@ class Feeder(threading.Thread):
         ]
         producer.enqueue_many(calls, client=self.sqs, settings=self.settings)
         self.enqueued = stop
+        if self.config.garbage_every:
+            self.feed_garbage(stop // self.config.garbage_every)
+
+    def feed_garbage(self, until: int) -> None:
+        """Garbage in step with the jobs: body ``i`` goes with job ``i * garbage_every``."""
+        while self.garbage_refused + len(self.garbage_sent) < min(until, len(self.garbage)):
+            item = self.garbage[self.garbage_refused + len(self.garbage_sent)]
+            if not item.sendable:
+                self.garbage_refused += 1
+                continue
+            self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=item.body)
+            self.garbage_sent.append(item)
 
     def check(self) -> None:
         if self.error is not None:
@@ -301,12 +418,18 @@ class Scenario:
         self.config = config
         self.workdir = workdir
         self.moto: local.MotoServer | None = None
+        self.proxy: FaultProxy | None = None
         self.moto_stopped = False
         self.stack: local.LocalResources | None = None
         self.markers_bucket = f"chaos-markers-{uuid.uuid4().hex[:10]}"
         self.workers: list[Child] = []  # serving
         self.started: list[Child] = []  # everything ever started, for cleanup and logs
         self.terminated: list[Child] = []  # sent SIGTERM, finishing their tasks
+        self.killed: list[int] = []  # worker pids killed with kill -9
+        self.startup_refusals = 0  # workers whose start-up checks met a network fault
+        self.frozen: tuple[float, float] | None = None  # when moto was SIGSTOP'd (epoch)
+        #: Jobs dead-lettered because their Celery retry could not be published (known defect).
+        self.retry_publish_failed: list[str] = []
         self.faults: list[Fault] = []
         self.feeder: Feeder | None = None
         self.sqs: Any = None  # the main thread's clients
@@ -348,10 +471,28 @@ class Scenario:
     # --- the processes ---
 
     def start_worker(self) -> Child:
+        """A worker behind the fault proxy. One whose start-up checks meet a network fault
+        refuses to start (exit 1, "cannot reach"): it is started again, as ECS would."""
+        for _ in range(START_ATTEMPTS - 1):
+            try:
+                return self._start_worker()
+            except AssertionError as error:
+                if "Galley cannot start" not in str(error) or "cannot reach" not in str(error):
+                    raise
+                self.startup_refusals += 1
+                self.log_fault(
+                    "  a worker refused to start (its start-up checks met a network fault)"
+                )
+        return self._start_worker()
+
+    def _start_worker(self) -> Child:
         c = self.config
-        log = self.workdir / f"worker-{len(self.started)}.log"
+        log = self.workdir / f"worker-{len(self.started) + self.startup_refusals}.log"
+        assert self.proxy is not None
+        # the workers reach moto only through the fault proxy
+        behind = dataclasses.replace(self.resources, endpoint_url=self.proxy.url)
         child = support.start_worker(
-            self.resources,
+            behind,
             log,
             concurrency=c.concurrency,
             GALLEY_TASK_MODULES=TASK_MODULE,
@@ -407,6 +548,7 @@ class Scenario:
     def kill_9(self) -> None:
         doomed = self.victim()
         os.killpg(doomed.pid, signal.SIGKILL)
+        self.killed.append(doomed.pid)
         doomed.proc.wait(timeout=30)
         doomed.stop()  # reaps the group, closes the log
         self.workers.remove(doomed)
@@ -420,6 +562,7 @@ class Scenario:
         seconds = self.config.sigstop_seconds
         os.kill(pid, signal.SIGSTOP)
         self.moto_stopped = True
+        frozen_at = time.time()
         self.log_fault(
             f"SIGSTOP moto {pid} for {seconds} s"
             f" (visibility timeout {self.config.visibility_timeout} s)"
@@ -427,6 +570,7 @@ class Scenario:
         time.sleep(seconds)  # the fault itself: moto frozen longer than the visibility timeout
         os.kill(pid, signal.SIGCONT)
         self.moto_stopped = False
+        self.frozen = (frozen_at, time.time())
         self.log_fault(f"SIGCONT moto {pid}")
 
     def enqueue_long(self) -> None:
@@ -496,6 +640,9 @@ class Scenario:
         self.wait(lambda: feeder.enqueued >= self.config.n, "every job to be enqueued")
         self.wait(lambda: self.depth() == 0, "the queue to be empty")
         drained_at = self.now()
+        # no more faults: what is still being settled (or comes back) settles now
+        self.stop_network_chaos()
+        self.wait(lambda: self.depth() == 0, "the queue to be empty without network faults")
         for child in self.terminated:
             self.wait(
                 lambda child=child: not child.alive(), f"SIGTERM'd worker {child.pid} to exit"
@@ -525,17 +672,20 @@ class Scenario:
         finished = list_keys(s3, self.markers_bucket, f"{chaos_tasks.FINISHED}{LONG_JOB_ID}/")
         injected = list_keys(s3, self.markers_bucket, chaos_tasks.INJECTED)
         expected = {job_id(i) for i in range(self.config.n)} | {LONG_JOB_ID}
-        in_dlq = queued_jobs(sqs, self.resources.dlq_url, self.config.visibility_timeout)
+        dead = dead_letters(sqs, self.resources.dlq_url, self.config.visibility_timeout)
+        counted, in_dlq = self.count_garbage(dead)
         still = queued_jobs(sqs, self.resources.queue_url, self.config.visibility_timeout)
         completed = expected & set(runs)
         lost = sorted(expected - completed - set(in_dlq) - set(still))
+        duplicated = [j for j in completed if runs[j] > 1]
+        assert self.proxy is not None
         return Report(
             config=self.config,
             enqueued=len(expected),
             completed=len(completed),
             lost=lost,
             duplicated_executions=sum(runs[j] - 1 for j in completed),
-            duplicated_jobs=sum(1 for j in completed if runs[j] > 1),
+            duplicated_jobs=len(duplicated),
             in_dlq=sorted(in_dlq),
             still_queued=sorted(still),
             unknown_markers=sum(count for j, count in runs.items() if j not in expected),
@@ -551,7 +701,127 @@ class Scenario:
             worker_logs=[c.log_path for c in self.started if c.log_path],
             sigterm_exits=[child.proc.poll() for child in self.terminated],
             died=[child.pid for child in self.workers if not child.alive()],
+            **self.duplicates(duplicated),
+            bursts=Counter(event.kind for event in self.proxy.chaos_events()),
+            network_injected=self.proxy.injected(),
+            garbage=counted,
+            startup_refusals=self.startup_refusals,
+            retry_publish_failed=sorted(self.retry_publish_failed),
         )
+
+    def duplicates(self, jobs: list[str]) -> dict[str, Any]:
+        """Each repeated execution of ``jobs`` by cause, from the markers' records: an earlier
+        run on a worker killed with kill -9 (a crash between effect and ack); an earlier run
+        while moto was frozen past the visibility timeout (or just after: its marker PUT waited
+        for moto); the same retry run twice (its publish retried after the answer was lost:
+        SendMessage is not idempotent); else "other", listed."""
+        causes: Counter[str] = Counter()
+        unexplained: list[str] = []
+        margin = self.config.visibility_timeout
+        for job in jobs:
+            records = self.records(chaos_tasks.MARKERS, job)
+            # attempts that failed (an injected PUT error, retried by a new message) count as
+            # earlier runs too: a kill -9 after such a retry's publish and before the ack runs
+            # the job from both the original message and the retry
+            attempts = records + self.records(chaos_tasks.INJECTED, job)
+            for index in range(1, len(records)):
+                this = records[index]
+                earlier = [r for r in attempts if float(r["at"]) < float(this["at"])]
+                if any(int(r["worker_pid"]) in self.killed for r in earlier):
+                    causes["kill -9"] += 1
+                elif self.frozen is not None and any(
+                    self.frozen[0] - margin <= float(r["at"]) <= self.frozen[1] + margin
+                    for r in earlier
+                ):
+                    causes["frozen moto"] += 1
+                elif this["retries"] and any(
+                    r["retries"] == this["retries"] for r in records[:index]
+                ):
+                    causes["retry sent twice"] += 1
+                else:
+                    causes["other"] += 1
+                    runs = [
+                        (round(float(r["at"]) - self.t0_epoch, 1), r["worker_pid"], r["retries"])
+                        for r in attempts
+                    ]
+                    unexplained.append(f"{job}: attempts (s, worker, retries) {sorted(runs)}")
+        return {"duplicate_causes": causes, "unexplained": unexplained}
+
+    def records(self, prefix: str, job: str) -> list[dict[str, Any]]:
+        """The records of ``job``'s runs under ``prefix`` (markers or injected errors), by time."""
+        found = []
+        for key in list_keys(self.s3, self.markers_bucket, f"{prefix}{job}/"):
+            found.append(
+                json.loads(self.s3.get_object(Bucket=self.markers_bucket, Key=key)["Body"].read())
+            )
+        return sorted(found, key=lambda record: float(record["at"]))
+
+    def count_garbage(self, dead: list[tuple[str, str]]) -> tuple[GarbageCount, list[str]]:
+        """What became of the garbage, and the job ids in the DLQ: a dead letter is a garbage
+        body sent (byte for byte), a job (decoded), or a stray."""
+        assert self.feeder is not None
+        sent = self.feeder.garbage_sent
+        waiting = Counter(item.body for item in sent)
+        counted = GarbageCount(
+            generated=len(self.feeder.garbage),
+            refused=self.feeder.garbage_refused,
+            sent=len(sent),
+        )
+        jobs: list[str] = []
+        for body, reason in dead:
+            if waiting[body] > 0:
+                waiting[body] -= 1
+                counted.in_dlq += 1
+                counted.without_reason += not reason.strip()
+            elif body in waiting:
+                counted.extra_copies += 1
+            elif (job := self.dead_job(body, reason)) is not None:
+                jobs.append(job)
+            else:
+                counted.strays += 1
+        self.not_dead_lettered(sent, waiting, counted)
+        return counted, jobs
+
+    def dead_job(self, body: str, reason: str) -> str | None:
+        """The job id of a dead-lettered job message, or None if it is not one."""
+        try:
+            message = wire.decode(body)
+        except wire.WireError:
+            return None
+        if message.task not in (JOB_TASK, LONG_TASK) or len(message.args) < 2:
+            return None
+        if RETRY_PUBLISH_FAILED.search(reason):
+            self.retry_publish_failed.append(str(message.args[1]))
+        return str(message.args[1])
+
+    def not_dead_lettered(
+        self, sent: list[garbage.Garbage], waiting: Counter[str], counted: GarbageCount
+    ) -> None:
+        """Garbage sent and not in the DLQ must have been a runnable job: it ran, or expired."""
+        ran = {
+            key.split("/")[1]
+            for key in list_keys(self.s3, self.resources.bucket, chaos_tasks.GARBAGE_RAN)
+        }
+        for item in sent:
+            if waiting[item.body] <= 0:
+                continue
+            waiting[item.body] -= 1
+            task_id = wire.decode(item.body).id  # not dead-lettered: it must be a job
+            if task_id in ran:
+                counted.ran += 1
+            elif self.result_state(task_id) == "REVOKED":  # its expires header had passed
+                counted.expired += 1
+            else:
+                counted.unaccounted.append(f"{item.kind}: {item.body[:120]!r}")
+
+    def result_state(self, task_id: str) -> str | None:
+        """The state Celery's S3 result backend stored for ``task_id``, if any."""
+        key = f"{RESULTS_PREFIX}celery-task-meta-{task_id}"
+        try:
+            body = self.s3.get_object(Bucket=self.resources.bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return str(json.loads(body).get("status"))
 
     def span(self, keys: list[str]) -> tuple[float, float]:
         """First and last ``at`` of the records under ``keys``, in seconds into the run."""
@@ -585,12 +855,14 @@ class Scenario:
         )
         self.sqs, self.s3 = support.clients(self.stack)
         self.s3.create_bucket(Bucket=self.markers_bucket)
+        self.proxy = FaultProxy(self.moto.url, seed=c.seed).start()
         for _ in range(c.workers):
             self.start_worker()
         self.t0, self.t0_epoch = time.monotonic(), time.time()
         self.deadline = self.t0 + c.deadline_seconds
         self.feeder = Feeder(self.stack, self.markers_bucket, c)
         self.feeder.start()
+        self.start_network_chaos()
         drained = False
         drained_in = 0.0
         try:
@@ -602,7 +874,34 @@ class Scenario:
             self.faults.append(Fault(self.now(), f"GAVE UP: {error}"))
         finally:
             self.feeder.stop()
+            self.stop_network_chaos()
         return self.account(drained_in, drained)
+
+    def start_network_chaos(self) -> None:
+        c = self.config
+        if not c.network_kinds:
+            return
+        assert self.proxy is not None
+        self.proxy.start_chaos(
+            c.seed,
+            kinds=c.network_kinds,
+            every=c.fault_every,
+            duration=c.fault_duration,
+            total=c.deadline_seconds,
+            service=None if "s3" in c.network_services else "sqs",
+            seconds=c.latency_seconds,
+        )
+        self.log_fault(
+            f"network fault bursts on ({', '.join(c.network_services)}):"
+            f" {', '.join(c.network_kinds)}"
+            f" every {c.fault_every[0]:g}-{c.fault_every[1]:g} s"
+            f" for {c.fault_duration[0]:g}-{c.fault_duration[1]:g} s"
+        )
+
+    def stop_network_chaos(self) -> None:
+        if self.proxy is not None and self.proxy.chaos_running:
+            events = self.proxy.stop_chaos()
+            self.log_fault(f"network fault bursts stopped after {len(events)}")
 
     def cleanup(self) -> None:
         if self.feeder is not None and self.feeder.is_alive():
@@ -612,8 +911,21 @@ class Scenario:
             self.moto_stopped = False
         for child in self.started:
             child.stop(grace=self.config.long_seconds + 10)
+        if self.proxy is not None:
+            self.proxy.stop()
         if self.moto is not None:
             self.moto.stop()
+
+
+def dead_letters(sqs: Any, url: str, visibility: int) -> list[tuple[str, str]]:
+    """(body, galley-reason) of every message in ``url``."""
+    found = []
+    with Sweep(sqs, url, visibility=max(visibility, 30)) as sweep:
+        for batch in sweep.batches():
+            for raw in batch:
+                reason = raw.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {})
+                found.append((raw["Body"], reason.get("StringValue", "")))
+    return found
 
 
 def queued_jobs(sqs: Any, url: str, visibility: int) -> list[str]:

@@ -22,7 +22,7 @@ from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
 
-from runner import aws, contracts, delays, idempotency, kombu_json, payloads, wire
+from runner import aws, backend, contracts, delays, idempotency, kombu_json, payloads, wire
 from runner.saferepr import saferepr
 from runner.settings import TASK_MODULES, SettingsError, WorkerSettings, load
 from runner.worker import startup, transport
@@ -82,7 +82,9 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         # --- results: S3; the endpoint comes from AWS_ENDPOINT_URL through boto3 ---
-        "result_backend": "s3",
+        # Celery's S3 backend, retrying passing S3 faults (runner/backend.py)
+        "result_backend": "runner.backend:S3Backend",
+        **backend.RETRY_SETTINGS,
         "s3_bucket": settings.results_bucket,
         "s3_base_path": settings.results_prefix,
         "s3_region": settings.region,

@@ -14,8 +14,10 @@ from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
+from botocore.exceptions import BotoCoreError, ClientError
 from celery.exceptions import Ignore, Reject, Retry, Terminated
 from celery.worker.request import Request as CeleryRequest
+from kombu.exceptions import OperationalError
 
 from runner import payloads
 from runner.worker.custody import current
@@ -32,6 +34,23 @@ _NOT_FINAL = (
     WorkerLostError,
     MemoryError,
 )
+
+
+#: What a publish that failed for the moment raises (SQS unreachable, throttled, 5xx).
+_PASSING_FAULTS: tuple[type[BaseException], ...] = (
+    BotoCoreError,
+    ClientError,
+    OperationalError,
+    OSError,
+)
+
+
+def is_unpublished_retry(exc: BaseException) -> bool:
+    """Celery raises ``Reject(publish error, requeue=False)`` when a task's ``self.retry()``
+    cannot send the retry: a passing fault of SQS, not the job's failure."""
+    if isinstance(exc, ExceptionWithTraceback):
+        exc = exc.exc
+    return isinstance(exc, Reject) and isinstance(exc.reason, _PASSING_FAULTS)
 
 
 def is_final_failure(exc: BaseException) -> bool:
@@ -69,6 +88,14 @@ class Request(CeleryRequest):
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> Any:
+        if is_unpublished_retry(exc_info.exception):
+            # give the message back: it runs again (the retry it asked for), nothing is lost
+            exc = exc_info.exception
+            exc = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
+            log.warning(
+                "%s[%s]: its retry could not be sent (%s); requeued", self.name, self.id, exc.reason
+            )
+            exc.requeue = True
         if is_final_failure(exc_info.exception):
             self._note_dead_letter(exc_info.exception)
         return super().on_failure(exc_info, send_failed_event, return_ok)

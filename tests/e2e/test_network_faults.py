@@ -203,13 +203,6 @@ def test_settle_faults_delay_outcomes_but_never_change_them(
     assert jobs.child.alive()
 
 
-class RetryPublishBug(Exception):
-    """Known defect (reported): a Celery retry whose publish fails (SendMessage failing past
-    kombu's 5 attempts) raises Reject(requeue=False), and Galley dead-letters the job instead
-    of giving its message back to be retried."""
-
-
-@pytest.mark.xfail(raises=RetryPublishBug, strict=True, reason=RetryPublishBug.__doc__)
 def test_a_retry_that_cannot_be_published_is_retried_later_not_dead_lettered(
     proxy: FaultProxy,
     make_stack: Callable[..., local.LocalResources],
@@ -234,8 +227,8 @@ def test_a_retry_that_cannot_be_published_is_retried_later_not_dead_lettered(
     assert result.state == "SUCCESS" or (result.id in dlq and dlq[result.id]), (result.state, dlq)
     assert jobs.child.alive()
     # AND the job ran again and completed: a failed publish is a passing fault, not the job's
-    if result.id in dlq:
-        raise RetryPublishBug(f"dead-lettered: {dlq[result.id]}; runs {jobs.ran(job)}")
+    # (Celery raises Reject(publish error, requeue=False); it was dead-lettered before the fix)
+    assert result.id not in dlq, f"dead-lettered: {dlq[result.id]}; runs {jobs.ran(job)}"
     assert result.get(timeout=60) == job
     assert jobs.ran(job) == (2, 1)
 
@@ -243,15 +236,6 @@ def test_a_retry_that_cannot_be_published_is_retried_later_not_dead_lettered(
 # --- S3 ---
 
 
-class ResultBackendOutageBug(Exception):
-    """Known defect (reported): an S3 write of Celery's result backend that fails outside the
-    task's body (STARTED before it runs, RETRY after its retry was sent, FAILURE) is taken for
-    the job's final failure, and the job is dead-lettered instead of run or retried."""
-
-
-@pytest.mark.xfail(
-    raises=ResultBackendOutageBug, strict=True, reason=ResultBackendOutageBug.__doc__
-)
 def test_s3_put_errors_while_jobs_run_lose_nothing_and_every_job_completes(
     proxy: FaultProxy,
     make_stack: Callable[..., local.LocalResources],
@@ -281,6 +265,6 @@ def test_s3_put_errors_while_jobs_run_lose_nothing_and_every_job_completes(
     assert all(jobs.ran(job)[1] <= 1 for job in sent)
     assert jobs.child.alive()
     # AND every job completed, once, and none is in the DLQ
-    if dlq or any(state != "SUCCESS" for state in states.values()):
-        raise ResultBackendOutageBug(f"states {states}; dead-lettered {dlq}")
+    # (a result write failing outside the body was the job's final failure before the fix)
+    assert not dlq and all(state == "SUCCESS" for state in states.values()), (states, dlq)
     assert [jobs.ran(job)[1] for job in sent] == [1] * len(sent)

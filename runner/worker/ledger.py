@@ -46,6 +46,14 @@ class Entry:
     #: When (monotonic) its visibility runs out unless extended: from then on SQS may hand the
     #: message out again — to another worker, or to this one under a new receipt handle.
     visible_until: float = math.inf
+    #: SQS's ApproximateReceiveCount when it was received (this delivery included).
+    receive_count: int = 1
+
+
+#: A message delivered this many times without finishing is dead-lettered when it would be given
+#: back once more: without it a job that is requeued (``Reject(requeue=True)``) or kills its
+#: worker process every time would loop for ever on a queue without a RedrivePolicy.
+MAX_DELIVERIES = 10
 
 
 class Ledger:
@@ -73,6 +81,7 @@ class Ledger:
             receipt=sqs_message["ReceiptHandle"],
             message_id=str(sqs_message.get("MessageId", "")),
             body=str(sqs_message.get("Body", "")),
+            receive_count=_receive_count(sqs_message),
         )
         if self.visibility_timeout:
             entry.visible_until = entry.received_at + self.visibility_timeout
@@ -105,6 +114,12 @@ class Ledger:
                 entry.reason = reason
             if action == "delete" and entry.reason is not None:
                 action = "dead-letter"
+            if action == "release" and entry.receive_count >= MAX_DELIVERIES:
+                action = "dead-letter"
+                entry.reason = entry.reason or (
+                    f"delivered {entry.receive_count} times without finishing (requeued, or its "
+                    "worker process was lost, each time)"
+                )
             entry.action = action
             entry.delay_seconds = delay_seconds
             return entry
@@ -180,3 +195,10 @@ class Ledger:
                     return False
                 self._changed.wait(remaining)
             return True
+
+
+def _receive_count(sqs_message: dict[str, Any]) -> int:
+    try:
+        return max(1, int((sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount", 1)))
+    except (TypeError, ValueError):
+        return 1

@@ -12,19 +12,39 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from celery import signals
 
 from runner import checks
 from runner.settings import SettingsError, WorkerSettings, load
+from runner.worker.settler import backoff
 
 log = logging.getLogger(__name__)
 
 
-def resolve(settings: WorkerSettings, sqs: Any, s3: Any) -> WorkerSettings:
+#: How long the checks try again while AWS cannot be reached (a network blip at a deploy must
+#: not fail the worker's start), before the worker refuses to start.
+REACH_PATIENCE_SECONDS = 30.0
+
+
+def _unreachable(problems: list[checks.Problem]) -> bool:
+    return bool(problems) and all("cannot reach" in p.message for p in problems)
+
+
+def resolve(
+    settings: WorkerSettings, sqs: Any, s3: Any, *, patience: float = REACH_PATIENCE_SECONDS
+) -> WorkerSettings:
     """``settings`` completed from AWS; raises SettingsError listing every problem."""
-    problems, resolved = checks.worker_problems(settings, sqs, s3)
+    deadline = time.monotonic() + patience
+    attempt = 0
+    while True:
+        problems, resolved = checks.worker_problems(settings, sqs, s3)
+        if not _unreachable(problems) or time.monotonic() >= deadline:
+            break
+        attempt += 1
+        time.sleep(min(backoff(attempt, cap=5.0) + 0.5, max(0.0, deadline - time.monotonic())))
     if problems:
         raise SettingsError(
             "Galley cannot start:\n" + "\n".join(f"  {problem}" for problem in problems)

@@ -66,3 +66,14 @@ def throttled(bucket: str, job: str) -> str:
         Bucket=bucket, Key=f"runs/{job}/started/{uuid.uuid4().hex}", Body=b""
     )
     return job
+
+
+@app.task(name="reliability.requeue_forever")
+def requeue_forever(bucket: str, job: str) -> None:
+    """Gives its message back every time it runs."""
+    from celery.exceptions import Reject
+
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=f"runs/{job}/started/{uuid.uuid4().hex}", Body=b""
+    )
+    raise Reject("not now", requeue=True)

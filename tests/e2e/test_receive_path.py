@@ -7,6 +7,7 @@ Each test is a regression test for a defect of the receive path kombu's SQS tran
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import signal
 import time
@@ -169,4 +170,35 @@ def test_a_job_whose_chain_cannot_be_sent_is_refused_before_it_runs(
     assert "galley-elsewhere" in reason
     assert app.AsyncResult(message.id).state == "FAILURE"
     assert runs(stack, job, "started") == 0
+    assert running.alive()
+
+
+def test_a_job_requeued_for_ever_ends_in_the_dlq_without_a_redrive_policy(
+    make_stack: Callable[..., local.LocalResources],
+    app_for: Callable[[local.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    """Found by the adversarial review: on a queue without a RedrivePolicy (GALLEY_DLQ_URL set),
+    a task raising Reject(requeue=True) ran 77 times in 25 s, for ever."""
+    # GIVEN a queue with no RedrivePolicy, dead letters going to GALLEY_DLQ_URL
+    stack = make_stack(visibility_timeout=30)
+    sqs, _ = support.clients(stack)
+    bare = sqs.create_queue(
+        QueueName=f"bare-{stack.bucket}", Attributes={"VisibilityTimeout": "30"}
+    )
+    on_bare = dataclasses.replace(stack, queue_url=bare["QueueUrl"])
+    app = app_for(on_bare)
+    running = worker(on_bare, **TASKS)
+    job = uuid.uuid4().hex
+    # WHEN a job gives its message back every time it runs
+    app.send_task("reliability.requeue_forever", args=[stack.bucket, job])
+    # THEN after 10 deliveries it is in the DLQ, with the reason, and runs no more
+    wait_for(
+        lambda: support.queue_depth(stack, stack.dlq_url) == 1, timeout=90, what="a dead letter"
+    )
+    assert support.dead_letter_reasons(stack) == [
+        "delivered 10 times without finishing (requeued, or its worker process was lost, each time)"
+    ]
+    assert runs(stack, job, "started") == 10
+    assert support.queue_depth(on_bare, on_bare.queue_url) == 0
     assert running.alive()

@@ -185,3 +185,22 @@ def test_a_forward_sends_the_same_body_back_with_its_delay_then_deletes() -> Non
     assert sends[-1] == {"QueueUrl": Q2, "MessageBody": "b", "DelaySeconds": 900}
     assert [d["QueueUrl"] for d in sqs.of("delete")] == [Q2]
     assert ledger.count() == 0
+
+
+def test_a_message_given_back_too_often_is_dead_lettered_with_the_reason() -> None:
+    """Found by the adversarial review: a task raising Reject(requeue=True) ran 77 times in 25 s
+    on a queue without a RedrivePolicy, for ever."""
+    ledger = Ledger()
+    ledger.add(
+        Q1, {"ReceiptHandle": "tired", "Body": "b", "Attributes": {"ApproximateReceiveCount": "10"}}
+    )
+    ledger.add(
+        Q1, {"ReceiptHandle": "fresh", "Body": "b", "Attributes": {"ApproximateReceiveCount": "9"}}
+    )
+    tired = ledger.decide("tired", "release")
+    fresh = ledger.decide("fresh", "release")
+    assert tired is not None and tired.action == "dead-letter"
+    assert tired.reason == (
+        "delivered 10 times without finishing (requeued, or its worker process was lost, each time)"
+    )
+    assert fresh is not None and fresh.action == "release"

@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Any
 
+from botocore.config import Config
 from celery import Task
 
 from runner import aws
@@ -43,10 +44,13 @@ class InjectedS3Error(Exception):
 
 
 def s3() -> Any:
-    """This pool process's S3 client, made after the fork (boto3 clients are not fork-safe)."""
+    """This pool process's S3 client, made after the fork (boto3 clients are not fork-safe).
+
+    It retries passing S3 faults (the bursts hit S3 too) for about ten seconds, as a real task's
+    client should: a write that still fails is the job's failure, and dead-lettered."""
     global _s3
     if _s3 is None:
-        _s3 = aws.client("s3")
+        _s3 = aws.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 10}))
     return _s3
 
 

@@ -19,9 +19,8 @@ task, retried by Celery's autoretry through an SQS delay).
 Network faults: the workers reach moto only through a FaultProxy (tests/faults.py) whose chaos
 thread switches random SQS faults on and off all through the run -- 5xx, throttling, connection
 resets, black holes, latency -- in short bursts. The harness's own clients (feeding, counting)
-talk to moto directly. ``GALLEY_CHAOS_S3_FAULTS=1`` puts S3 in the bursts too (off by default: an
-S3 write of Celery's result backend that fails is taken for the job's final failure, and the job
-is dead-lettered -- a known defect, see tests/e2e/test_network_faults.py).
+talk to moto directly. The bursts hit S3 too (result writes, the jobs' own writes) unless
+``GALLEY_CHAOS_S3_FAULTS=0``.
 
 Garbage: one garbage body (tests/garbage.py) is fed with every ``garbage_every`` jobs; each must
 end in the DLQ (matched by body: dead letters are byte for byte) or, when it happens to be a
@@ -69,9 +68,9 @@ JOB_TASK = "chaos.job"
 LONG_TASK = "chaos.long"
 TARGET_TASK = "chaos.target"
 LONG_JOB_ID = "long-0"
-#: The reason Galley gives a job whose Celery retry could not be published (SendMessage failed
-#: past kombu's attempts: Celery raises Reject(requeue=False)). A known defect, reported and
-#: pinned by tests/e2e/test_network_faults.py: such a job is dead-lettered, not retried.
+#: The reason Galley gave a job whose Celery retry could not be published (SendMessage failed
+#: past kombu's attempts: Celery raises Reject(requeue=False)) before runner/worker/request.py
+#: requeued such a job: counted, so a regression shows.
 RETRY_PUBLISH_FAILED = re.compile(r"failed: Reject: \((ClientError|OperationalError)\(")
 #: Tries at starting a worker whose start-up checks keep meeting network faults.
 START_ATTEMPTS = 5
@@ -208,7 +207,7 @@ class Report:
     garbage: GarbageCount = field(default_factory=lambda: GarbageCount())
     #: Workers that refused to start: their start-up checks met a network fault.
     startup_refusals: int = 0
-    #: Jobs in the DLQ because their retry could not be published (known defect).
+    #: Jobs in the DLQ because their retry could not be published (must be none).
     retry_publish_failed: list[str] = field(default_factory=list)
 
     @property
@@ -235,8 +234,7 @@ class Report:
             f"  ({self.duplicated_jobs} jobs ran more than once; by cause:"
             f" {dict(self.duplicate_causes) or 'none'})",
             f"  in DLQ                 {len(self.in_dlq):7d}"
-            f"  ({len(self.retry_publish_failed)} as their retry could not be published:"
-            " known defect)",
+            f"  ({len(self.retry_publish_failed)} as their retry could not be published)",
             f"  still queued           {len(self.still_queued):7d}",
             f"  long task runs         {self.long_runs:7d}  (finished {self.long_finished})",
             f"  unknown markers        {self.unknown_markers:7d}",
@@ -428,7 +426,7 @@ class Scenario:
         self.killed: list[int] = []  # worker pids killed with kill -9
         self.startup_refusals = 0  # workers whose start-up checks met a network fault
         self.frozen: tuple[float, float] | None = None  # when moto was SIGSTOP'd (epoch)
-        #: Jobs dead-lettered because their Celery retry could not be published (known defect).
+        #: Jobs dead-lettered because their Celery retry could not be published (must be none).
         self.retry_publish_failed: list[str] = []
         self.faults: list[Fault] = []
         self.feeder: Feeder | None = None

@@ -75,6 +75,14 @@ class _Seconds(click.ParamType):
 
 
 SECONDS = _Seconds()
+#: ``--timeout`` of the commands that can ``--wait``.
+TIMEOUT_OPTION = click.option(
+    "--timeout",
+    type=SECONDS,
+    default=300,
+    show_default=True,
+    help="With --wait: seconds (at most a week).",
+)
 
 
 @main.group(name="local")
@@ -135,13 +143,7 @@ def local_env(state_file: Path) -> None:
 @click.option("--args", "args_json", default=None, help="Positional arguments, a JSON array.")
 @click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
-@click.option(
-    "--timeout",
-    type=SECONDS,
-    default=300,
-    show_default=True,
-    help="With --wait: seconds (at most a week).",
-)
+@TIMEOUT_OPTION
 def enqueue(
     task: str, args_json: str | None, kwargs_json: str | None, wait: bool, timeout: float
 ) -> None:
@@ -160,13 +162,7 @@ def enqueue(
 @main.command()
 @click.argument("task_id")
 @click.option("--wait", is_flag=True, help="Wait until the job has finished.")
-@click.option(
-    "--timeout",
-    type=SECONDS,
-    default=300,
-    show_default=True,
-    help="With --wait: seconds (at most a week).",
-)
+@TIMEOUT_OPTION
 def result(task_id: str, wait: bool, timeout: float) -> None:
     """Print a job's state and result as JSON (exit 1 if it failed)."""
     from runner import results

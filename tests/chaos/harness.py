@@ -159,8 +159,9 @@ class ChaosConfig:
 
     @property
     def deadline_seconds(self) -> float:
-        """Bound on the whole run: 8 jobs/s is well under the slowest rate measured here."""
-        return 240.0 + self.min_busy_seconds + self.n / 8
+        """Bound on the whole run: 3 jobs/s is under the slowest rate measured here with the
+        workers behind the fault proxy (2.7 jobs/s at N=300, fixed-length faults included)."""
+        return 240.0 + self.min_busy_seconds + self.n / 3
 
 
 @dataclass

@@ -29,8 +29,21 @@ log = logging.getLogger(__name__)
 REACH_PATIENCE_SECONDS = 30.0
 
 
+#: What a check's message says when AWS failed for the moment rather than refused.
+PASSING = (
+    "cannot reach",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttl",
+    "500",
+    "503",
+)
+
+
 def _unreachable(problems: list[checks.Problem]) -> bool:
-    return bool(problems) and all("cannot reach" in p.message for p in problems)
+    """Every problem is a passing fault (unreachable, 5xx, throttled): worth another try."""
+    return bool(problems) and all(any(m in p.message for m in PASSING) for p in problems)
 
 
 def resolve(

@@ -39,6 +39,18 @@ def test_a_network_blip_at_start_is_waited_out(monkeypatch: pytest.MonkeyPatch) 
     assert len(calls) == 3
 
 
+def test_a_5xx_at_start_is_waited_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in a chaos run: a replacement worker refused to start on one injected 500."""
+    five_hundred = checks.Problem(
+        "GALLEY_QUEUE_URL",
+        "cannot read queue http://q: An error occurred (InternalError) when calling the "
+        "GetQueueAttributes operation (reached max retries: 2): InternalError",
+    )
+    calls = answers([five_hundred], [], monkeypatch=monkeypatch)
+    assert startup.resolve(SETTINGS, None, None).visibility_timeout == 120
+    assert len(calls) == 2
+
+
 def test_a_real_problem_is_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = checks.Problem("GALLEY_QUEUE_URL", "queue x does not exist")
     calls = answers([missing], monkeypatch=monkeypatch)

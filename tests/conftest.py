@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from runner import local
 from runner.process import Child
 from tests import support
+
+# In CI (`CI=true`) the property tests draw the same examples every run, so a landing is not
+# decided by chance; anywhere else each run explores new ones (and keeps what failed in
+# .hypothesis/ to try first next time).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -295,8 +295,7 @@ def decode(message_body: str | bytes) -> TaskMessage:
 def envelope(message_body: str | bytes) -> dict[str, Any]:
     """The kombu envelope of a message :func:`decode` reads, as a dict of its own: what kombu's
     transport hands to its consumers."""
-    found = _envelope(_outer_text(message_body))
-    return found
+    return _envelope(_outer_text(message_body))
 
 
 def _outer_text(message_body: str | bytes) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -169,10 +168,6 @@ class Ledger:
                 return len(self._entries)
             return sum(1 for e in self._entries.values() if e.queue_url == queue_url)
 
-    def states(self) -> Counter[str]:
-        with self._changed:
-            return Counter(e.action or "held" for e in self._entries.values())
-
     def wait_below(self, queue_url: str, limit: int, timeout: float) -> bool:
         """Wait until fewer than ``limit`` messages of ``queue_url`` are held; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -185,16 +180,6 @@ class Ledger:
                 if remaining <= 0:
                     return False
                 self._changed.wait(remaining)
-
-    def wait_empty(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self._entries:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
 
 
 def _receive_count(sqs_message: dict[str, Any]) -> int:

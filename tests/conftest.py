@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from runner import local
-from runner.process import Child
+from runner.local import embedded
+from runner.local.process import Child
 from tests import support
 
 # In CI (`CI=true`) the property tests draw the same examples every run, so a landing is not
@@ -23,30 +23,32 @@ if os.environ.get("CI") == "true":
 
 
 @pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.MotoServer]:
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.MotoServer]:
     """A real moto server on 127.0.0.1 and a free port; fails (never skips) if it cannot start."""
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with local.MotoServer(log=log) as server:
+    with embedded.MotoServer(log=log) as server:
         yield server
 
 
 @pytest.fixture
-def make_stack(moto_server: local.MotoServer) -> Callable[..., local.LocalResources]:
+def make_stack(moto_server: embedded.MotoServer) -> Callable[..., embedded.LocalResources]:
     """Factory: a queue + DLQ + bucket with names unique to the call."""
 
-    def create(**config: Any) -> local.LocalResources:
+    def create(**config: Any) -> embedded.LocalResources:
         return support.provision(moto_server.url, support.unique_config(**config))
 
     return create
 
 
 @pytest.fixture
-def stack(make_stack: Callable[..., local.LocalResources]) -> local.LocalResources:
+def stack(make_stack: Callable[..., embedded.LocalResources]) -> embedded.LocalResources:
     return make_stack()
 
 
 @pytest.fixture
-def attach(stack: local.LocalResources, monkeypatch: pytest.MonkeyPatch) -> local.LocalResources:
+def attach(
+    stack: embedded.LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> embedded.LocalResources:
     """Point this process's environment (and so boto3 and the Celery app) at ``stack``."""
     for name, value in stack.env().items():
         monkeypatch.setenv(name, value)
@@ -58,7 +60,7 @@ def worker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[
     """Factory: real ``celery worker`` processes, stopped at teardown; logs shown on failure."""
     started: list[Child] = []
 
-    def create(stack: local.LocalResources, **kwargs: Any) -> Child:
+    def create(stack: embedded.LocalResources, **kwargs: Any) -> Child:
         log = tmp_path / f"worker-{len(started)}.log"
         child = support.start_worker(stack, log, **kwargs)
         started.append(child)
@@ -72,13 +74,13 @@ def worker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[
 
 
 @pytest.fixture
-def app(attach: local.LocalResources) -> Iterator[Any]:
+def app(attach: embedded.LocalResources) -> Iterator[Any]:
     """A Galley Celery client for ``attach``'s stack, built from the environment like any process.
 
     Tasks are sent by name (``send_task``): the example tasks are bound to the module-level
-    ``runner.app.app``, which configures itself once per process.
+    ``runner.runtime.app.app``, which configures itself once per process.
     """
-    from runner.app import create_app
+    from runner.runtime.app import create_app
 
     celery = create_app()
     yield celery
@@ -86,12 +88,12 @@ def app(attach: local.LocalResources) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_recording_stack(tmp_path: Path) -> Iterator[Callable[[], local.LocalResources]]:
+def make_recording_stack(tmp_path: Path) -> Iterator[Callable[[], embedded.LocalResources]]:
     """A stack on a moto server of its own that records every request (moto's recorder)."""
-    servers: list[local.MotoServer] = []
+    servers: list[embedded.MotoServer] = []
 
-    def create() -> local.LocalResources:
-        server = local.MotoServer(
+    def create() -> embedded.LocalResources:
+        server = embedded.MotoServer(
             log=tmp_path / "moto-recording.log",
             env={
                 "MOTO_ENABLE_RECORDING": "true",
@@ -107,13 +109,13 @@ def make_recording_stack(tmp_path: Path) -> Iterator[Callable[[], local.LocalRes
 
 
 @pytest.fixture
-def app_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[local.LocalResources], Any]]:
+def app_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[embedded.LocalResources], Any]]:
     """Factory: a Galley Celery client attached (through the environment) to a given stack."""
-    from runner.app import create_app
+    from runner.runtime.app import create_app
 
     apps: list[Any] = []
 
-    def create(stack: local.LocalResources) -> Any:
+    def create(stack: embedded.LocalResources) -> Any:
         for name, value in stack.env().items():
             monkeypatch.setenv(name, value)
         celery = create_app()

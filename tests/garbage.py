@@ -13,7 +13,7 @@ any hypothesis strategy::
     def test_something(item: Garbage) -> None: ...
 
 The kinds (:data:`KINDS`): bytes read as text, plain text, arbitrary JSON, base64 of arbitrary
-JSON, kombu envelopes (runner.wire.build/encode_message) with headers or embed fields set to any
+JSON, kombu envelopes (runner.wire.codec.build/encode_message) with headers or embed fields set to any
 JSON value, envelopes whose body is not a 3-element array, a 5000-digit integer argument, lone
 surrogates (JSON-escaped, or raw: SQS refuses those), unknown task names, and pickle
 content-type. Envelopes name ``task`` (a task the worker knows) unless the kind is about the
@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
 
-from runner import wire
+from runner.wire import codec
 
 T = TypeVar("T")
 
@@ -207,7 +207,7 @@ def sqs_accepts(body: str) -> bool:
 # --- values ---
 
 IDENTIFIER = "abcdefghijklmnopqrstuvwxyz_."
-#: kombu's JSON type markers, known and unknown (runner/kombu_json.py).
+#: kombu's JSON type markers, known and unknown (runner/wire/kombu_json.py).
 MARKERS = ("datetime", "date", "time", "decimal", "uuid", "bytes", "base64", "pickle", "")
 
 
@@ -278,10 +278,10 @@ def _uuid(src: Source) -> str:
     return str(uuid.UUID(int=src.integer(0, 2**128 - 1)))
 
 
-def _message(src: Source, task: str, queue: str) -> wire.TaskMessage:
+def _message(src: Source, task: str, queue: str) -> codec.TaskMessage:
     """A well-formed task message (ids from ``src``, so the same choices give the same text)."""
     args = [json_value(src, 1, markers=False) for _ in range(src.integer(0, 3))]
-    return wire.build(
+    return codec.build(
         task,
         args,
         {"k": json_value(src, 1, markers=False)},
@@ -293,8 +293,8 @@ def _message(src: Source, task: str, queue: str) -> wire.TaskMessage:
     )
 
 
-def _envelope(message: wire.TaskMessage) -> dict[str, Any]:
-    envelope: dict[str, Any] = json.loads(wire.encode_message(message, sqs_base64=False))
+def _envelope(message: codec.TaskMessage) -> dict[str, Any]:
+    envelope: dict[str, Any] = json.loads(codec.encode_message(message, sqs_base64=False))
     return envelope
 
 
@@ -363,7 +363,7 @@ def _unknown_task(src: Source, task: str, queue: str) -> str:
 
 def _pickle(src: Source, task: str, queue: str) -> str:
     envelope = _envelope(_message(src, task, queue))
-    envelope["content-type"] = wire.PICKLE_CONTENT_TYPE
+    envelope["content-type"] = codec.PICKLE_CONTENT_TYPE
     envelope["content-encoding"] = "binary"
     payload = pickle.dumps(([json_value(src, 1)], {}, {}), protocol=src.integer(0, 5))
     envelope["body"] = base64.b64encode(payload).decode()

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import aws, local
-from runner.process import Child, wait_for
+from runner.core import aws
+from runner.local import embedded
+from runner.local.process import Child, wait_for
 
 READY = re.compile(r"celery@\S+ ready\.")
 
@@ -32,11 +33,11 @@ class StackConfig:
     dlq_retention_seconds: int = 14 * 24 * 3600
 
 
-def provision(endpoint_url: str, config: StackConfig | None = None) -> local.LocalResources:
+def provision(endpoint_url: str, config: StackConfig | None = None) -> embedded.LocalResources:
     """Create a DLQ, a queue redriving to it and a bucket directly — for tests that need odd
     settings (2 s visibility) or many isolated stacks; `galley local up` deploys template.yaml."""
     config = config or StackConfig()
-    session = local.local_session(config.region)
+    session = embedded.local_session(config.region)
     sqs = aws.client("sqs", endpoint_url=endpoint_url, session=session)
     s3 = aws.client("s3", endpoint_url=endpoint_url, session=session)
     dlq_url = sqs.create_queue(
@@ -58,7 +59,7 @@ def provision(endpoint_url: str, config: StackConfig | None = None) -> local.Loc
     if config.region != "us-east-1":
         create["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
     s3.create_bucket(**create)
-    return local.LocalResources(
+    return embedded.LocalResources(
         endpoint_url=endpoint_url,
         region=config.region,
         queue_url=queue_url,
@@ -79,15 +80,15 @@ def unique_config(**overrides: Any) -> StackConfig:
     return StackConfig(**{**defaults, **overrides})
 
 
-def clients(stack: local.LocalResources) -> tuple[Any, Any]:
-    session = local.local_session(stack.region)
+def clients(stack: embedded.LocalResources) -> tuple[Any, Any]:
+    session = embedded.local_session(stack.region)
     return (
         aws.client("sqs", endpoint_url=stack.endpoint_url, session=session),
         aws.client("s3", endpoint_url=stack.endpoint_url, session=session),
     )
 
 
-def queue_depth(stack: local.LocalResources, url: str) -> int:
+def queue_depth(stack: embedded.LocalResources, url: str) -> int:
     """Visible + in-flight + delayed messages on ``url``."""
     sqs, _ = clients(stack)
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -102,10 +103,10 @@ def queue_depth(stack: local.LocalResources, url: str) -> int:
 
 
 def start_worker(
-    stack: local.LocalResources, log: Path, *, concurrency: int = 2, **env: str
+    stack: embedded.LocalResources, log: Path, *, concurrency: int = 2, **env: str
 ) -> Child:
     """A real prefork ``celery -A runner.app worker``; returns once it reports ready."""
-    worker = local.start_worker(stack, log=log, concurrency=concurrency, **env)
+    worker = embedded.start_worker(stack, log=log, concurrency=concurrency, **env)
 
     def ready() -> bool:
         if not worker.alive():
@@ -122,10 +123,10 @@ def start_worker(
 
 def galley(*args: str) -> list[str]:
     """argv for the ``galley`` command of this interpreter's environment."""
-    return [sys.executable, "-m", "runner.cli", *args]
+    return [sys.executable, "-m", "runner.cli.main", *args]
 
 
-def attached_env(stack: local.LocalResources, **extra: str) -> dict[str, str]:
+def attached_env(stack: embedded.LocalResources, **extra: str) -> dict[str, str]:
     return {**os.environ, **stack.env(), **extra}
 
 
@@ -150,16 +151,16 @@ def recorder(endpoint_url: str, action: str) -> None:
 
 def attached_env_plain() -> dict[str, str]:
     """This process's environment without any Galley or endpoint variable."""
-    from runner import settings
+    from runner.core import settings
 
     return {k: v for k, v in os.environ.items() if k not in settings.ALL_VARIABLES}
 
 
-def dead_letter_reasons(stack: local.LocalResources, url: str | None = None) -> list[str]:
+def dead_letter_reasons(stack: embedded.LocalResources, url: str | None = None) -> list[str]:
     """The ``galley-reason`` of every message on the DLQ (read with a sweep: each is received
     once and released again, so the queue keeps them)."""
-    from runner.deadletter import REASON_ATTRIBUTE
-    from runner.sqs_sweep import Sweep
+    from runner.core.deadletter import REASON_ATTRIBUTE
+    from runner.ops.sqs_sweep import Sweep
 
     sqs, _ = clients(stack)
     reasons: list[str] = []

@@ -1,1 +1,1 @@
-"""Thin Lambda entry points; the logic lives in runner.consumer and runner.requests."""
+"""Thin Lambda entry points; the logic lives in runner.lambdas.records and runner.producer.job_request."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.consumer import Consumer
+from runner.errors import SettingsError
+from runner.lambdas.records import Consumer
 
 _consumer: Consumer | None = None
 
@@ -19,7 +20,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _cold_start() -> Consumer:
-    from runner.settings import DLQ_URL, ConsumerSettings, SettingsError, load
+    from runner.core.settings import DLQ_URL, ConsumerSettings, load
 
     settings = load(ConsumerSettings)
     if not settings.dlq_url:
@@ -28,6 +29,6 @@ def _cold_start() -> Consumer:
             f"{DLQ_URL} is not set: the Lambda consumer sends jobs that fail for good to this "
             "dead-letter queue (template.yaml sets it to the jobs queue's DLQ)"
         )
-    from runner.app import app
+    from runner.runtime.app import app
 
     return Consumer(app, settings)

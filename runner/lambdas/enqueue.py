@@ -8,9 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner import requests
-from runner.producer import ProducerError
-from runner.settings import SettingsError
+from runner.errors import CallError, GalleyError, SettingsError
+from runner.producer import job_request
 
 
 def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -34,13 +33,13 @@ def _payload(event: dict[str, Any]) -> Any:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """202 with ``{"task_id"}``; 400 with the reason for a bad request; 500 if it was not sent."""
     try:
-        request = requests.JobRequest.model_validate(_payload(event))
+        request = job_request.JobRequest.model_validate(_payload(event))
     except (ValueError, ValidationError) as error:
         return _response(400, {"error": "bad request", "detail": str(error)})
     try:
-        task_id = requests.submit(request)
-    except (ValueError, SettingsError) as error:  # too large, bad input, no long queue
+        task_id = job_request.submit(request)
+    except (CallError, SettingsError) as error:  # too large, bad input, no long queue
         return _response(400, {"error": "cannot enqueue", "detail": str(error)})
-    except ProducerError as error:
+    except GalleyError as error:  # SQS refused it
         return _response(500, {"error": "not sent", "detail": str(error)})
     return _response(202, {"task_id": task_id, "task": request.task})

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from runner import aws
+from runner.core import aws
 from runner.worker import heartbeat
 from runner.worker.ledger import Action, Ledger
 from runner.worker.settler import Settler

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from runner import limits
+from runner.core import limits
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The worker's task strategy: links checked before a job runs, and early jobs sent on, not kept.
 
-A job whose links Celery could not send after it ran (runner/links.py) is refused first: its
+A job whose links Celery could not send after it ran (runner/settlement/links.py) is refused first: its
 FAILURE is stored and it is dead-lettered with the reason, before its body runs.
 
 Long delays without holding: a message that arrives before its eta is sent on, not kept.
@@ -24,7 +24,8 @@ from typing import Any
 from celery.app.task import Context
 from celery.worker.strategy import default as default_strategy
 
-from runner import delays, links
+from runner.core import delays
+from runner.settlement import links
 from runner.worker.custody import current
 
 log = logging.getLogger(__name__)

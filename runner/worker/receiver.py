@@ -26,7 +26,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runner import limits
+from runner.core import limits
 from runner.worker.ledger import Entry, Ledger
 from runner.worker.settler import backoff
 

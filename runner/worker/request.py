@@ -19,7 +19,8 @@ from celery.exceptions import Ignore, Reject, Retry, Terminated
 from celery.worker.request import Request as CeleryRequest
 from kombu.exceptions import OperationalError
 
-from runner import payloads
+from runner.errors import PayloadError
+from runner.wire import payloads
 from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Request(CeleryRequest):
             pointer = payloads.trusted_pointer(
                 self.request_dict, self.task.app.galley_settings.results_bucket, self.id
             )
-        except payloads.PayloadError as error:
+        except PayloadError as error:
             log.warning("%s; not deleted", error)
             return
         if pointer:

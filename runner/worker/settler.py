@@ -28,8 +28,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from runner import limits
-from runner.deadletter import dead_letter
+from runner.core import limits
+from runner.core.deadletter import dead_letter
 from runner.worker.ledger import Entry, Ledger
 
 log = logging.getLogger(__name__)

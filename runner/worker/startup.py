@@ -1,6 +1,6 @@
 """What a worker checks before it takes any job: refuse a misconfiguration at start, clearly.
 
-`celery -A runner.app worker` runs runner.checks against AWS as it starts (Celery's
+`celery -A runner.app worker` runs runner.ops.checks against AWS as it starts (Celery's
 ``celeryd_init`` signal, before the pool and the consumer exist). Each problem is one line naming
 the variable to fix, and the worker exits 1: a worker on a wrong queue URL, a queue without any
 dead-letter queue, a missing bucket or a visibility timeout that disagrees with the queue's never
@@ -17,8 +17,9 @@ from typing import Any
 
 from celery import signals
 
-from runner import checks
-from runner.settings import SettingsError, WorkerSettings, load
+from runner.core.settings import WorkerSettings, load
+from runner.errors import SettingsError
+from runner.ops import checks
 from runner.worker.settler import backoff
 
 log = logging.getLogger(__name__)

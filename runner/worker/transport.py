@@ -8,7 +8,7 @@ publishing and replaces the rest:
 
 - receiving: a :class:`~runner.worker.receiver.Receiver` thread per consumed queue (boto3, timeouts,
   retries with backoff), waking the worker's event loop through a pipe;
-- checking: every message is judged (runner/settlement.py, the rules the Lambda consumer
+- checking: every message is judged (runner/settlement/rules.py, the rules the Lambda consumer
   applies too) before Celery sees it; one that is not a runnable JSON task message is
   dead-lettered with the reason and never reaches Celery; one that Celery still cannot accept
   (it raised while taking it) is dead-lettered with Celery's error;
@@ -33,8 +33,10 @@ from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
 
-from runner import aws, settlement, wire
-from runner.limits import MAX_DELAY_SECONDS
+from runner.core import aws
+from runner.core.limits import MAX_DELAY_SECONDS
+from runner.settlement import rules
+from runner.wire import codec
 from runner.worker import receiver as receiving
 from runner.worker.custody import Custody, Options, custody
 from runner.worker.ledger import Entry
@@ -216,7 +218,7 @@ class Transport(SQSTransport):
             self._deliver_one(queue, entry, sqs_message)
 
     def _deliver_one(self, queue: str, entry: Entry, sqs_message: dict[str, Any]) -> None:
-        verdict = settlement.judge(
+        verdict = rules.judge(
             entry.body,
             now=datetime.now(UTC),
             # unknown tasks are Celery's to refuse (runner/worker/refusals.py): it records why
@@ -228,7 +230,7 @@ class Transport(SQSTransport):
             self.galley.settle(entry.receipt, "dead-letter", verdict.reason)
             return
         # run, defer (runner/worker/hops.py) and expire (Celery's own) are Celery's to carry out
-        envelope = wire.envelope(entry.body)
+        envelope = codec.envelope(entry.body)
         callback = self._callbacks.get(queue)
         if callback is None:  # no consumer any more: give it back
             self.galley.settle(entry.receipt, "release")

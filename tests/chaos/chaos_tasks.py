@@ -6,7 +6,7 @@ executions from S3 alone: a job with no marker did not run, a job with two ran t
 Injected S3 PUT errors: with probability ``GALLEY_CHAOS_PUT_ERROR_RATE`` (worker environment) an
 attempt fails with :class:`InjectedS3Error` *instead of* writing its marker -- the realistic
 "PutObject answered 500" case: nothing was written, and Celery's autoretry runs the job again
-later (as an SQS delay: runner/delays.py), which writes the marker. So an injected error never
+later (as an SQS delay: runner/core/delays.py), which writes the marker. So an injected error never
 shows as a duplicate; it shows as one ``injected/<job_id>/<uuid4>`` record, written so the
 harness can count the errors without reading worker logs.
 """
@@ -24,8 +24,8 @@ from typing import Any
 from botocore.config import Config
 from celery import Task
 
-from runner import aws
-from runner.app import app
+from runner.core import aws
+from runner.runtime.app import app
 
 #: Probability that one attempt's marker PUT fails (worker environment; 0 turns it off).
 PUT_ERROR_RATE = "GALLEY_CHAOS_PUT_ERROR_RATE"

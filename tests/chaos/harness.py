@@ -54,11 +54,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import local, producer, wire
-from runner.deadletter import REASON_ATTRIBUTE
-from runner.process import Child, wait_for
-from runner.settings import ProducerSettings
-from runner.sqs_sweep import Sweep
+from runner.core.deadletter import REASON_ATTRIBUTE
+from runner.core.settings import ProducerSettings
+from runner.errors import WireError
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.ops.sqs_sweep import Sweep
+from runner.producer import sender
+from runner.wire import codec
 from tests import garbage, support
 from tests.chaos import chaos_tasks
 from tests.faults import FaultProxy
@@ -344,7 +347,7 @@ class Feeder(threading.Thread):
     """Enqueues the N jobs in order, keeping ``backlog`` outstanding, and keeps
     ``completed`` (jobs with a marker) current for the fault timeline."""
 
-    def __init__(self, stack: local.LocalResources, markers_bucket: str, config: ChaosConfig):
+    def __init__(self, stack: embedded.LocalResources, markers_bucket: str, config: ChaosConfig):
         super().__init__(name="chaos-feeder", daemon=True)
         self.config = config
         self.markers_bucket = markers_bucket
@@ -381,10 +384,10 @@ class Feeder(threading.Thread):
         start = self.enqueued
         seconds = self.config.job_seconds
         calls = [
-            producer.Call(JOB_TASK, [self.markers_bucket, job_id(i), seconds])
+            sender.Call(JOB_TASK, [self.markers_bucket, job_id(i), seconds])
             for i in range(start, stop)
         ]
-        producer.enqueue_many(calls, client=self.sqs, settings=self.settings)
+        sender.enqueue_many(calls, client=self.sqs, settings=self.settings)
         self.enqueued = stop
         if self.config.garbage_every:
             self.feed_garbage(stop // self.config.garbage_every)
@@ -416,10 +419,10 @@ class Scenario:
     def __init__(self, config: ChaosConfig, workdir: Path) -> None:
         self.config = config
         self.workdir = workdir
-        self.moto: local.MotoServer | None = None
+        self.moto: embedded.MotoServer | None = None
         self.proxy: FaultProxy | None = None
         self.moto_stopped = False
-        self.stack: local.LocalResources | None = None
+        self.stack: embedded.LocalResources | None = None
         self.markers_bucket = f"chaos-markers-{uuid.uuid4().hex[:10]}"
         self.workers: list[Child] = []  # serving
         self.started: list[Child] = []  # everything ever started, for cleanup and logs
@@ -463,7 +466,7 @@ class Scenario:
         wait_for(check, timeout=limit, interval=0.25, what=what)
 
     @property
-    def resources(self) -> local.LocalResources:
+    def resources(self) -> embedded.LocalResources:
         assert self.stack is not None
         return self.stack
 
@@ -579,7 +582,7 @@ class Scenario:
             region=self.resources.region,
             endpoint_url=self.resources.endpoint_url,
         )
-        producer.enqueue(
+        sender.enqueue(
             LONG_TASK,
             [self.markers_bucket, LONG_JOB_ID, c.long_seconds],
             settings=settings,
@@ -784,8 +787,8 @@ class Scenario:
     def dead_job(self, body: str, reason: str) -> str | None:
         """The job id of a dead-lettered job message, or None if it is not one."""
         try:
-            message = wire.decode(body)
-        except wire.WireError:
+            message = codec.decode(body)
+        except WireError:
             return None
         if message.task not in (JOB_TASK, LONG_TASK) or len(message.args) < 2:
             return None
@@ -806,8 +809,8 @@ class Scenario:
                 continue
             waiting[item.body] -= 1
             try:
-                task_id = wire.decode(item.body).id  # not dead-lettered: it must be a job
-            except wire.WireError as error:  # it could not run: it should be in the DLQ
+                task_id = codec.decode(item.body).id  # not dead-lettered: it must be a job
+            except WireError as error:  # it could not run: it should be in the DLQ
                 counted.unaccounted.append(f"{item.kind} (undecodable: {error.reason})")
                 continue
             if task_id in ran:
@@ -849,7 +852,7 @@ class Scenario:
 
     def _run(self) -> Report:
         c = self.config
-        self.moto = local.MotoServer(log=self.workdir / "moto.log").start()
+        self.moto = embedded.MotoServer(log=self.workdir / "moto.log").start()
         self.stack = support.provision(
             self.moto.url,
             support.unique_config(
@@ -932,15 +935,15 @@ def dead_letters(sqs: Any, url: str, visibility: int) -> list[tuple[str, str]]:
 
 
 def queued_jobs(sqs: Any, url: str, visibility: int) -> list[str]:
-    """Job ids of the messages in ``url``, each decoded from its body (runner.wire)."""
+    """Job ids of the messages in ``url``, each decoded from its body (runner.wire.codec)."""
     jobs = []
     with Sweep(sqs, url, visibility=max(visibility, 30)) as sweep:
         for batch in sweep.batches():
             for raw in batch:
                 try:
-                    message = wire.decode(raw["Body"])
+                    message = codec.decode(raw["Body"])
                     jobs.append(str(message.args[1]))
-                except (wire.WireError, IndexError):
+                except (WireError, IndexError):
                     jobs.append(f"<undecodable {raw['MessageId']}>")
     return jobs
 

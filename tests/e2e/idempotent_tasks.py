@@ -1,7 +1,7 @@
 """Tasks for the idempotency tests, loaded by workers through GALLEY_TASK_MODULES.
 
 :class:`Idempotent` is Galley's own task class (``GalleyTask.__call__`` runs a keyed body once
-per key through :func:`runner.idempotency.run_once`) with a short retry countdown.
+per key through :func:`runner.runtime.idempotency.run_once`) with a short retry countdown.
 
 A run's *effect* is a marker object ``effects/<job>/<run id>``; every attempt (each delivery and
 each retry) also leaves ``attempts/<job>/<uuid>``. Tests count both from S3. With ``wait=True``
@@ -18,8 +18,8 @@ from typing import Any
 
 from celery import signals
 
-from runner import aws
-from runner.app import GalleyTask, app
+from runner.core import aws
+from runner.runtime.app import GalleyTask, app
 
 #: How long a body waits for its gate at most (well inside the tests' 60 s time limit).
 GATE_TIMEOUT = 45.0

@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task
 from celery.exceptions import Reject
 
-from runner import aws
-from runner.app import app
+from runner.core import aws
+from runner.runtime.app import app
 
 S3_CONFIG = Config(
     connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}

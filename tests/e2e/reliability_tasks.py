@@ -12,8 +12,8 @@ import uuid
 
 from celery import Task
 
-from runner import aws
-from runner.app import app
+from runner.core import aws
+from runner.runtime.app import app
 
 if os.environ.get("GALLEY_TEST_EARLY_ACK"):  # the negative control: stock Celery's early ack
     app.conf.task_acks_late = False

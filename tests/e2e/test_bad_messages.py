@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from runner import local, wire
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.wire import codec
 from tests import support
 
 pytestmark = pytest.mark.e2e
@@ -31,8 +32,8 @@ def _pickle_task_message(app: Any, queue: str, task_id: str) -> None:
 
 
 def test_garbage_unknown_and_pickle_messages_reach_the_dlq(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a queue that would dead-letter after 2 receives, and a worker on it
@@ -50,9 +51,9 @@ def test_garbage_unknown_and_pickle_messages_reach_the_dlq(
     unknown = app.send_task("tasks.nope.unknown", args=[1])
     _pickle_task_message(app, queue, "pickled-1")
     # AND a task message whose eta is not a date (Galley's delay hops read it first)
-    bad_eta = wire.build("tasks.imports.import_records", [[], "b", "p"], queue=queue)
+    bad_eta = codec.build("tasks.imports.import_records", [[], "b", "p"], queue=queue)
     bad_eta.headers["eta"] = "next tuesday"
-    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=wire.encode_message(bad_eta))
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=codec.encode_message(bad_eta))
     # THEN all five end in the DLQ, and the worker is alive throughout
     wait_for(
         lambda: support.queue_depth(stack, stack.dlq_url) == 5,
@@ -80,7 +81,9 @@ def test_garbage_unknown_and_pickle_messages_reach_the_dlq(
     assert running.alive()
 
 
-def test_worker_without_queue_fails_fast_naming_the_variable(stack: local.LocalResources) -> None:
+def test_worker_without_queue_fails_fast_naming_the_variable(
+    stack: embedded.LocalResources,
+) -> None:
     env = support.attached_env(stack)
     del env["GALLEY_QUEUE_URL"]
     result = subprocess.run(

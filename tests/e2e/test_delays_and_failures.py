@@ -9,23 +9,23 @@ from typing import Any
 
 import pytest
 
-from runner import local
-from runner.deadletter import REASON_ATTRIBUTE
-from runner.process import Child, wait_for
+from runner.core.deadletter import REASON_ATTRIBUTE
+from runner.local import embedded
+from runner.local.process import Child, wait_for
 from tests import support
 from tests.e2e.test_reliability import TASKS, runs
 
 pytestmark = pytest.mark.e2e
 
 
-def _attrs(stack: local.LocalResources, url: str) -> dict[str, str]:
+def _attrs(stack: embedded.LocalResources, url: str) -> dict[str, str]:
     sqs, _ = support.clients(stack)
     return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"])
 
 
 def test_countdown_of_2000s_is_never_held_by_a_worker(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     stack = make_stack(visibility_timeout=30)
@@ -41,8 +41,8 @@ def test_countdown_of_2000s_is_never_held_by_a_worker(
 
 
 def test_hops_run_the_job_once_and_not_before_its_eta(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -63,8 +63,8 @@ def test_hops_run_the_job_once_and_not_before_its_eta(
 
 
 def test_failed_job_is_dead_lettered_with_its_reason(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     stack = make_stack(visibility_timeout=30)
@@ -92,8 +92,8 @@ def test_failed_job_is_dead_lettered_with_its_reason(
 
 
 def test_poison_job_that_kills_its_process_reaches_the_dlq(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     stack = make_stack(visibility_timeout=5, max_receive_count=3)
@@ -116,8 +116,8 @@ def test_poison_job_that_kills_its_process_reaches_the_dlq(
 
 
 def test_failed_job_is_kept_when_the_dlq_cannot_take_it(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a worker whose GALLEY_DLQ_URL queue is deleted after the worker started

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from celery.result import AsyncResult
 
-from runner import local, wire
-from runner.deadletter import dead_letter
-from runner.process import Child, wait_for
+from runner.core.deadletter import dead_letter
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.wire import codec
 from tests import support
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,7 @@ MISSING_CSV_REASON = (
 )
 
 
-def dlq_cli(stack: local.LocalResources, *args: str) -> subprocess.CompletedProcess[str]:
+def dlq_cli(stack: embedded.LocalResources, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         support.galley("dlq", *args),
         env=support.attached_env(stack),
@@ -38,7 +39,7 @@ def dlq_cli(stack: local.LocalResources, *args: str) -> subprocess.CompletedProc
     )
 
 
-def listed(stack: local.LocalResources) -> list[dict[str, Any]]:
+def listed(stack: embedded.LocalResources) -> list[dict[str, Any]]:
     result = dlq_cli(stack, "list", "--json")
     assert result.returncode == 0, result.stderr
     items: list[dict[str, Any]] = json.loads(result.stdout)
@@ -46,8 +47,8 @@ def listed(stack: local.LocalResources) -> list[dict[str, Any]]:
 
 
 def test_poison_messages_are_listed_redriven_and_the_fixed_job_completes(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a queue that dead-letters after 2 receives, with a worker on it
@@ -62,7 +63,7 @@ def test_poison_messages_are_listed_redriven_and_the_fixed_job_completes(
     unknown = app.send_task("tasks.nope.x", args=[1])
     sqs.send_message(QueueUrl=stack.queue_url, MessageBody="not base64 {{{")
     job_id = str(uuid.uuid4())
-    job = wire.encode(
+    job = codec.encode(
         "tasks.reports.summarize_csv", [stack.bucket, "in/late.csv"], queue=queue, task_id=job_id
     )
     dead_letter(sqs, stack.dlq_url, job, reason=MISSING_CSV_REASON, source_queue=stack.queue_url)

@@ -22,10 +22,12 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, assume, given, settings
 
-from runner import local, wire
-from runner.deadletter import REASON_ATTRIBUTE
-from runner.process import Child, wait_for
-from runner.sqs_sweep import Sweep
+from runner.core.deadletter import REASON_ATTRIBUTE
+from runner.errors import WireError
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.ops.sqs_sweep import Sweep
+from runner.wire import codec
 from tests import garbage, support
 
 pytestmark = pytest.mark.e2e
@@ -54,12 +56,12 @@ def test_random_bodies_are_reproducible_and_cover_every_kind() -> None:
 def test_the_hypothesis_strategy_gives_bodies_the_decoder_reads_or_refuses(
     item: garbage.Garbage,
 ) -> None:
-    # GIVEN a body SQS would carry (a raw lone surrogate it refuses; runner.wire never sees one)
+    # GIVEN a body SQS would carry (a raw lone surrogate it refuses; runner.wire.codec never sees one)
     assume(item.sendable)
     # WHEN the decoder reads it
     try:
-        message = wire.decode(item.body)
-    except wire.WireError as error:
+        message = codec.decode(item.body)
+    except WireError as error:
         # THEN it either says why it cannot
         assert error.reason.strip()
     else:
@@ -70,7 +72,7 @@ def test_the_hypothesis_strategy_gives_bodies_the_decoder_reads_or_refuses(
 # --- the soak ---
 
 
-def dead_letters(stack: local.LocalResources) -> list[tuple[str, str]]:
+def dead_letters(stack: embedded.LocalResources) -> list[tuple[str, str]]:
     """(body, galley-reason) of every message on the DLQ."""
     sqs, _ = support.clients(stack)
     found = []
@@ -82,7 +84,7 @@ def dead_letters(stack: local.LocalResources) -> list[tuple[str, str]]:
     return found
 
 
-def markers(stack: local.LocalResources) -> Counter[str]:
+def markers(stack: embedded.LocalResources) -> Counter[str]:
     """Runs recorded by soak.good (by job) and soak.target (by task id)."""
     _, s3 = support.clients(stack)
     seen: Counter[str] = Counter()
@@ -102,7 +104,7 @@ class Sent:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def send_all(stack: local.LocalResources, app: Any, order: list[Any]) -> Sent:
+def send_all(stack: embedded.LocalResources, app: Any, order: list[Any]) -> Sent:
     """Sends good jobs (job ids, through Celery) and garbage (straight to SQS) in ``order``;
     garbage SQS refuses is skipped and counted."""
     sqs, _ = support.clients(stack)
@@ -134,7 +136,7 @@ class Fates:
     strays: list[str] = field(default_factory=list)
 
 
-def fates(stack: local.LocalResources, app: Any, sent: Sent, runs: Counter[str]) -> Fates:
+def fates(stack: embedded.LocalResources, app: Any, sent: Sent, runs: Counter[str]) -> Fates:
     """Each garbage message is matched to a dead letter with the same body (DLQ copies are byte
     for byte); one that is not must have been a job, and ran (a soak.target marker under its
     task id) or expired (REVOKED)."""
@@ -148,7 +150,7 @@ def fates(stack: local.LocalResources, app: Any, sent: Sent, runs: Counter[str])
             assert reason.strip(), f"a dead letter of kind {item.kind} without a reason"
             found.dead_lettered += 1
             continue
-        task_id = wire.decode(item.body).id
+        task_id = codec.decode(item.body).id
         if runs[task_id]:
             found.ran[item.kind] += 1
         elif app.AsyncResult(task_id).state == "REVOKED":
@@ -160,8 +162,8 @@ def fates(stack: local.LocalResources, app: Any, sent: Sent, runs: Counter[str])
 
 
 def test_garbage_soak_every_message_settled_no_worker_dies(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN two prefork workers (2 processes each) on a queue that never dead-letters by itself

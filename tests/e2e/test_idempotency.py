@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from celery import chain
 
-from runner import idempotency, local
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.runtime import idempotency
 from tests import support
 
 pytestmark = pytest.mark.e2e
@@ -25,21 +26,21 @@ TASKS = {"GALLEY_TASK_MODULES": "tests.e2e.idempotent_tasks", "GALLEY_TASK_TIME_
 GATED = 40
 
 
-def listed(stack: local.LocalResources, prefix: str) -> list[str]:
+def listed(stack: embedded.LocalResources, prefix: str) -> list[str]:
     _, s3 = support.clients(stack)
     found = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
     return [item["Key"].rsplit("/", 1)[-1] for item in found.get("Contents", [])]
 
 
-def effects(stack: local.LocalResources, job: str) -> list[str]:
+def effects(stack: embedded.LocalResources, job: str) -> list[str]:
     return listed(stack, f"effects/{job}/")
 
 
-def attempts(stack: local.LocalResources, job: str) -> int:
+def attempts(stack: embedded.LocalResources, job: str) -> int:
     return len(listed(stack, f"attempts/{job}/"))
 
 
-def next_steps(stack: local.LocalResources, job: str) -> list[str]:
+def next_steps(stack: embedded.LocalResources, job: str) -> list[str]:
     return listed(stack, f"next/{job}/")
 
 
@@ -49,18 +50,18 @@ def stored_state(result: Any) -> tuple[str, Any]:
     return meta["status"], meta["result"]
 
 
-def open_gate(stack: local.LocalResources, job: str) -> None:
+def open_gate(stack: embedded.LocalResources, job: str) -> None:
     _, s3 = support.clients(stack)
     s3.put_object(Bucket=stack.bucket, Key=f"gates/{job}", Body=b"")
 
 
-def record(stack: local.LocalResources, task: str, key: str) -> dict[str, Any]:
+def record(stack: embedded.LocalResources, task: str, key: str) -> dict[str, Any]:
     _, s3 = support.clients(stack)
     obj = s3.get_object(Bucket=stack.bucket, Key=idempotency.record_key(task, key))
     return dict(json.loads(obj["Body"].read()))
 
 
-def send_twice(client: Any, stack: local.LocalResources, task: str, job: str) -> Any:
+def send_twice(client: Any, stack: embedded.LocalResources, task: str, job: str) -> Any:
     """Send one call with Celery, then the very same SQS message body once more with boto3."""
     result = client.send_task(task, args=[stack.bucket, job, True])
     sent = taken(stack)
@@ -70,7 +71,7 @@ def send_twice(client: Any, stack: local.LocalResources, task: str, job: str) ->
     return result
 
 
-def taken(stack: local.LocalResources) -> dict[str, Any]:
+def taken(stack: embedded.LocalResources) -> dict[str, Any]:
     """Receive the one message just sent; it stays invisible until :func:`release`."""
     sqs, _ = support.clients(stack)
     found = sqs.receive_message(
@@ -79,7 +80,7 @@ def taken(stack: local.LocalResources) -> dict[str, Any]:
     return dict(found["Messages"][0])
 
 
-def send_again(stack: local.LocalResources, sent: dict[str, Any]) -> None:
+def send_again(stack: embedded.LocalResources, sent: dict[str, Any]) -> None:
     """Put the message ``sent`` on the queue once more, byte for byte (a second delivery)."""
     sqs, _ = support.clients(stack)
     again: dict[str, Any] = {"QueueUrl": stack.queue_url, "MessageBody": sent["Body"]}
@@ -88,7 +89,7 @@ def send_again(stack: local.LocalResources, sent: dict[str, Any]) -> None:
     sqs.send_message(**again)
 
 
-def release(stack: local.LocalResources, sent: dict[str, Any]) -> None:
+def release(stack: embedded.LocalResources, sent: dict[str, Any]) -> None:
     sqs, _ = support.clients(stack)
     sqs.change_message_visibility(
         QueueUrl=stack.queue_url, ReceiptHandle=sent["ReceiptHandle"], VisibilityTimeout=0
@@ -96,8 +97,8 @@ def release(stack: local.LocalResources, sent: dict[str, Any]) -> None:
 
 
 def test_the_same_message_delivered_twice_runs_the_effect_once(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN the exact message Celery sent, on the queue twice (as SQS may deliver it)
@@ -137,8 +138,8 @@ def test_the_same_message_delivered_twice_runs_the_effect_once(
 
 
 def test_negative_control_without_the_key_both_deliveries_run(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """The same duplicate delivery, the same body without run_once: two effects. So the test
@@ -153,7 +154,7 @@ def test_negative_control_without_the_key_both_deliveries_run(
     assert result.get(timeout=30)["run"] in effects(stack, job)
 
 
-def sqs_bodies(stack: local.LocalResources) -> list[str]:
+def sqs_bodies(stack: embedded.LocalResources) -> list[str]:
     """The bodies now on the queue (received and put back at once)."""
     sqs, _ = support.clients(stack)
     messages = sqs.receive_message(
@@ -163,8 +164,8 @@ def sqs_bodies(stack: local.LocalResources) -> list[str]:
 
 
 def test_the_same_key_enqueued_twice_runs_the_effect_once(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     stack = make_stack()
@@ -194,9 +195,9 @@ def test_the_same_key_enqueued_twice_runs_the_effect_once(
     assert effects(stack, job) == [run]
     assert attempts(stack, job) >= 4  # first, second, second's retry(ies), third
     # AND so does a call from the boto3-only producer with the same key
-    from runner import producer
+    from runner.producer import sender
 
-    fourth = producer.enqueue("idem.plain", [stack.bucket, job, False], idempotency_key=key)
+    fourth = sender.enqueue("idem.plain", [stack.bucket, job, False], idempotency_key=key)
     assert client.AsyncResult(fourth).get(timeout=30) == first.get()
     assert effects(stack, job) == [run]
     done = record(stack, "idem.plain", key)
@@ -206,7 +207,7 @@ def test_the_same_key_enqueued_twice_runs_the_effect_once(
     assert len(effects(stack, job)) == 2
 
 
-def send_step(client: Any, stack: local.LocalResources, job: str, key: str, follow: str) -> Any:
+def send_step(client: Any, stack: embedded.LocalResources, job: str, key: str, follow: str) -> Any:
     """``idem.plain`` with the key, followed by ``idem.next`` as a chain or as a link; returns the
     keyed step's result."""
     step = client.signature(
@@ -220,8 +221,8 @@ def send_step(client: Any, stack: local.LocalResources, job: str, key: str, foll
 
 @pytest.mark.parametrize("follow", ["chain", "link"])
 def test_a_duplicate_does_not_run_the_next_step_again(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
     follow: str,
 ) -> None:

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from runner import local, wire
-from runner.deadletter import REASON_ATTRIBUTE
-from runner.process import Child, wait_for
-from runner.sqs_sweep import Sweep
+from runner.core.deadletter import REASON_ATTRIBUTE
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.ops.sqs_sweep import Sweep
+from runner.wire import codec
 from tests import support
 from tests.faults import FaultProxy
 
@@ -30,25 +31,25 @@ TASKS = {"GALLEY_TASK_MODULES": "tests.e2e.network_tasks", "GALLEY_TASK_TIME_LIM
 
 
 @pytest.fixture
-def proxy(moto_server: local.MotoServer) -> Iterator[FaultProxy]:
+def proxy(moto_server: embedded.MotoServer) -> Iterator[FaultProxy]:
     """Requested before ``worker`` by every test, so it outlives the worker at teardown."""
     with FaultProxy(moto_server.url, seed=SEED) as running:
         yield running
 
 
-def behind(proxy: FaultProxy, stack: local.LocalResources) -> local.LocalResources:
+def behind(proxy: FaultProxy, stack: embedded.LocalResources) -> embedded.LocalResources:
     """``stack`` as a worker behind the proxy sees it (queue URLs keep moto's port: boto3 sends
     every call to the endpoint)."""
     return dataclasses.replace(stack, endpoint_url=proxy.url)
 
 
-def runs(stack: local.LocalResources, job: str, phase: str) -> int:
+def runs(stack: embedded.LocalResources, job: str, phase: str) -> int:
     _, s3 = support.clients(stack)
     listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"runs/{job}/{phase}/")
     return int(listed.get("KeyCount", 0))
 
 
-def dead_letters(stack: local.LocalResources) -> dict[str, str]:
+def dead_letters(stack: embedded.LocalResources) -> dict[str, str]:
     """Task id -> ``galley-reason`` of every message on the DLQ."""
     sqs, _ = support.clients(stack)
     found: dict[str, str] = {}
@@ -56,7 +57,7 @@ def dead_letters(stack: local.LocalResources) -> dict[str, str]:
         for batch in sweep.batches():
             for raw in batch:
                 reason = raw.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {})
-                found[wire.decode(raw["Body"]).id] = reason.get("StringValue", "")
+                found[codec.decode(raw["Body"]).id] = reason.get("StringValue", "")
     return found
 
 
@@ -64,7 +65,7 @@ class Jobs:
     """Sends ``faults.*`` jobs from the test (straight to moto) and reads their markers; every
     wait fails at once if the worker exits."""
 
-    def __init__(self, stack: local.LocalResources, client: Any, child: Child) -> None:
+    def __init__(self, stack: embedded.LocalResources, client: Any, child: Child) -> None:
         self.stack, self.client, self.child = stack, client, child
 
     def send(self, task: str, *args: Any) -> tuple[str, Any]:
@@ -118,8 +119,8 @@ SQS_VISIBILITY = 15
 
 def test_worker_rides_out_sqs_faults_and_runs_each_job_once(
     proxy: FaultProxy,
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a prefork worker reaching SQS and S3 only through the proxy
@@ -161,8 +162,8 @@ SETTLE_VISIBILITY = 4
 
 def test_settle_faults_delay_outcomes_but_never_change_them(
     proxy: FaultProxy,
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a worker behind the proxy on a queue with a 4 s visibility timeout
@@ -205,8 +206,8 @@ def test_settle_faults_delay_outcomes_but_never_change_them(
 
 def test_a_retry_that_cannot_be_published_is_retried_later_not_dead_lettered(
     proxy: FaultProxy,
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a worker behind the proxy, and SendMessage failing (500) for a while
@@ -238,8 +239,8 @@ def test_a_retry_that_cannot_be_published_is_retried_later_not_dead_lettered(
 
 def test_s3_put_errors_while_jobs_run_lose_nothing_and_every_job_completes(
     proxy: FaultProxy,
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a worker behind the proxy, and six 1 s jobs, one running, the others queued

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from runner import local, payloads, producer, wire
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.producer import sender
+from runner.wire import codec, payloads
 from tests import support
 from tests.e2e.test_reliability import TASKS
 
@@ -19,15 +21,15 @@ pytestmark = pytest.mark.e2e
 FIVE_MIB = "x" * (5 * 1024 * 1024)
 
 
-def payload_keys(stack: local.LocalResources) -> list[str]:
+def payload_keys(stack: embedded.LocalResources) -> list[str]:
     _, s3 = support.clients(stack)
     listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=payloads.PREFIX)
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
 def test_5_mib_argument_round_trips_through_a_worker(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     stack = make_stack()
@@ -37,7 +39,7 @@ def test_5_mib_argument_round_trips_through_a_worker(
     sqs, _ = support.clients(stack)
     (message,) = sqs.receive_message(QueueUrl=stack.queue_url, VisibilityTimeout=0)["Messages"]
     # THEN SQS carries a small message with a pointer; the arguments are in S3
-    decoded = wire.decode(message["Body"])
+    decoded = codec.decode(message["Body"])
     assert len(message["Body"]) < 10_000
     assert decoded.args == [] and decoded.kwargs == {}
     assert payloads.pointer_of(decoded.headers) is not None
@@ -55,25 +57,25 @@ def test_5_mib_argument_round_trips_through_a_worker(
 
 
 def test_message_just_under_the_threshold_stays_inline(
-    attach: local.LocalResources, monkeypatch: pytest.MonkeyPatch
+    attach: embedded.LocalResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the producer's threshold and an argument whose message is just below it
     threshold = 64 * 1024
     monkeypatch.setenv("GALLEY_PAYLOAD_THRESHOLD_BYTES", str(threshold))
-    settings = producer.load(producer.ProducerSettings)
+    settings = sender.load(sender.ProducerSettings)
     blob = "y" * 30_000
     while True:  # grow the argument until the message is within 200 bytes of the threshold
-        call = producer.Call("reliability.measure", [blob])
-        size = len(producer.message_request(call, attach.queue_url)[1]["MessageBody"])
+        call = sender.Call("reliability.measure", [blob])
+        size = len(sender.message_request(call, attach.queue_url)[1]["MessageBody"])
         if size > threshold - 200:
             break
         blob += "y" * max(1, (threshold - 200 - size) // 2)
     assert size <= threshold
-    producer.enqueue("reliability.measure", [blob], settings=settings)
-    producer.enqueue("reliability.measure", [blob + "y" * 300], settings=settings)
+    sender.enqueue("reliability.measure", [blob], settings=settings)
+    sender.enqueue("reliability.measure", [blob + "y" * 300], settings=settings)
     sqs, _ = support.clients(attach)
     bodies = [
-        wire.decode(m["Body"])
+        codec.decode(m["Body"])
         for m in sqs.receive_message(QueueUrl=attach.queue_url, MaxNumberOfMessages=10)["Messages"]
     ]
     inline = [b for b in bodies if payloads.pointer_of(b.headers) is None]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import local
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
 from tests import support
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ def _gone(pid: int) -> bool:
 def _stop_leftovers(state: Path) -> None:
     """If `galley local up` could not clean up, stop what it started, by pid."""
     if state.exists():
-        stack = local.LocalResources.load(state)
+        stack = embedded.LocalResources.load(state)
         for pid in (stack.worker_pid, stack.moto_pid):
             if pid and not _gone(pid):
                 os.killpg(pid, signal.SIGKILL)
@@ -45,7 +45,7 @@ def _stop_leftovers(state: Path) -> None:
 
 def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
     # GIVEN `galley local up` running in a terminal
-    state = tmp_path / ".galley" / "local.json"
+    state = tmp_path / ".galley" / "embedded.json"
     up = Child(
         support.galley("local", "up"), env=_user_env(), cwd=tmp_path, log=tmp_path / "up.log"
     )
@@ -57,11 +57,11 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
 
         wait_for(up_and_ready, timeout=90, what="the local stack and its worker")
         wait_for(
-            lambda: local.LocalResources.load(state).worker_pid is not None,
+            lambda: embedded.LocalResources.load(state).worker_pid is not None,
             timeout=30,
             what="the worker pid in the state file",
         )
-        stack = local.LocalResources.load(state)
+        stack = embedded.LocalResources.load(state)
         # WHEN another shell attaches with eval "$(galley local env)" and sends a job
         records = json.dumps([[{"name": "Ada", "email": "ada@example.com"}], stack.bucket, "in"])
         script = (

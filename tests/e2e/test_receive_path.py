@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from runner import local, wire
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
+from runner.wire import codec
 from tests import support
 from tests.e2e.test_reliability import TASKS, runs
 
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_message_naming_another_queue_runs_once_on_the_queue_it_came_from(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """Defect 1: kombu acked on the queue the message's routing_key names; a redriven job
@@ -37,11 +38,11 @@ def test_a_message_naming_another_queue_runs_once_on_the_queue_it_came_from(
     app = app_for(stack)
     running = worker(stack, **TASKS)
     job = uuid.uuid4().hex
-    message = wire.build("reliability.stamp", [stack.bucket, job], queue="galley-somewhere-else")
+    message = codec.build("reliability.stamp", [stack.bucket, job], queue="galley-somewhere-else")
     assert message.routing_key == "galley-somewhere-else"
     sqs, _ = support.clients(stack)
     # WHEN it arrives on this worker's queue
-    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=wire.encode_message(message))
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=codec.encode_message(message))
     # THEN it runs, is deleted from this queue, and runs once; the worker lives
     assert app.AsyncResult(message.id).get(timeout=60) > 0
     wait_for(
@@ -56,8 +57,8 @@ def test_a_message_naming_another_queue_runs_once_on_the_queue_it_came_from(
 
 
 def test_headers_celery_chokes_on_are_dead_lettered_not_fatal(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """Defect 1 (crafted headers): `timelimit: ["abc", null]` and a 2-element body raised inside
@@ -68,14 +69,14 @@ def test_headers_celery_chokes_on_are_dead_lettered_not_fatal(
     sqs, _ = support.clients(stack)
     queue = stack.queue_url.rsplit("/", 1)[1]
     # GIVEN a job with a time limit that is not a number, and one whose body has two elements
-    bad_limit = wire.build("reliability.stamp", [stack.bucket, "x"], queue=queue)
+    bad_limit = codec.build("reliability.stamp", [stack.bucket, "x"], queue=queue)
     bad_limit.headers["timelimit"] = ["abc", None]
-    two = wire.build("reliability.stamp", [stack.bucket, "y"], queue=queue)
-    envelope = json.loads(base64.b64decode(wire.encode_message(two)))
+    two = codec.build("reliability.stamp", [stack.bucket, "y"], queue=queue)
+    envelope = json.loads(base64.b64decode(codec.encode_message(two)))
     envelope["body"] = base64.b64encode(json.dumps([[stack.bucket, "y"], {}]).encode()).decode()
     two_element_body = base64.b64encode(json.dumps(envelope).encode()).decode()
     # WHEN both arrive
-    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=wire.encode_message(bad_limit))
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=codec.encode_message(bad_limit))
     sqs.send_message(QueueUrl=stack.queue_url, MessageBody=two_element_body)
     # THEN both are in the DLQ with their reasons, and the worker still runs good jobs
     wait_for(
@@ -91,8 +92,8 @@ def test_headers_celery_chokes_on_are_dead_lettered_not_fatal(
 
 
 def test_rate_limited_jobs_waiting_past_the_visibility_timeout_run_once(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """Defect 3: jobs waiting in Celery's rate-limit buckets were not covered by the heartbeat;
@@ -118,8 +119,8 @@ def test_rate_limited_jobs_waiting_past_the_visibility_timeout_run_once(
 
 
 def test_a_receive_in_flight_at_shutdown_gives_its_messages_back_at_once(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """Defect 12 (celery#8875): a message received by the long poll in flight while the worker
@@ -143,8 +144,8 @@ def test_a_receive_in_flight_at_shutdown_gives_its_messages_back_at_once(
 
 
 def test_a_job_whose_chain_cannot_be_sent_is_refused_before_it_runs(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """Found by the adversarial review: a chain whose next step is routed to a queue the app
@@ -156,11 +157,11 @@ def test_a_job_whose_chain_cannot_be_sent_is_refused_before_it_runs(
     running = worker(stack, **TASKS)
     job = uuid.uuid4().hex
     queue = stack.queue_url.rsplit("/", 1)[1]
-    message = wire.build("reliability.stamp", [stack.bucket, job], queue=queue)
+    message = codec.build("reliability.stamp", [stack.bucket, job], queue=queue)
     message.embed["chain"] = [dict(app.signature("reliability.stamp", queue="galley-elsewhere"))]
     sqs, _ = support.clients(stack)
     # WHEN it arrives
-    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=wire.encode_message(message))
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=codec.encode_message(message))
     # THEN it is dead-lettered with the reason, its FAILURE stored, and its body never ran
     wait_for(
         lambda: support.queue_depth(stack, stack.dlq_url) == 1, timeout=60, what="a dead letter"
@@ -174,8 +175,8 @@ def test_a_job_whose_chain_cannot_be_sent_is_refused_before_it_runs(
 
 
 def test_a_job_requeued_for_ever_ends_in_the_dlq_without_a_redrive_policy(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """Found by the adversarial review: on a queue without a RedrivePolicy (GALLEY_DLQ_URL set),

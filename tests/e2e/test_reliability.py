@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from runner import local
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
 from tests import support
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 TASKS = {"GALLEY_TASK_MODULES": "tests.e2e.reliability_tasks", "GALLEY_TASK_TIME_LIMIT": "60"}
 
 
-def runs(stack: local.LocalResources, job: str, phase: str) -> int:
+def runs(stack: embedded.LocalResources, job: str, phase: str) -> int:
     _, s3 = support.clients(stack)
     listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"runs/{job}/{phase}/")
     return int(listed.get("KeyCount", 0))
@@ -33,11 +33,11 @@ def kill_9(worker: Child) -> None:
 
 
 def _killed_mid_task(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
     **env: str,
-) -> tuple[local.LocalResources, Any, str]:
+) -> tuple[embedded.LocalResources, Any, str]:
     stack = make_stack(visibility_timeout=3, max_receive_count=5)
     client = app_for(stack)
     doomed = worker(stack, **TASKS, **env)
@@ -50,8 +50,8 @@ def _killed_mid_task(
 
 
 def test_kill_9_mid_task_loses_nothing(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a worker killed with SIGKILL while running a task
@@ -63,8 +63,8 @@ def test_kill_9_mid_task_loses_nothing(
 
 
 def test_negative_control_early_ack_loses_the_task(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     """The same test with stock Celery's early ack detects the loss: the test above can fail."""
@@ -79,8 +79,8 @@ def test_negative_control_early_ack_loses_the_task(
 
 
 def test_task_three_times_the_visibility_timeout_runs_once(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a 3 s visibility timeout, two workers, and a 9 s task (time limit raised, which the
@@ -99,8 +99,8 @@ def test_task_three_times_the_visibility_timeout_runs_once(
 
 
 def test_sigterm_finishes_in_flight_and_releases_the_rest(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN one worker process, running a task, with a second message prefetched (received,

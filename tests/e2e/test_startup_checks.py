@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from runner import local
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
 from tests import support
 from tests.e2e.test_reliability import TASKS
 
 pytestmark = pytest.mark.e2e
 
 
-def start(stack: local.LocalResources, **env: str) -> subprocess.CompletedProcess[str]:
+def start(stack: embedded.LocalResources, **env: str) -> subprocess.CompletedProcess[str]:
     """A real ``celery worker`` that is expected to refuse to start."""
     return subprocess.run(
-        local.worker_argv(concurrency=1),
+        embedded.worker_argv(concurrency=1),
         env=support.attached_env(stack, **env),
         capture_output=True,
         text=True,
@@ -42,7 +42,7 @@ def refused(result: subprocess.CompletedProcess[str], variable: str) -> str:
     return lines[0]
 
 
-def test_wrong_queue_url(stack: local.LocalResources) -> None:
+def test_wrong_queue_url(stack: embedded.LocalResources) -> None:
     # GIVEN a queue URL naming no queue WHEN a worker starts THEN it refuses, naming the variable
     wrong = stack.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     line = refused(start(stack, GALLEY_QUEUE_URL=wrong), "GALLEY_QUEUE_URL")
@@ -50,7 +50,7 @@ def test_wrong_queue_url(stack: local.LocalResources) -> None:
 
 
 def test_queue_without_any_dead_letter_queue(
-    stack: local.LocalResources, make_stack: Callable[..., local.LocalResources]
+    stack: embedded.LocalResources, make_stack: Callable[..., embedded.LocalResources]
 ) -> None:
     # GIVEN a queue with no RedrivePolicy, and no GALLEY_DLQ_URL (a failing job would run forever)
     sqs, _ = support.clients(stack)
@@ -63,25 +63,25 @@ def test_queue_without_any_dead_letter_queue(
     assert "no dead-letter queue" in line
 
 
-def test_missing_bucket(stack: local.LocalResources) -> None:
+def test_missing_bucket(stack: embedded.LocalResources) -> None:
     line = refused(start(stack, GALLEY_RESULTS_BUCKET="no-such-bucket-x1"), "GALLEY_RESULTS_BUCKET")
     assert "does not exist" in line
 
 
-def test_visibility_timeout_that_disagrees_with_the_queue(stack: local.LocalResources) -> None:
+def test_visibility_timeout_that_disagrees_with_the_queue(stack: embedded.LocalResources) -> None:
     line = refused(start(stack, GALLEY_VISIBILITY_TIMEOUT="30"), "GALLEY_VISIBILITY_TIMEOUT")
     assert "30" in line and str(stack.visibility_timeout) in line
 
 
-def test_fifo_queue(stack: local.LocalResources) -> None:
+def test_fifo_queue(stack: embedded.LocalResources) -> None:
     fifo = stack.queue_url + ".fifo"
     line = refused(start(stack, GALLEY_QUEUE_URL=fifo), "GALLEY_QUEUE_URL")
     assert "FIFO" in line
 
 
 def test_unset_settings_are_read_from_the_queue(
-    make_stack: Callable[..., local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
     tmp_path: Path,
 ) -> None:
@@ -105,7 +105,7 @@ def test_unset_settings_are_read_from_the_queue(
     assert running.alive()
 
 
-def test_a_task_module_that_does_not_exist(stack: local.LocalResources) -> None:
+def test_a_task_module_that_does_not_exist(stack: embedded.LocalResources) -> None:
     """Found by the adversarial review: a typo in GALLEY_TASK_MODULES gave a 63-line traceback
     naming no variable."""
     line = refused(start(stack, GALLEY_TASK_MODULES="tasks_typo.nope"), "GALLEY_TASK_MODULES")

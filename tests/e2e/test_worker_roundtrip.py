@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from celery.result import AsyncResult
 
-from runner import local
-from runner.process import Child, wait_for
+from runner.local import embedded
+from runner.local.process import Child, wait_for
 from tests import support
 
 pytestmark = pytest.mark.e2e
 
 
 def test_summarize_csv_reads_and_writes_s3(
-    attach: local.LocalResources, app: Any, worker: Callable[..., Child]
+    attach: embedded.LocalResources, app: Any, worker: Callable[..., Child]
 ) -> None:
     # GIVEN a CSV in the bucket and a worker
     _, s3 = support.clients(attach)
@@ -38,7 +38,7 @@ def test_summarize_csv_reads_and_writes_s3(
 
 
 def test_import_records_writes_chunks_and_reports_rejections(
-    attach: local.LocalResources, app: Any, worker: Callable[..., Child]
+    attach: embedded.LocalResources, app: Any, worker: Callable[..., Child]
 ) -> None:
     worker(attach)
     records = [{"name": f"n{i}", "email": f"{i}@example.com"} for i in range(60)]
@@ -58,7 +58,7 @@ def test_import_records_writes_chunks_and_reports_rejections(
 
 
 def test_publish_upload_retries_until_the_object_exists(
-    attach: local.LocalResources, app: Any, worker: Callable[..., Child]
+    attach: embedded.LocalResources, app: Any, worker: Callable[..., Child]
 ) -> None:
     worker(attach)
     # GIVEN the upload is not there yet
@@ -74,7 +74,7 @@ def test_publish_upload_retries_until_the_object_exists(
 
 
 def test_failure_is_recorded_and_raised_by_get(
-    attach: local.LocalResources, app: Any, worker: Callable[..., Child]
+    attach: embedded.LocalResources, app: Any, worker: Callable[..., Child]
 ) -> None:
     worker(attach)
     result = app.send_task("tasks.reports.summarize_csv", args=[attach.bucket, "no/such.csv"])
@@ -90,8 +90,8 @@ def test_failure_is_recorded_and_raised_by_get(
 
 
 def test_worker_uses_only_predefined_queues(
-    make_recording_stack: Callable[[], local.LocalResources],
-    app_for: Callable[[local.LocalResources], Any],
+    make_recording_stack: Callable[[], embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN a moto server that records every request, and proof that it records CreateQueue

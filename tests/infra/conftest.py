@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runner import stack
+from runner.local import sam as templates
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -15,7 +15,7 @@ TOOLS = ROOT / ".venv-tools"
 
 #: Parameters that switch every conditional resource on, for checks and the moto deployment.
 FULL_PARAMETERS = {
-    "WorkerImageUri": stack.PLACEHOLDER_IMAGE_URI,
+    "WorkerImageUri": templates.PLACEHOLDER_IMAGE_URI,
     "WorkerVpcId": "vpc-0123456789abcdef0",
     "WorkerSubnets": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
     "AlarmEmail": "ops@example.com",
@@ -24,13 +24,13 @@ FULL_PARAMETERS = {
 
 @pytest.fixture(scope="session")
 def sam() -> dict[str, Any]:
-    return stack.load_template(TEMPLATE)
+    return templates.load_template(TEMPLATE)
 
 
 @pytest.fixture(scope="session")
 def cfn(sam: dict[str, Any]) -> dict[str, Any]:
     """The template as CloudFormation (SAM transform expanded offline)."""
-    return stack.translate(sam, FULL_PARAMETERS)
+    return templates.translate(sam, FULL_PARAMETERS)
 
 
 def tool(venv: str, name: str) -> Path:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from runner import local, stack
+from runner.local import embedded
+from runner.local import sam as templates
 from tests import support
 from tests.infra.conftest import FULL_PARAMETERS, TEMPLATE
 
@@ -20,48 +21,48 @@ MOTO_SKIPS = {
 }
 
 
-def test_full_template_reaches_create_complete(moto_server: local.MotoServer) -> None:
+def test_full_template_reaches_create_complete(moto_server: embedded.MotoServer) -> None:
     # GIVEN every conditional resource switched on (Fargate worker, alarm e-mail)
     # WHEN the translated template is created in moto
-    deployed = stack.deploy(
+    deployed = templates.deploy(
         moto_server.url,
         template_path=TEMPLATE,
         stack_name="galley-full",
         parameters=FULL_PARAMETERS,
-        session=local.local_session(),
+        session=embedded.local_session(),
     )
     # THEN every output the code reads is there, pointing at the local endpoint
     assert (
-        deployed.outputs[stack.OUTPUT_QUEUE_URL]
+        deployed.outputs[templates.OUTPUT_QUEUE_URL]
         == f"{moto_server.url}/123456789012/galley-full-jobs"
     )
     assert {"WorkerClusterName", "WorkerServiceName"} <= set(deployed.outputs)
     # AND only what moto cannot do, or Galley removes locally, is missing - each with its reason
     missing_types = {item.split(" ", 1)[0] for item in deployed.not_deployed}
-    assert missing_types <= MOTO_SKIPS | set(stack.REMOVED_LOCALLY)
+    assert missing_types <= MOTO_SKIPS | set(templates.REMOVED_LOCALLY)
     assert all(": " in item for item in deployed.not_deployed)
     assert any(item.startswith("AWS::Lambda::EventSourceMapping") for item in deployed.not_deployed)
     # AND the example schedule is read with its input resolved to the real bucket
     (schedule,) = deployed.schedules
     assert schedule.expression == "cron(0 2 * * ? *)"
     assert schedule.input["task"] == "tasks.reports.summarize_csv"
-    assert schedule.input["args"][0] == deployed.outputs[stack.OUTPUT_BUCKET]
+    assert schedule.input["args"][0] == deployed.outputs[templates.OUTPUT_BUCKET]
 
 
-def test_queues_carry_the_parameters(moto_server: local.MotoServer) -> None:
-    deployed = stack.deploy(
+def test_queues_carry_the_parameters(moto_server: embedded.MotoServer) -> None:
+    deployed = templates.deploy(
         moto_server.url,
         template_path=TEMPLATE,
         stack_name="galley-params",
         parameters={"VisibilityTimeout": "240", "LambdaTimeout": "40", "MaxReceiveCount": "7"},
-        session=local.local_session(),
+        session=embedded.local_session(),
     )
-    resources = local.LocalResources(
+    resources = embedded.LocalResources(
         endpoint_url=moto_server.url,
         region="us-east-1",
-        queue_url=deployed.outputs[stack.OUTPUT_QUEUE_URL],
-        dlq_url=deployed.outputs[stack.OUTPUT_DLQ_URL],
-        bucket=deployed.outputs[stack.OUTPUT_BUCKET],
+        queue_url=deployed.outputs[templates.OUTPUT_QUEUE_URL],
+        dlq_url=deployed.outputs[templates.OUTPUT_DLQ_URL],
+        bucket=deployed.outputs[templates.OUTPUT_BUCKET],
         visibility_timeout=240,
     )
     sqs, s3 = support.clients(resources)
@@ -76,9 +77,11 @@ def test_queues_carry_the_parameters(moto_server: local.MotoServer) -> None:
 
 
 def test_conditions_switch_the_fargate_worker(sam: dict[str, object]) -> None:
-    translated = stack.translate(sam, stack.LOCAL_PARAMETERS)  # type: ignore[arg-type]
-    without = stack.active_resources(translated, stack.LOCAL_PARAMETERS)
-    with_worker = stack.active_resources(translated, {**stack.LOCAL_PARAMETERS, **FULL_PARAMETERS})
+    translated = templates.translate(sam, templates.LOCAL_PARAMETERS)  # type: ignore[arg-type]
+    without = templates.active_resources(translated, templates.LOCAL_PARAMETERS)
+    with_worker = templates.active_resources(
+        translated, {**templates.LOCAL_PARAMETERS, **FULL_PARAMETERS}
+    )
     assert "WorkerService" not in without and "AlarmEmailSubscription" not in without
     assert {"WorkerService", "WorkerScalableTarget", "AlarmEmailSubscription"} <= with_worker
     assert "JobsQueue" in without

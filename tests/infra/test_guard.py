@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from runner import settings, stack
+from runner.core import settings
+from runner.local import sam as templates
 from tests.infra.conftest import ROOT
 
 Template = dict[str, Any]
@@ -69,11 +70,11 @@ def test_every_queue_is_encrypted(sam: Template) -> None:
 
 
 def test_queue_visibility_is_at_least_six_lambda_timeouts(sam: Template) -> None:
-    jobs = props(sam["Resources"][stack.JOBS_QUEUE])
+    jobs = props(sam["Resources"][templates.JOBS_QUEUE])
     assert jobs["VisibilityTimeout"] == {"Ref": "VisibilityTimeout"}
     # Defaults, and the values `galley local up` deploys with.
     assert default(sam, "VisibilityTimeout") >= 6 * default(sam, "LambdaTimeout")
-    local = stack.LOCAL_PARAMETERS
+    local = templates.LOCAL_PARAMETERS
     assert int(local["VisibilityTimeout"]) >= 6 * int(local["LambdaTimeout"])
     # The consumer's timeout is the LambdaTimeout parameter.
     assert sam["Globals"]["Function"]["Timeout"] == {"Ref": "LambdaTimeout"}
@@ -185,7 +186,7 @@ def test_consumer_reports_batch_item_failures_from_the_image(sam: Template) -> N
     event = props(consumer)["Events"]["Jobs"]
     assert event["Type"] == "SQS"
     assert props(event)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert ref_target(props(event)["Queue"]) == stack.JOBS_QUEUE
+    assert ref_target(props(event)["Queue"]) == templates.JOBS_QUEUE
     assert props(consumer)["PackageType"] == "Image"
     assert props(consumer)["ImageConfig"]["Command"] == ["runner.lambdas.consumer.handler"]
     for function in resources(sam, "AWS::Serverless::Function").values():
@@ -260,7 +261,7 @@ def test_alarms_on_dead_letters_and_age(sam: Template) -> None:
 
 def test_outputs_are_described_and_include_what_the_code_reads(sam: Template) -> None:
     outputs = sam["Outputs"]
-    assert set(stack.REQUIRED_OUTPUTS) <= set(outputs)
+    assert set(templates.REQUIRED_OUTPUTS) <= set(outputs)
     for name, output in outputs.items():
         assert output.get("Description"), name
 

@@ -1,4 +1,4 @@
-"""Start-up checks (runner/checks.py) and `galley doctor` against a real moto server."""
+"""Start-up checks (runner/ops/checks.py) and `galley doctor` against a real moto server."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from typing import Any
 import boto3
 import pytest
 
-from runner import aws, checks, local, settings
-from runner.checks import Problem, QueueFacts, Resolved
-from runner.settings import WorkerSettings, load
+from runner.core import aws, settings
+from runner.core.settings import WorkerSettings, load
+from runner.local import embedded
+from runner.ops import checks
+from runner.ops.checks import Problem, QueueFacts, Resolved
 from tests import support
 
-MakeStack = Callable[..., local.LocalResources]
+MakeStack = Callable[..., embedded.LocalResources]
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +30,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def settings_for(stack: local.LocalResources, **overrides: Any) -> WorkerSettings:
+def settings_for(stack: embedded.LocalResources, **overrides: Any) -> WorkerSettings:
     """Worker settings for ``stack``; GALLEY_DLQ_URL and GALLEY_VISIBILITY_TIMEOUT stay unset
     unless given, as a deployment that relies on the queue's own attributes would have them."""
     values = {
@@ -41,9 +43,9 @@ def settings_for(stack: local.LocalResources, **overrides: Any) -> WorkerSetting
     return load(WorkerSettings, **values)
 
 
-def run(stack: local.LocalResources, **overrides: Any) -> checks.Report:
+def run(stack: embedded.LocalResources, **overrides: Any) -> checks.Report:
     config = settings_for(stack, **overrides)
-    sqs, s3 = checks.clients(config, session=local.local_session(stack.region))
+    sqs, s3 = checks.clients(config, session=embedded.local_session(stack.region))
     return checks.run_checks(config, sqs, s3)
 
 
@@ -51,14 +53,14 @@ def statuses(report: checks.Report) -> dict[str, str]:
     return {check.variable: check.status for check in report.checks}
 
 
-def queue_without_redrive(stack: local.LocalResources, visibility: int = 30) -> str:
+def queue_without_redrive(stack: embedded.LocalResources, visibility: int = 30) -> str:
     sqs, _ = support.clients(stack)
     name = f"plain-{uuid.uuid4().hex[:10]}"
     attributes = {"VisibilityTimeout": str(visibility)}
     return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
 
 
-# --- runner.checks ---
+# --- runner.ops.checks ---
 
 
 def test_good_stack_passes_and_resolves_from_the_queue(make_stack: MakeStack) -> None:
@@ -66,7 +68,7 @@ def test_good_stack_passes_and_resolves_from_the_queue(make_stack: MakeStack) ->
     # neither the visibility timeout nor the DLQ
     stack = make_stack(visibility_timeout=45, max_receive_count=4)
     config = settings_for(stack)
-    sqs, s3 = checks.clients(config, session=local.local_session(stack.region))
+    sqs, s3 = checks.clients(config, session=embedded.local_session(stack.region))
     # WHEN the worker's checks run
     problems, resolved = checks.worker_problems(config, sqs, s3)
     # THEN nothing is wrong, and the queue's visibility and its RedrivePolicy's DLQ are resolved
@@ -230,7 +232,7 @@ def test_unreachable_endpoint_is_one_problem_naming_aws_endpoint_url(
 ) -> None:
     # GIVEN settings pointing at a port on 127.0.0.1 that nothing listens on
     stack = make_stack()
-    endpoint = f"http://127.0.0.1:{local.free_port()}"
+    endpoint = f"http://127.0.0.1:{embedded.free_port()}"
     queue_url = endpoint + "/123456789012/" + settings.queue_name_from_url(stack.queue_url)
     # WHEN the checks run with their own short-timeout clients
     started = time.monotonic()
@@ -257,13 +259,13 @@ def test_format_problems_is_one_line_each() -> None:
 @pytest.fixture(scope="module")
 def iam_stack(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[local.LocalResources, boto3.Session]]:
+) -> Iterator[tuple[embedded.LocalResources, boto3.Session]]:
     """A stack on a moto server of its own that enforces IAM, and a session for a user with no
     permissions at all."""
     log = tmp_path_factory.mktemp("moto-iam") / "moto.log"
-    with local.MotoServer(log=log) as server:
+    with embedded.MotoServer(log=log) as server:
         stack = support.provision(server.url, support.unique_config())
-        iam = aws.client("iam", endpoint_url=server.url, session=local.local_session())
+        iam = aws.client("iam", endpoint_url=server.url, session=embedded.local_session())
         iam.create_user(UserName="nobody")
         key = iam.create_access_key(UserName="nobody")["AccessKey"]
         # From here on moto authenticates every request and applies IAM policies.
@@ -286,7 +288,7 @@ def iam_stack(
 
 
 def test_access_denied_says_which_permission(
-    iam_stack: tuple[local.LocalResources, boto3.Session],
+    iam_stack: tuple[embedded.LocalResources, boto3.Session],
 ) -> None:
     # GIVEN a user allowed nothing
     stack, nobody = iam_stack
@@ -305,12 +307,12 @@ def test_access_denied_says_which_permission(
 
 
 def test_rejected_credentials_stop_the_checks(
-    iam_stack: tuple[local.LocalResources, boto3.Session],
+    iam_stack: tuple[embedded.LocalResources, boto3.Session],
 ) -> None:
     # GIVEN credentials moto's IAM does not know (the dummy ones)
     stack, _ = iam_stack
     config = settings_for(stack)
-    sqs, s3 = checks.clients(config, session=local.local_session(stack.region))
+    sqs, s3 = checks.clients(config, session=embedded.local_session(stack.region))
     # WHEN
     report = checks.run_checks(config, sqs, s3)
     # THEN one problem about the credentials; nothing else is tried
@@ -329,7 +331,7 @@ def doctor(env: dict[str, str], cwd: Path | None = None) -> subprocess.Completed
     )
 
 
-def test_doctor_on_a_good_stack_exits_0(stack: local.LocalResources) -> None:
+def test_doctor_on_a_good_stack_exits_0(stack: embedded.LocalResources) -> None:
     # WHEN `galley doctor` runs attached to a good stack (stdout is a pipe: plain marks)
     result = doctor(support.attached_env(stack))
     # THEN every check is ok and it exits 0
@@ -344,7 +346,7 @@ def test_doctor_on_a_good_stack_exits_0(stack: local.LocalResources) -> None:
     ]
 
 
-def test_doctor_names_the_variable_and_exits_1(stack: local.LocalResources) -> None:
+def test_doctor_names_the_variable_and_exits_1(stack: embedded.LocalResources) -> None:
     # GIVEN a bucket that does not exist and a visibility timeout the queue does not have
     env = support.attached_env(
         stack, GALLEY_RESULTS_BUCKET="no-such-bucket-here", GALLEY_VISIBILITY_TIMEOUT="30"
@@ -363,8 +365,8 @@ def test_doctor_names_the_variable_and_exits_1(stack: local.LocalResources) -> N
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_doctor_with_unreachable_endpoint_exits_1(stack: local.LocalResources) -> None:
-    endpoint = f"http://127.0.0.1:{local.free_port()}"
+def test_doctor_with_unreachable_endpoint_exits_1(stack: embedded.LocalResources) -> None:
+    endpoint = f"http://127.0.0.1:{embedded.free_port()}"
     result = doctor(support.attached_env(stack, AWS_ENDPOINT_URL=endpoint))
     assert result.returncode == 1
     assert result.stdout.startswith(f"FAIL AWS_ENDPOINT_URL: cannot reach {endpoint}")
@@ -372,7 +374,7 @@ def test_doctor_with_unreachable_endpoint_exits_1(stack: local.LocalResources) -
 
 
 def test_doctor_with_bad_settings_prints_the_usual_error(
-    stack: local.LocalResources, tmp_path: Path
+    stack: embedded.LocalResources, tmp_path: Path
 ) -> None:
     # GIVEN a FIFO queue URL and no bucket
     env = support.attached_env(stack, GALLEY_QUEUE_URL=stack.queue_url + ".fifo")

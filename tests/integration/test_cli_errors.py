@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import local
+from runner.local import embedded
 from tests import support
 
 
@@ -33,7 +33,7 @@ def run(
     ],
 )
 def test_bad_enqueue_is_refused_and_nothing_is_sent(
-    stack: local.LocalResources, argv: list[str], message: str
+    stack: embedded.LocalResources, argv: list[str], message: str
 ) -> None:
     # WHEN a bad request is enqueued
     result = run("enqueue", *argv, env=support.attached_env(stack))
@@ -44,12 +44,12 @@ def test_bad_enqueue_is_refused_and_nothing_is_sent(
     assert support.queue_depth(stack, stack.queue_url) == 0
 
 
-def test_unknown_task_error_lists_the_known_ones(stack: local.LocalResources) -> None:
+def test_unknown_task_error_lists_the_known_ones(stack: embedded.LocalResources) -> None:
     result = run("enqueue", "tasks.nope", env=support.attached_env(stack))
     assert "tasks.reports.summarize_csv" in result.stderr
 
 
-def test_enqueue_without_queue_names_the_variable(stack: local.LocalResources) -> None:
+def test_enqueue_without_queue_names_the_variable(stack: embedded.LocalResources) -> None:
     env = support.attached_env(stack)
     del env["GALLEY_QUEUE_URL"]
     result = run("enqueue", "tasks.reports.summarize_csv", env=env)
@@ -75,11 +75,13 @@ def test_local_up_on_a_taken_port_names_the_port(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert not (tmp_path / ".galley" / "local.json").exists()
+    assert not (tmp_path / ".galley" / "embedded.json").exists()
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "soon"])
-def test_a_wait_that_could_never_end_is_refused(stack: local.LocalResources, timeout: str) -> None:
+def test_a_wait_that_could_never_end_is_refused(
+    stack: embedded.LocalResources, timeout: str
+) -> None:
     """Found by the adversarial review: `--timeout nan` waited for ever."""
     result = run(
         "result", "some-id", "--wait", "--timeout", timeout, env=support.attached_env(stack)

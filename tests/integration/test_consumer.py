@@ -18,40 +18,43 @@ from typing import Any
 import pytest
 from celery.result import AsyncResult
 
-from runner import local, producer, wire
-from runner.consumer import Consumer
-from runner.deadletter import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
-from runner.process import wait_for
-from runner.settings import ConsumerSettings, load
+from runner.core.deadletter import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from runner.core.settings import ConsumerSettings, load
+from runner.errors import SettingsError
+from runner.lambdas.records import Consumer
+from runner.local import embedded
+from runner.local.process import wait_for
+from runner.producer import sender
+from runner.wire import codec
 from tests import support
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 # --- fixtures ---
-# The example tasks are bound to the module-level `runner.app.app`, which configures itself once
+# The example tasks are bound to the module-level `runner.runtime.app.app`, which configures itself once
 # per process; so the consumer tests (and test_consumer_fuzz, test_lambda_handlers, which import
 # these helpers) share one stack, configured once, isolated by task ids.
 
 _SHARED: dict[str, Any] = {}
 
 
-def shared_stack(moto_server: local.MotoServer) -> local.LocalResources:
-    """The one stack `runner.app.app` is attached to in this test session."""
+def shared_stack(moto_server: embedded.MotoServer) -> embedded.LocalResources:
+    """The one stack `runner.runtime.app.app` is attached to in this test session."""
     if "stack" not in _SHARED:
         config = support.unique_config(visibility_timeout=60)
         _SHARED["stack"] = support.provision(moto_server.url, config)
-    stack: local.LocalResources = _SHARED["stack"]
+    stack: embedded.LocalResources = _SHARED["stack"]
     return stack
 
 
-def shared_app(stack: local.LocalResources) -> Any:
-    """`runner.app.app`, configured for ``stack`` (once), with the test tasks registered."""
-    from runner.app import app
-    from runner.settings import WorkerSettings
+def shared_app(stack: embedded.LocalResources) -> Any:
+    """`runner.runtime.app.app`, configured for ``stack`` (once), with the test tasks registered."""
+    from runner.core.settings import WorkerSettings
+    from runner.runtime.app import app
 
     if "app" not in _SHARED:
-        assert not app.configured, "runner.app.app was configured before the consumer tests"
+        assert not app.configured, "runner.runtime.app.app was configured before the consumer tests"
         app._galley_settings = WorkerSettings(  # what load(WorkerSettings) reads in Lambda
             queue_url=stack.queue_url,
             dlq_url=stack.dlq_url,
@@ -62,7 +65,7 @@ def shared_app(stack: local.LocalResources) -> Any:
         app.finalize(auto=True)
         _register_test_tasks(app)
         _SHARED["app"] = app
-    assert app.galley_settings.queue_url == stack.queue_url, "runner.app.app: another stack"
+    assert app.galley_settings.queue_url == stack.queue_url, "runner.runtime.app.app: another stack"
     return app
 
 
@@ -87,33 +90,33 @@ def _register_test_tasks(app: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def lambda_stack(moto_server: local.MotoServer) -> local.LocalResources:
+def lambda_stack(moto_server: embedded.MotoServer) -> embedded.LocalResources:
     return shared_stack(moto_server)
 
 
 @pytest.fixture(scope="session")
-def galley_app(lambda_stack: local.LocalResources) -> Any:
+def galley_app(lambda_stack: embedded.LocalResources) -> Any:
     return shared_app(lambda_stack)
 
 
 @pytest.fixture
 def lambda_env(
-    lambda_stack: local.LocalResources, monkeypatch: pytest.MonkeyPatch
-) -> local.LocalResources:
+    lambda_stack: embedded.LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> embedded.LocalResources:
     for name, value in lambda_stack.env().items():
         monkeypatch.setenv(name, value)
     return lambda_stack
 
 
 @pytest.fixture
-def consumer(lambda_env: local.LocalResources, galley_app: Any) -> Iterator[Consumer]:
+def consumer(lambda_env: embedded.LocalResources, galley_app: Any) -> Iterator[Consumer]:
     sqs, _ = support.clients(lambda_env)
     _drain(lambda_env)
     yield Consumer(galley_app, load(ConsumerSettings), sqs=sqs)
     _drain(lambda_env)
 
 
-def _drain(stack: local.LocalResources) -> None:
+def _drain(stack: embedded.LocalResources) -> None:
     """Delete what is receivable on both queues (PurgeQueue is allowed only once a minute)."""
     sqs, _ = support.clients(stack)
     for url in (stack.queue_url, stack.dlq_url):
@@ -125,7 +128,7 @@ def _drain(stack: local.LocalResources) -> None:
 
 
 def record(
-    body: str, stack: local.LocalResources, receipt_handle: str | None = None
+    body: str, stack: embedded.LocalResources, receipt_handle: str | None = None
 ) -> dict[str, Any]:
     """An SQS event record as the event source mapping delivers it (tests/events)."""
     template = json.loads((EVENTS / "sqs_record.json").read_text())
@@ -139,7 +142,7 @@ def record(
     }
 
 
-def received_records(stack: local.LocalResources, bodies: list[str]) -> list[dict[str, Any]]:
+def received_records(stack: embedded.LocalResources, bodies: list[str]) -> list[dict[str, Any]]:
     """``bodies`` sent to the queue and received from it: records with real receipt handles,
     in the order of ``bodies`` (each body must be unique)."""
     sqs, _ = support.clients(stack)
@@ -163,7 +166,7 @@ def received_records(stack: local.LocalResources, bodies: list[str]) -> list[dic
     return records
 
 
-def queue_counts(stack: local.LocalResources) -> dict[str, int]:
+def queue_counts(stack: embedded.LocalResources) -> dict[str, int]:
     """The jobs queue's visible, in-flight and delayed message counts."""
     sqs, _ = support.clients(stack)
     attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
@@ -175,14 +178,14 @@ def queue_counts(stack: local.LocalResources) -> dict[str, int]:
     return {key: int(attrs["Attributes"][name]) for key, name in names.items()}
 
 
-def received_body(stack: local.LocalResources) -> str:
+def received_body(stack: embedded.LocalResources) -> str:
     sqs, _ = support.clients(stack)
     (message,) = sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1)["Messages"]
     sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
     return str(message["Body"])
 
 
-def dlq_reasons(stack: local.LocalResources) -> dict[str, str]:
+def dlq_reasons(stack: embedded.LocalResources) -> dict[str, str]:
     """Dead-lettered task ids (or bodies) and their reasons."""
     sqs, _ = support.clients(stack)
     found: dict[str, str] = {}
@@ -194,7 +197,7 @@ def dlq_reasons(stack: local.LocalResources) -> dict[str, str]:
             attrs = message["MessageAttributes"]
             assert attrs[SOURCE_ATTRIBUTE]["StringValue"] == stack.queue_url
             try:
-                key = wire.decode(message["Body"]).id
+                key = codec.decode(message["Body"]).id
             except ValueError:  # WireError, or a number too long to read
                 key = message["Body"]
             found[key] = attrs[REASON_ATTRIBUTE]["StringValue"]
@@ -246,7 +249,7 @@ def test_celery_send_task_runs_in_the_consumer(consumer: Consumer, galley_app: A
 
 def test_producer_message_runs_in_the_consumer(consumer: Consumer, galley_app: Any) -> None:
     stack = _stack(consumer)
-    task_id = producer.enqueue(
+    task_id = sender.enqueue(
         "tasks.imports.import_records", [[], stack.bucket, "lambda/p"], queue_url=stack.queue_url
     )
     response = consumer.handle({"Records": [record(received_body(stack), stack)]})
@@ -255,11 +258,11 @@ def test_producer_message_runs_in_the_consumer(consumer: Consumer, galley_app: A
 
 
 def test_handler_entry_point_cold_starts_from_the_environment(
-    lambda_env: local.LocalResources, galley_app: Any
+    lambda_env: embedded.LocalResources, galley_app: Any
 ) -> None:
     from runner.lambdas import consumer as entry
 
-    task_id = producer.enqueue(
+    task_id = sender.enqueue(
         "tasks.imports.import_records", [[], lambda_env.bucket, "p"], queue_url=lambda_env.queue_url
     )
     event = {"Records": [record(received_body(lambda_env), lambda_env)]}
@@ -276,7 +279,7 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
 
     def body_of(name: str, *args: Any, **kwargs: Any) -> tuple[str, str]:
         task_id = str(uuid.uuid4())
-        return task_id, wire.encode(
+        return task_id, codec.encode(
             name, args, kwargs, queue=stack.queue_url.rsplit("/", 1)[1], task_id=task_id
         )
 
@@ -317,7 +320,7 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
         return bool(retried)
 
     wait_for(retry_arrived, timeout=30, what="the retry message to become visible")
-    again = wire.decode(retried[0]["Body"])
+    again = codec.decode(retried[0]["Body"])
     assert (again.id, again.task, again.retries) == (retry_id, "tasks.uploads.publish_upload", 1)
     sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=retried[0]["ReceiptHandle"])
     # AND the dead-letter queue holds the four others with their reasons
@@ -332,7 +335,7 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
 def test_records_are_not_started_when_time_is_short(consumer: Consumer, galley_app: Any) -> None:
     stack = _stack(consumer)
     task_id = str(uuid.uuid4())
-    body = wire.encode(
+    body = codec.encode(
         "tasks.imports.import_records",
         ([], stack.bucket, "t"),
         {},
@@ -352,7 +355,7 @@ def test_a_future_eta_is_deferred_not_waited_for(consumer: Consumer, galley_app:
     sqs, _ = support.clients(stack)
     task_id = str(uuid.uuid4())
     # GIVEN a message due in 2000 s (more than SQS's 900 s delay), delivered now
-    body = wire.encode(
+    body = codec.encode(
         "tasks.imports.import_records",
         ([], stack.bucket, "t"),
         {},
@@ -384,10 +387,10 @@ def _delayed(sqs: Any, url: str) -> int:
     return int(attrs["ApproximateNumberOfMessagesDelayed"])
 
 
-def _stack(consumer: Consumer) -> local.LocalResources:
+def _stack(consumer: Consumer) -> embedded.LocalResources:
     s = consumer.settings
     assert s.endpoint_url and s.dlq_url
-    return local.LocalResources(
+    return embedded.LocalResources(
         endpoint_url=s.endpoint_url,
         region=s.region,
         queue_url=s.queue_url,
@@ -400,18 +403,18 @@ def _stack(consumer: Consumer) -> local.LocalResources:
 def test_5_mib_payload_runs_in_the_consumer_and_is_deleted(
     consumer: Consumer, galley_app: Any
 ) -> None:
-    from runner import payloads
+    from runner.wire import payloads
 
     stack = _stack(consumer)
     # GIVEN 5 MiB of records: the producer stores them in S3, SQS carries a pointer
     records = [{"name": "n" * (1024 * 1024), "email": f"{i}@example.com"} for i in range(5)]
-    task_id = producer.enqueue(
+    task_id = sender.enqueue(
         "tasks.imports.import_records",
         [records, stack.bucket, "lambda/big"],
         queue_url=stack.queue_url,
     )
     body = received_body(stack)
-    assert payloads.pointer_of(wire.decode(body).headers) is not None
+    assert payloads.pointer_of(codec.decode(body).headers) is not None
     _, s3 = support.clients(stack)
 
     def payload_count() -> int:
@@ -433,7 +436,7 @@ def test_one_records_error_does_not_fail_the_batch(
     queue = stack.queue_url.rsplit("/", 1)[1]
     good_id = str(uuid.uuid4())
     good = record(
-        wire.encode(
+        codec.encode(
             "tasks.imports.import_records",
             ([], stack.bucket, "p"),
             {},
@@ -443,9 +446,9 @@ def test_one_records_error_does_not_fail_the_batch(
         stack,
     )
     # an embed key clashing with the request dict once crashed the whole batch
-    clash = wire.build("tasks.imports.import_records", ([], stack.bucket, "p"), {}, queue=queue)
+    clash = codec.build("tasks.imports.import_records", ([], stack.bucket, "p"), {}, queue=queue)
     clash.embed["hostname"] = "elsewhere"
-    clashing = record(wire.encode_message(clash), stack)
+    clashing = record(codec.encode_message(clash), stack)
     broken = record("unused", stack)
     real_run = consumer.run_record
 
@@ -472,11 +475,11 @@ def test_settled_records_leave_the_queue_as_soon_as_they_settle(
     sqs, _ = support.clients(stack)
     queue = stack.queue_url.rsplit("/", 1)[1]
     job = "tasks.imports.import_records"
-    quick = wire.encode(job, ([], stack.bucket, "q"), {}, queue=queue)
+    quick = codec.encode(job, ([], stack.bucket, "q"), {}, queue=queue)
     garbage = f"not a celery message {uuid.uuid4()}"
-    later = wire.encode(job, ([], stack.bucket, "l"), {}, queue=queue, countdown=2000)
+    later = codec.encode(job, ([], stack.bucket, "l"), {}, queue=queue, countdown=2000)
     probe = str(uuid.uuid4())
-    slow = wire.encode(BLOCKING_TASK, (8, probe), {}, queue=queue)
+    slow = codec.encode(BLOCKING_TASK, (8, probe), {}, queue=queue)
     before = queue_counts(stack)
     # GIVEN four messages received from the queue: a quick job, a garbage body, a job due in
     # 2000 s, and a job still blocked when the invocation ends
@@ -504,9 +507,9 @@ def test_a_record_past_its_time_budget_is_stopped_and_comes_back(
     queue = stack.queue_url.rsplit("/", 1)[1]
     quick_id, slow_id, after_id = (str(uuid.uuid4()) for _ in range(3))
     job = "tasks.imports.import_records"
-    quick = wire.encode(job, ([], stack.bucket, "b"), {}, queue=queue, task_id=quick_id)
-    slow = wire.encode(BLOCKING_TASK, (20,), {}, queue=queue, task_id=slow_id)
-    after = wire.encode(job, ([], stack.bucket, "b"), {}, queue=queue, task_id=after_id)
+    quick = codec.encode(job, ([], stack.bucket, "b"), {}, queue=queue, task_id=quick_id)
+    slow = codec.encode(BLOCKING_TASK, (20,), {}, queue=queue, task_id=slow_id)
+    after = codec.encode(job, ([], stack.bucket, "b"), {}, queue=queue, task_id=after_id)
     records = [record(body, stack) for body in (quick, slow, after)]
     # GIVEN an invocation with 4 s left after the reserve, and a job that blocks for 20 s
     context = Deadline(consumer.settings.lambda_reserve_seconds + 4)
@@ -531,7 +534,7 @@ def test_a_body_python_cannot_read_is_dead_lettered_with_the_reason(consumer: Co
     queue = stack.queue_url.rsplit("/", 1)[1]
     # GIVEN a message whose argument is a 5000-digit integer: Python reads at most 4300 digits
     # (a ValueError, not a JSON error)
-    plain = wire.encode("tasks.imports.import_records", [0], {}, queue=queue, sqs_base64=False)
+    plain = codec.encode("tasks.imports.import_records", [0], {}, queue=queue, sqs_base64=False)
     envelope = json.loads(plain)
     envelope["body"] = base64.b64encode(f"[[{'9' * 5000}], {{}}, {{}}]".encode()).decode()
     body = base64.b64encode(json.dumps(envelope).encode()).decode()
@@ -548,7 +551,7 @@ def test_a_body_python_cannot_read_is_dead_lettered_with_the_reason(consumer: Co
 def test_inline_arguments_with_a_foreign_payload_pointer_are_refused_before_running(
     consumer: Consumer, galley_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner import payloads
+    from runner.wire import payloads
 
     stack = _stack(consumer)
     _, s3 = support.clients(stack)
@@ -560,7 +563,7 @@ def test_inline_arguments_with_a_foreign_payload_pointer_are_refused_before_runn
     monkeypatch.setitem(PROBES, probe, lambda: ran.append(True))
     # GIVEN a job with its arguments inline that also points at another job's payload
     pointer = {"bucket": stack.bucket, "key": foreign}
-    body = wire.encode(
+    body = codec.encode(
         BLOCKING_TASK,
         (0, probe),
         {},
@@ -583,7 +586,7 @@ def test_inline_arguments_with_a_foreign_payload_pointer_are_refused_before_runn
 def test_inline_arguments_with_the_jobs_own_pointer_run_once(
     consumer: Consumer, galley_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner import payloads
+    from runner.wire import payloads
 
     stack = _stack(consumer)
     queue = stack.queue_url.rsplit("/", 1)[1]
@@ -592,7 +595,7 @@ def test_inline_arguments_with_the_jobs_own_pointer_run_once(
     monkeypatch.setitem(PROBES, probe, lambda: ran.append(True))
     # GIVEN a retry's shape: arguments inline, and the pointer to the job's own (gone) payload
     pointer = {"bucket": stack.bucket, "key": f"{payloads.PREFIX}{task_id}/first-try"}
-    body = wire.encode(
+    body = codec.encode(
         BLOCKING_TASK,
         (0, probe),
         {},
@@ -608,10 +611,10 @@ def test_inline_arguments_with_the_jobs_own_pointer_run_once(
 
 
 def test_cold_start_without_a_dead_letter_queue_fails_naming_the_variable(
-    lambda_env: local.LocalResources, galley_app: Any, monkeypatch: pytest.MonkeyPatch
+    lambda_env: embedded.LocalResources, galley_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from runner.core.settings import DLQ_URL
     from runner.lambdas import consumer as entry
-    from runner.settings import DLQ_URL, SettingsError
 
     # GIVEN a cold Lambda whose environment has no dead-letter queue
     monkeypatch.setattr(entry, "_consumer", None)
@@ -634,7 +637,7 @@ def test_an_expired_message_is_revoked_and_acknowledged(
     queue = stack.queue_url.rsplit("/", 1)[1]
     task_id = str(uuid.uuid4())
     # GIVEN a job that expired a minute ago
-    body = wire.encode(
+    body = codec.encode(
         "tasks.imports.import_records",
         ([], stack.bucket, "x"),
         {},
@@ -644,7 +647,7 @@ def test_an_expired_message_is_revoked_and_acknowledged(
         now=datetime.now(UTC) - timedelta(seconds=61),
     )
     # WHEN the consumer handles it
-    with caplog.at_level(logging.ERROR, logger="runner.consumer"):
+    with caplog.at_level(logging.ERROR, logger="runner.lambdas.records"):
         (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
     # THEN it is settled as expired, its result is REVOKED, and nothing failed on the way
     assert outcome.action == "expired", f"{outcome.action}: {outcome.reason}"
@@ -659,9 +662,9 @@ def test_a_refused_job_gets_its_failure_recorded_without_errors(
     stack = _stack(consumer)
     queue = stack.queue_url.rsplit("/", 1)[1]
     task_id = str(uuid.uuid4())
-    body = wire.encode("tasks.nope.missing", (1,), {}, queue=queue, task_id=task_id)
+    body = codec.encode("tasks.nope.missing", (1,), {}, queue=queue, task_id=task_id)
     # WHEN an unknown task is refused
-    with caplog.at_level(logging.ERROR, logger="runner.consumer"):
+    with caplog.at_level(logging.ERROR, logger="runner.lambdas.records"):
         (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
     # THEN its FAILURE is recorded (NotRegistered), and nothing failed on the way
     assert outcome.action == "dead-lettered"
@@ -682,10 +685,10 @@ def test_a_task_that_exits_is_handed_back_and_the_batch_goes_on(
     stack = _stack(consumer)
     queue = stack.queue_url.rsplit("/", 1)[1]
     after_id = str(uuid.uuid4())
-    exits = record(wire.encode(EXITING_TASK, (), {}, queue=queue), stack)
+    exits = record(codec.encode(EXITING_TASK, (), {}, queue=queue), stack)
     job = "tasks.imports.import_records"
     after = record(
-        wire.encode(job, ([], stack.bucket, "e"), {}, queue=queue, task_id=after_id), stack
+        codec.encode(job, ([], stack.bucket, "e"), {}, queue=queue, task_id=after_id), stack
     )
     # WHEN a task in the batch calls sys.exit()
     response = consumer.handle({"Records": [exits, after]}, Context(60_000))
@@ -697,7 +700,7 @@ def test_a_task_that_exits_is_handed_back_and_the_batch_goes_on(
 def test_the_time_limit_puts_back_an_alarm_set_before_it() -> None:
     import signal
 
-    from runner.consumer import InvocationEnding, _time_limit
+    from runner.lambdas.records import InvocationEnding, _time_limit
 
     # GIVEN an alarm of someone else's (a test runner's timeout) due in 30 s
     fired: list[int] = []
@@ -736,7 +739,7 @@ def test_a_remaining_time_that_is_not_a_finite_number_still_runs_the_job(
     context = Context(0)
     context.remaining_ms = remaining_ms  # type: ignore[assignment]
     queue = stack.queue_url.rsplit("/", 1)[1]
-    body = wire.encode("tasks.imports.import_records", ([], stack.bucket, "p"), {}, queue=queue)
+    body = codec.encode("tasks.imports.import_records", ([], stack.bucket, "p"), {}, queue=queue)
     handler_before = signal.getsignal(signal.SIGALRM)
     # WHEN a good job arrives
     outcomes = consumer.run_batch([record(body, stack)], context)
@@ -753,10 +756,10 @@ def test_a_job_whose_links_cannot_be_sent_is_refused_before_it_runs(
     stack = _stack(consumer)
     queue = stack.queue_url.rsplit("/", 1)[1]
     # GIVEN a job linked to a task routed to a queue the app does not have
-    message = wire.build("tasks.imports.import_records", [[], stack.bucket, "links"], queue=queue)
+    message = codec.build("tasks.imports.import_records", [[], stack.bucket, "links"], queue=queue)
     message.embed["callbacks"] = [dict(galley_app.signature("tasks.x", queue="nope"))]
     # WHEN the consumer gets it
-    [outcome] = consumer.run_batch([record(wire.encode_message(message), stack)], Context(60_000))
+    [outcome] = consumer.run_batch([record(codec.encode_message(message), stack)], Context(60_000))
     # THEN it is dead-lettered with the reason, never run (no STARTED), its FAILURE stored
     assert outcome.action == "dead-lettered", outcome
     assert outcome.reason is not None and "refused before it ran: its callbacks" in outcome.reason

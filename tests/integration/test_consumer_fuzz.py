@@ -20,11 +20,12 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import local, wire
-from runner.consumer import Consumer, Outcome
-from runner.deadletter import REASON_ATTRIBUTE
-from runner.process import wait_for
-from runner.settings import ConsumerSettings
+from runner.core.deadletter import REASON_ATTRIBUTE
+from runner.core.settings import ConsumerSettings
+from runner.lambdas.records import Consumer, Outcome
+from runner.local import embedded
+from runner.local.process import wait_for
+from runner.wire import codec
 from tests import support
 from tests.integration.test_consumer import Deadline, record, shared_app, shared_stack
 from tests.unit.test_settlement import (
@@ -57,7 +58,7 @@ def sqs_text(body: str | bytes) -> str:
 def runnable_calls(draw: st.DrawFn, bucket: str) -> str:
     """A call that can succeed: due now, due soon, or expired by the consumer's clock (NOW)."""
     options: dict[str, Any] = draw(st.sampled_from([{}, {"countdown": 30}, {"expires": 1}]))
-    return wire.encode(
+    return codec.encode(
         "tasks.imports.import_records",
         [[{"name": "Ada", "email": "ada@example.com"}], bucket, "fuzz"],
         {},
@@ -88,7 +89,7 @@ METADATA_HEADERS = (
 @st.composite
 def traced_calls(draw: st.DrawFn) -> str:
     """A call of one of the app's tasks with any arguments and odd metadata: run by the tracer."""
-    message = wire.build(
+    message = codec.build(
         draw(st.sampled_from(TASKS)),
         draw(st.lists(plain_values, max_size=3)),
         draw(st.dictionaries(st.sampled_from(["bucket", "key", "records", "x"]), plain_values)),
@@ -96,7 +97,7 @@ def traced_calls(draw: st.DrawFn) -> str:
     )
     for name in draw(st.lists(st.sampled_from(METADATA_HEADERS), unique=True, max_size=3)):
         message.headers[name] = draw(plain_values)
-    return wire.encode_message(message)
+    return codec.encode_message(message)
 
 
 @st.composite
@@ -127,10 +128,10 @@ class RecordingConsumer(Consumer):
 
 @pytest.fixture
 def fuzz_consumer(
-    moto_server: local.MotoServer,
-    make_stack: Callable[..., local.LocalResources],
+    moto_server: embedded.MotoServer,
+    make_stack: Callable[..., embedded.LocalResources],
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[RecordingConsumer, local.LocalResources]]:
+) -> Iterator[tuple[RecordingConsumer, embedded.LocalResources]]:
     """A consumer of a queue of its own (so hops and leftovers touch no other test), running
     the real app's tasks with results in the session's bucket."""
     stack = shared_stack(moto_server)
@@ -191,7 +192,7 @@ def _deleted(sqs: Any, url: str, receipt: str) -> bool:
 
 @pytest.mark.filterwarnings("ignore:Exception raised outside body:RuntimeWarning")
 def test_the_consumer_settles_any_batch_once_per_record(
-    fuzz_consumer: tuple[RecordingConsumer, local.LocalResources],
+    fuzz_consumer: tuple[RecordingConsumer, embedded.LocalResources],
 ) -> None:
     consumer, own = fuzz_consumer
     sqs = consumer.sqs

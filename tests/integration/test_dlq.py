@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from runner import dlq, local, wire
-from runner.cli import main
-from runner.deadletter import REASON_ATTRIBUTE, dead_letter
-from runner.process import wait_for
+from runner.cli.main import main
+from runner.core.deadletter import REASON_ATTRIBUTE, dead_letter
+from runner.local import embedded
+from runner.local.process import wait_for
+from runner.ops import dlq
+from runner.wire import codec
 from tests import support
 
 pytestmark = pytest.mark.integration
@@ -33,14 +35,14 @@ GARBAGE = "not base64 {{{"
 class Seeded:
     """What the DLQ holds: task id -> (task name, reason), plus two special messages."""
 
-    stack: local.LocalResources
+    stack: embedded.LocalResources
     sqs: Any
     jobs: dict[str, tuple[str, str]] = field(default_factory=dict)
     garbage_id: str = ""
     moved_task_id: str = ""
 
 
-def _seed(stack: local.LocalResources) -> Seeded:
+def _seed(stack: embedded.LocalResources) -> Seeded:
     """Two jobs and one undecodable body dead-lettered by Galley with reasons, and one job
     SQS moved by the queue's redrive policy (maxReceiveCount 2)."""
     sqs, _ = support.clients(stack)
@@ -51,7 +53,7 @@ def _seed(stack: local.LocalResources) -> Seeded:
         ("tasks.imports.import_records", [[], stack.bucket, "p"], "task FAILURE: ValueError: x"),
     ]:
         task_id = str(uuid.uuid4())
-        body = wire.encode(task, args, queue=queue, task_id=task_id)
+        body = codec.encode(task, args, queue=queue, task_id=task_id)
         dead_letter(sqs, stack.dlq_url, body, reason=reason, source_queue=stack.queue_url)
         seeded.jobs[task_id] = (task, reason)
     seeded.garbage_id = dead_letter(
@@ -60,7 +62,7 @@ def _seed(stack: local.LocalResources) -> Seeded:
     seeded.moved_task_id = str(uuid.uuid4())
     sqs.send_message(
         QueueUrl=stack.queue_url,
-        MessageBody=wire.encode("tasks.nope.x", [1], queue=queue, task_id=seeded.moved_task_id),
+        MessageBody=codec.encode("tasks.nope.x", [1], queue=queue, task_id=seeded.moved_task_id),
         MessageAttributes={"trace": {"DataType": "String", "StringValue": "abc"}},
     )
 
@@ -73,11 +75,11 @@ def _seed(stack: local.LocalResources) -> Seeded:
 
 
 @pytest.fixture
-def seeded(make_stack: Callable[..., local.LocalResources]) -> Seeded:
+def seeded(make_stack: Callable[..., embedded.LocalResources]) -> Seeded:
     return _seed(make_stack(max_receive_count=2))
 
 
-def galley(stack: local.LocalResources, *args: str, input: str | None = None) -> Result:
+def galley(stack: embedded.LocalResources, *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, ["dlq", *args], env=stack.env(), input=input)
 
 
@@ -135,7 +137,7 @@ def test_list_shows_task_id_reason_and_receives_without_consuming(seeded: Seeded
 
 
 def test_peek_reads_past_one_receive_batch_and_honours_the_limit(
-    stack: local.LocalResources,
+    stack: embedded.LocalResources,
 ) -> None:
     sqs, _ = support.clients(stack)
     for n in range(23):
@@ -206,7 +208,7 @@ def test_redrive_of_an_unknown_id_moves_nothing_and_says_so(seeded: Seeded) -> N
     assert support.queue_depth(seeded.stack, seeded.stack.queue_url) == 0
 
 
-def test_redrive_from_a_queue_without_source_needs_to(stack: local.LocalResources) -> None:
+def test_redrive_from_a_queue_without_source_needs_to(stack: embedded.LocalResources) -> None:
     sqs, _ = support.clients(stack)
     lone = sqs.create_queue(QueueName=f"lone-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     sqs.send_message(QueueUrl=lone, MessageBody="orphan")
@@ -220,7 +222,7 @@ def test_redrive_from_a_queue_without_source_needs_to(stack: local.LocalResource
     assert [m["Body"] for m in _drain(sqs, stack.queue_url)] == ["orphan"]
 
 
-def test_redrive_needs_ids_or_all(stack: local.LocalResources) -> None:
+def test_redrive_needs_ids_or_all(stack: embedded.LocalResources) -> None:
     result = galley(stack, "redrive")
     assert result.exit_code == 2
     assert "give message IDs or --all" in result.output
@@ -238,7 +240,7 @@ def test_purge_asks_first_and_yes_skips_the_question(seeded: Seeded) -> None:
     assert support.queue_depth(stack, stack.dlq_url) == 0
 
 
-def test_without_a_dlq_setting_the_error_names_the_variable(stack: local.LocalResources) -> None:
+def test_without_a_dlq_setting_the_error_names_the_variable(stack: embedded.LocalResources) -> None:
     env: dict[str, str | None] = {**stack.env(), "GALLEY_DLQ_URL": None}
     result = CliRunner().invoke(main, ["dlq", "list"], env=env)
     assert result.exit_code == 1
@@ -280,10 +282,10 @@ TYPED_KWARGS_SHOWN = (
 
 
 def test_show_prints_arguments_json_cannot_hold(
-    stack: local.LocalResources, app_for: Callable[[local.LocalResources], Any]
+    stack: embedded.LocalResources, app_for: Callable[[embedded.LocalResources], Any]
 ) -> None:
     # GIVEN two dead letters whose arguments are datetime, Decimal, UUID, bytes, date, time:
-    # one sent by Celery itself (kombu's encoder), one built by runner.wire
+    # one sent by Celery itself (kombu's encoder), one built by runner.wire.codec
     sqs, _ = support.clients(stack)
     queue = stack.queue_url.rsplit("/", 1)[1]
     sent = app_for(stack).send_task(
@@ -292,7 +294,7 @@ def test_show_prints_arguments_json_cannot_hold(
     [message] = _drain(sqs, stack.queue_url)
     dead_letter(sqs, stack.dlq_url, message["Body"], reason="r1", source_queue=stack.queue_url)
     built = str(uuid.uuid4())
-    body = wire.encode("tasks.x", TYPED_ARGS, TYPED_KWARGS, queue=queue, task_id=built)
+    body = codec.encode("tasks.x", TYPED_ARGS, TYPED_KWARGS, queue=queue, task_id=built)
     dead_letter(sqs, stack.dlq_url, body, reason="r2", source_queue=stack.queue_url)
 
     for task_id in (sent.id, built):
@@ -311,25 +313,25 @@ def test_show_prints_arguments_json_cannot_hold(
 
 
 def test_show_and_list_print_what_json_cannot_hold(
-    stack: local.LocalResources, monkeypatch: pytest.MonkeyPatch
+    stack: embedded.LocalResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever a decoded message holds (here: a set and an object in its arguments, a
     datetime in a header), show and list --json print it instead of a TypeError."""
     sqs, _ = support.clients(stack)
     queue = stack.queue_url.rsplit("/", 1)[1]
     task_id = str(uuid.uuid4())
-    body = wire.encode("tasks.x", [1], queue=queue, task_id=task_id)
+    body = codec.encode("tasks.x", [1], queue=queue, task_id=task_id)
     dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url)
-    real_decode = wire.decode
+    real_decode = codec.decode
 
-    def odd_decode(text: str) -> wire.TaskMessage:
+    def odd_decode(text: str) -> codec.TaskMessage:
         message = real_decode(text)
         message.args[:] = [{3}, Opaque()]
         message.headers["seen"] = datetime(2026, 1, 2, tzinfo=UTC)
         return message
 
     # GIVEN a decoder that hands show values JSON has no form for
-    monkeypatch.setattr(wire, "decode", odd_decode)
+    monkeypatch.setattr(codec, "decode", odd_decode)
     # WHEN the message is shown and listed
     shown = galley(stack, "show", task_id)
     listed = galley(stack, "list", "--json")

@@ -24,8 +24,9 @@ from botocore.exceptions import (
 )
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 
-from runner import aws, local
-from runner.process import wait_for
+from runner.core import aws
+from runner.local import embedded
+from runner.local.process import wait_for
 from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def proxied(service: str, proxy: FaultProxy, *, read_timeout: float = 2) -> Any:
         read_timeout=read_timeout,
     )
     return aws.client(
-        service, endpoint_url=proxy.url, session=local.local_session("us-east-1"), config=config
+        service, endpoint_url=proxy.url, session=embedded.local_session("us-east-1"), config=config
     )
 
 
@@ -81,7 +82,7 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, dict[str, A
 
 
 @pytest.fixture
-def proxy(moto_server: local.MotoServer) -> Iterator[FaultProxy]:
+def proxy(moto_server: embedded.MotoServer) -> Iterator[FaultProxy]:
     with FaultProxy(moto_server.url, seed=SEED) as running:
         yield running
 
@@ -90,7 +91,7 @@ def proxy(moto_server: local.MotoServer) -> Iterator[FaultProxy]:
 
 
 def test_sqs_and_s3_calls_pass_through_on_kept_alive_connections(
-    proxy: FaultProxy, stack: local.LocalResources
+    proxy: FaultProxy, stack: embedded.LocalResources
 ) -> None:
     # GIVEN an SQS and an S3 client through the proxy, and a 300 KiB object
     sqs, s3 = proxied("sqs", proxy), proxied("s3", proxy)
@@ -256,7 +257,7 @@ FAULT_CASES = [
 )
 def test_fault_reaches_the_client_as_botocore_error_and_heals(
     proxy: FaultProxy,
-    stack: local.LocalResources,
+    stack: embedded.LocalResources,
     kind: str,
     options: dict[str, Any],
     target: str,
@@ -302,7 +303,7 @@ def test_fault_reaches_the_client_as_botocore_error_and_heals(
 
 
 def test_blackhole_swallows_the_answer_of_a_request_already_upstream(
-    proxy: FaultProxy, stack: local.LocalResources
+    proxy: FaultProxy, stack: embedded.LocalResources
 ) -> None:
     # GIVEN a 2 s long poll on an empty queue, forwarded to moto, with a 4 s read timeout
     sqs = proxied("sqs", proxy, read_timeout=4)
@@ -323,7 +324,7 @@ def test_blackhole_swallows_the_answer_of_a_request_already_upstream(
 
 
 def test_heal_closes_black_holed_connections_instead_of_answering_late(
-    proxy: FaultProxy, stack: local.LocalResources
+    proxy: FaultProxy, stack: embedded.LocalResources
 ) -> None:
     # GIVEN a call held in a black hole, its client willing to wait 10 s
     sqs = proxied("sqs", proxy, read_timeout=10)
@@ -350,7 +351,7 @@ def test_heal_closes_black_holed_connections_instead_of_answering_late(
 
 
 def test_fault_on_one_action_leaves_other_actions_and_s3_alone(
-    proxy: FaultProxy, stack: local.LocalResources
+    proxy: FaultProxy, stack: embedded.LocalResources
 ) -> None:
     # GIVEN clients through the proxy
     sqs, s3 = proxied("sqs", proxy), proxied("s3", proxy)
@@ -373,7 +374,7 @@ def test_fault_on_one_action_leaves_other_actions_and_s3_alone(
 
 
 def test_probability_gives_the_same_mix_of_failures_for_the_same_seed(
-    proxy: FaultProxy, moto_server: local.MotoServer, stack: local.LocalResources
+    proxy: FaultProxy, moto_server: embedded.MotoServer, stack: embedded.LocalResources
 ) -> None:
     # GIVEN two proxies with the same seed, each failing SQS calls with p=0.5
     with FaultProxy(moto_server.url, seed=SEED) as twin:
@@ -393,7 +394,9 @@ def test_probability_gives_the_same_mix_of_failures_for_the_same_seed(
             assert each.counts() == Counter({"sqs:GetQueueAttributes": run.count(True)})
 
 
-def test_latency_delays_matching_requests(proxy: FaultProxy, stack: local.LocalResources) -> None:
+def test_latency_delays_matching_requests(
+    proxy: FaultProxy, stack: embedded.LocalResources
+) -> None:
     # GIVEN 0.6 s of latency on SQS
     sqs, s3 = proxied("sqs", proxy), proxied("s3", proxy)
     proxy.inject("latency", service="sqs", seconds=0.6)
@@ -412,7 +415,7 @@ def test_latency_delays_matching_requests(proxy: FaultProxy, stack: local.LocalR
 
 
 def test_chaos_switches_faults_on_and_off_until_stopped(
-    proxy: FaultProxy, stack: local.LocalResources
+    proxy: FaultProxy, stack: embedded.LocalResources
 ) -> None:
     # GIVEN short random bursts of SQS errors and throttling
     sqs = proxied("sqs", proxy)
@@ -441,7 +444,7 @@ def test_chaos_switches_faults_on_and_off_until_stopped(
 
 
 def test_chaos_stops_by_itself_at_its_deadline_and_with_the_proxy(
-    moto_server: local.MotoServer,
+    moto_server: embedded.MotoServer,
 ) -> None:
     with FaultProxy(moto_server.url) as proxy:
         # GIVEN chaos bounded to half a second

@@ -1,4 +1,4 @@
-"""runner.idempotency on a moto server: a task's effect runs once per key, and every caller gets
+"""runner.runtime.idempotency on a moto server: a task's effect runs once per key, and every caller gets
 the first run's result — through Celery's tracer (eager) and from racing threads."""
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 from celery import Task
 
-from runner import aws, idempotency, local
+from runner.core import aws
+from runner.errors import InProgressElsewhere
+from runner.local import embedded
+from runner.runtime import idempotency
 from tests import support
 
 pytestmark = pytest.mark.integration
@@ -27,7 +30,7 @@ def fresh_client() -> Iterator[None]:
     idempotency._s3_client.cache_clear()
 
 
-def effects(stack: local.LocalResources, job: str) -> list[str]:
+def effects(stack: embedded.LocalResources, job: str) -> list[str]:
     _, s3 = support.clients(stack)
     listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"effects/{job}/")
     return [item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])]
@@ -41,7 +44,7 @@ def make_effect(bucket: str, job: str) -> dict[str, str]:
 
 
 def test_run_once_twice_with_the_same_key_runs_the_effect_once(
-    attach: local.LocalResources, app: Any
+    attach: embedded.LocalResources, app: Any
 ) -> None:
     """Two task calls (two task ids) with one key, through Celery's tracer, default client and
     bucket (the app's results bucket): one marker, and the second call returns the first's."""
@@ -72,7 +75,7 @@ def test_run_once_twice_with_the_same_key_runs_the_effect_once(
     assert record["result"] == first.get()
 
 
-def test_racing_callers_see_one_effect_and_the_same_result(stack: local.LocalResources) -> None:
+def test_racing_callers_see_one_effect_and_the_same_result(stack: embedded.LocalResources) -> None:
     """Eight callers at once, each retrying while another holds the lease (as a task retries)."""
     _, s3 = support.clients(stack)
     job = uuid.uuid4().hex
@@ -97,7 +100,7 @@ def test_racing_callers_see_one_effect_and_the_same_result(stack: local.LocalRes
                     )
                 )
                 return
-            except idempotency.InProgressElsewhere:
+            except InProgressElsewhere:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)  # a task would retry with a countdown
@@ -123,7 +126,7 @@ def make_effect_with(s3: Any, bucket: str, job: str) -> dict[str, str]:
     return {"job": job, "run": run}
 
 
-def test_a_crashed_holder_is_taken_over_after_its_lease(stack: local.LocalResources) -> None:
+def test_a_crashed_holder_is_taken_over_after_its_lease(stack: embedded.LocalResources) -> None:
     _, s3 = support.clients(stack)
     job = uuid.uuid4().hex
     crashed = idempotency.claim(s3, stack.bucket, "idem.crash", job, "dead", 30, time.time())
@@ -141,7 +144,7 @@ def test_a_crashed_holder_is_taken_over_after_its_lease(stack: local.LocalResour
             clock=lambda: time.time() + later,
         )
 
-    with pytest.raises(idempotency.InProgressElsewhere) as waiting:
+    with pytest.raises(InProgressElsewhere) as waiting:
         attempt()
     assert waiting.value.owner_task_id == "dead"
     assert effects(stack, job) == []

@@ -10,26 +10,27 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runner import local, wire
 from runner.lambdas import enqueue, schedule
-from runner.process import wait_for
+from runner.local import embedded
+from runner.local.process import wait_for
+from runner.wire import codec
 from tests import support
 from tests.integration.test_consumer import shared_app, shared_stack
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
-def event(name: str, stack: local.LocalResources) -> Any:
+def event(name: str, stack: embedded.LocalResources) -> Any:
     return json.loads((EVENTS / name).read_text().replace("BUCKET", stack.bucket))
 
 
-def queued(stack: local.LocalResources, url: str | None = None) -> list[wire.TaskMessage]:
+def queued(stack: embedded.LocalResources, url: str | None = None) -> list[codec.TaskMessage]:
     sqs, _ = support.clients(stack)
     response = sqs.receive_message(QueueUrl=url or stack.queue_url, MaxNumberOfMessages=10)
-    return [wire.decode(m["Body"]) for m in response.get("Messages", [])]
+    return [codec.decode(m["Body"]) for m in response.get("Messages", [])]
 
 
-def test_http_request_enqueues_and_returns_the_task_id(attach: local.LocalResources) -> None:
+def test_http_request_enqueues_and_returns_the_task_id(attach: embedded.LocalResources) -> None:
     response = enqueue.handler(event("enqueue_http.json", attach), None)
     assert response["statusCode"] == 202
     body = json.loads(response["body"])
@@ -39,14 +40,14 @@ def test_http_request_enqueues_and_returns_the_task_id(attach: local.LocalResour
     assert message.args[1:] == [attach.bucket, "imports/http"]
 
 
-def test_base64_http_body_is_read(attach: local.LocalResources) -> None:
+def test_base64_http_body_is_read(attach: embedded.LocalResources) -> None:
     http = event("enqueue_http.json", attach)
     http["body"] = base64.b64encode(http["body"].encode()).decode()
     http["isBase64Encoded"] = True
     assert enqueue.handler(http, None)["statusCode"] == 202
 
 
-def test_direct_invoke_enqueues(attach: local.LocalResources) -> None:
+def test_direct_invoke_enqueues(attach: embedded.LocalResources) -> None:
     response = enqueue.handler(event("enqueue_direct.json", attach), None)
     assert response["statusCode"] == 202
     assert [m.task for m in queued(attach)] == ["tasks.reports.summarize_csv"]
@@ -63,7 +64,7 @@ def test_direct_invoke_enqueues(attach: local.LocalResources) -> None:
     ],
 )
 def test_bad_requests_get_400_with_the_reason_and_send_nothing(
-    attach: local.LocalResources, request_body: str, detail: str
+    attach: embedded.LocalResources, request_body: str, detail: str
 ) -> None:
     http = event("enqueue_http.json", attach)
     http["body"] = request_body
@@ -73,20 +74,20 @@ def test_bad_requests_get_400_with_the_reason_and_send_nothing(
     assert support.queue_depth(attach, attach.queue_url) == 0
 
 
-def test_long_queue_needs_its_url(attach: local.LocalResources) -> None:
+def test_long_queue_needs_its_url(attach: embedded.LocalResources) -> None:
     response = enqueue.handler({"task": "tasks.x", "queue": "long"}, None)
     assert response["statusCode"] == 400
     assert "GALLEY_LONG_QUEUE_URL" in json.loads(response["body"])["detail"]
 
 
-def test_schedule_enqueues_its_input(attach: local.LocalResources) -> None:
+def test_schedule_enqueues_its_input(attach: embedded.LocalResources) -> None:
     result = schedule.handler(event("schedule.json", attach), None)
     (message,) = queued(attach)
     assert message.id == result["task_id"]
     assert message.args == [attach.bucket, "inbox/orders.csv"]
 
 
-def test_bad_schedule_input_raises_naming_the_field(attach: local.LocalResources) -> None:
+def test_bad_schedule_input_raises_naming_the_field(attach: embedded.LocalResources) -> None:
     with pytest.raises(ValidationError, match="task"):
         schedule.handler({"args": [1]}, None)
     assert support.queue_depth(attach, attach.queue_url) == 0
@@ -97,9 +98,9 @@ def test_bad_schedule_input_raises_naming_the_field(attach: local.LocalResources
 
 @pytest.fixture
 def consumer_env(
-    moto_server: local.MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> local.LocalResources:
-    """The consumer's environment, on the stack `runner.app.app` is attached to."""
+    moto_server: embedded.MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> embedded.LocalResources:
+    """The consumer's environment, on the stack `runner.runtime.app.app` is attached to."""
     stack = shared_stack(moto_server)
     shared_app(stack)
     for name, value in stack.env().items():
@@ -118,7 +119,7 @@ class _Context:
     ids=repr,
 )
 def test_consumer_answers_any_event_with_a_batch_response(
-    consumer_env: local.LocalResources, sqs_event: Any
+    consumer_env: embedded.LocalResources, sqs_event: Any
 ) -> None:
     from runner.lambdas import consumer
 
@@ -129,7 +130,7 @@ def test_consumer_answers_any_event_with_a_batch_response(
 
 
 def test_consumer_reports_malformed_records_it_can_name_and_skips_the_rest(
-    consumer_env: local.LocalResources,
+    consumer_env: embedded.LocalResources,
 ) -> None:
     from runner.lambdas import consumer
 

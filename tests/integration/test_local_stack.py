@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from runner import local
+from runner.errors import PortInUseError
+from runner.local import embedded
 from tests import support
 
 
 def test_provision_creates_queue_with_redrive_to_dlq_and_bucket(
-    make_stack: Callable[..., local.LocalResources],
+    make_stack: Callable[..., embedded.LocalResources],
 ) -> None:
     # GIVEN / WHEN a stack is provisioned
     stack = make_stack(visibility_timeout=45, max_receive_count=4)
@@ -34,16 +35,16 @@ def test_provision_creates_queue_with_redrive_to_dlq_and_bucket(
     assert stack.visibility_timeout == 45
 
 
-def test_port_in_use_is_a_clear_error(moto_server: local.MotoServer) -> None:
+def test_port_in_use_is_a_clear_error(moto_server: embedded.MotoServer) -> None:
     # GIVEN the session's moto server holds its port
     # WHEN a second server asks for the same port
-    with pytest.raises(local.PortInUseError, match=f"port {moto_server.port} on 127.0.0.1"):
-        local.MotoServer(moto_server.port).start()
+    with pytest.raises(PortInUseError, match=f"port {moto_server.port} on 127.0.0.1"):
+        embedded.MotoServer(moto_server.port).start()
 
 
 def test_server_listens_on_loopback_only_and_stops(tmp_path: Path) -> None:
     # GIVEN a server of our own
-    server = local.MotoServer(log=tmp_path / "moto.log").start()
+    server = embedded.MotoServer(log=tmp_path / "moto.log").start()
     assert server.child is not None
     pid = server.child.pid
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.app import app
+from runner.runtime.app import app
 
 
 @app.task(name="perf.noop")

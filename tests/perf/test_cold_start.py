@@ -9,11 +9,11 @@ interleaved so that machine noise spreads over all of them. Figures per variant:
   enqueue (interpreter start-up and exit excluded), split into ``import`` and ``first_send``;
 - ``startup``: parent's clock before the spawn to the child's first line (exec + site).
 
-Variants: ``producer`` (runner.producer.enqueue), ``celery`` (runner.app's Celery app,
+Variants: ``producer`` (runner.producer.sender.enqueue), ``celery`` (runner.app's Celery app,
 ``send_task``), ``celery_stock`` (a plain Celery app with the same broker/backend settings and no
 Galley import), ``boto3`` (bare ``boto3.client("sqs").send_message``: the floor).
 
-The install-footprint test lists the distributions a process importing only runner.producer
+The install-footprint test lists the distributions a process importing only runner.producer.sender
 loads beyond boto3's, with their size on disk.
 """
 
@@ -30,8 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runner import local
-from runner.process import wait_for
+from runner.local import embedded
+from runner.local.process import wait_for
 from tests.perf.bench import emit, heading, summary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,13 +94,13 @@ def _variants(queues: dict[str, str]) -> list[Variant]:
         Variant(
             "producer",
             queues["producer"],
-            "from runner.producer import enqueue",
+            "from runner.producer.sender import enqueue",
             f"enqueue({TASK!r}, {ARGS!r}, queue_url={queues['producer']!r})",
         ),
         Variant(
             "celery",
             queues["celery"],
-            "from runner.app import app",
+            "from runner.runtime.app import app",
             f"app.send_task({TASK!r}, {ARGS!r})",
         ),
         Variant(
@@ -123,7 +123,7 @@ def _variants(queues: dict[str, str]) -> list[Variant]:
 def _child_env(endpoint_url: str, queue_url: str) -> dict[str, str]:
     """This environment without any AWS or Galley variable, then the stack's, dummy creds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GALLEY_"))}
-    env.update(local.DUMMY_CREDENTIALS)
+    env.update(embedded.DUMMY_CREDENTIALS)
     env.update(
         {
             "AWS_ENDPOINT_URL": endpoint_url,
@@ -170,9 +170,9 @@ def _ms(seconds: list[float]) -> dict[str, float]:
     return summary([s * 1000 for s in seconds])
 
 
-def test_cold_start_producer_vs_celery(moto_server: local.MotoServer) -> None:
+def test_cold_start_producer_vs_celery(moto_server: embedded.MotoServer) -> None:
     # GIVEN one queue per variant on a moto server
-    sqs = local.local_session(REGION).client("sqs", endpoint_url=moto_server.url)
+    sqs = embedded.local_session(REGION).client("sqs", endpoint_url=moto_server.url)
     suffix = os.urandom(4).hex()
     names = ("producer", "celery", "celery_stock", "boto3")
     queues = {n: sqs.create_queue(QueueName=f"bench-cold-{n}-{suffix}")["QueueUrl"] for n in names}
@@ -293,8 +293,8 @@ def _mib(size: int) -> float:
 
 
 def test_producer_install_footprint() -> None:
-    # GIVEN what a process loads importing only runner.producer, and only boto3 + an SQS client
-    producer = _loaded_modules("import runner.producer")
+    # GIVEN what a process loads importing only runner.producer.sender, and only boto3 + an SQS client
+    producer = _loaded_modules("import runner.producer.sender")
     floor = _loaded_modules(f"import boto3, botocore\nboto3.client('sqs', region_name={REGION!r})")
     bare = _loaded_modules("")  # what every process loads (site, .pth hooks)
 
@@ -309,7 +309,9 @@ def test_producer_install_footprint() -> None:
 
     # THEN the producer needs the project and its settings stack, not Celery
     assert "celery" not in top(producer) and "kombu" not in top(producer)
-    heading("producer install footprint beyond boto3 (import runner.producer vs boto3 + client)")
+    heading(
+        "producer install footprint beyond boto3 (import runner.producer.sender vs boto3 + client)"
+    )
     total = files_total = 0
     for name in sorted(extra_dists, key=str.lower):
         size, files = _distribution_bytes(name)

@@ -4,7 +4,7 @@
 size), with a no-op task, an in-memory result backend and a stub SQS client: no AWS call is made,
 so what is left is Galley's and Celery's work per message. It is split into
 
-- ``decode``: ``runner.wire.decode`` of the record body alone;
+- ``decode``: ``runner.wire.codec.decode`` of the record body alone;
 - ``trace``: ``celery.app.trace.trace_task`` alone (decoded message, request built beforehand):
   Celery's tracer with signals, STARTED + SUCCESS stored in the memory backend;
 - ``handle``: the whole ``Consumer.handle`` (decode, checks, request, trace, outcome, log).
@@ -26,10 +26,11 @@ import pytest
 from celery import Celery, states
 from celery.app.trace import trace_task
 
-from runner import local, wire
-from runner.app import create_app
-from runner.consumer import Consumer
-from runner.settings import ConsumerSettings, load
+from runner.core.settings import ConsumerSettings, load
+from runner.lambdas.records import Consumer
+from runner.local import embedded
+from runner.runtime.app import create_app
+from runner.wire import codec
 from tests.perf.bench import emit, heading, summary
 
 N = 2000
@@ -84,7 +85,7 @@ def sqs_record(body: str, *, now_ms: int) -> dict[str, Any]:
 
 def make_records(count: int) -> list[dict[str, Any]]:
     now_ms = int(time.time() * 1000)
-    return [sqs_record(wire.encode(TASK, ARGS, queue=QUEUE), now_ms=now_ms) for _ in range(count)]
+    return [sqs_record(codec.encode(TASK, ARGS, queue=QUEUE), now_ms=now_ms) for _ in range(count)]
 
 
 def batches(items: list[Any]) -> Iterator[list[Any]]:
@@ -109,7 +110,7 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> ConsumerSettings:
     """Consumer settings given in full, whatever this process's environment holds."""
     for name in ("AWS_ENDPOINT_URL", "GALLEY_RESULTS_PREFIX", "GALLEY_TASK_TIME_LIMIT"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in local.DUMMY_CREDENTIALS.items():
+    for name, value in embedded.DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     return load(
         ConsumerSettings,
@@ -161,14 +162,14 @@ def test_consumer_overhead_per_message(settings: ConsumerSettings) -> None:
     # WHEN decode alone, the tracer alone, then the whole handle run over batches of 10
     def decode(batch: list[dict[str, Any]]) -> None:
         for record in batch:
-            wire.decode(record["body"])
+            codec.decode(record["body"])
 
     decode_ns = [timed(decode, b) for b in batches(first)]
-    messages = [wire.decode(r["body"]) for r in first]
+    messages = [codec.decode(r["body"]) for r in first]
     requests = [consumer._request(m) for m in messages]
     traced: list[Any] = []
 
-    def trace(chunk: list[tuple[wire.TaskMessage, dict[str, Any]]]) -> None:
+    def trace(chunk: list[tuple[codec.TaskMessage, dict[str, Any]]]) -> None:
         for message, request in chunk:
             traced.append(
                 trace_task(
@@ -199,11 +200,11 @@ def test_consumer_overhead_per_message(settings: ConsumerSettings) -> None:
     assert all(response == {"batchItemFailures": []} for response in responses)
     assert sqs.sent == []
     assert len(calls) == 2 * N
-    ids = [wire.decode(r["body"]).id for r in second]
+    ids = [codec.decode(r["body"]).id for r in second]
     assert all(app.AsyncResult(task_id).state == states.SUCCESS for task_id in ids)
 
     heading(f"consumer overhead per message, no-op task, excluding AWS calls (N={N})")
-    emit_us("consumer.decode", "wire.decode", per_message_us(decode_ns), N)
+    emit_us("consumer.decode", "codec.decode", per_message_us(decode_ns), N)
     emit_us("consumer.trace", "trace_task", per_message_us(trace_ns), N)
     full = per_message_us(handle_ns)
     emit_us("consumer.handle", "excluding_aws", full, N)
@@ -217,12 +218,12 @@ def test_consumer_overhead_per_message(settings: ConsumerSettings) -> None:
 
 
 def test_consumer_per_message_with_s3_results(
-    settings: ConsumerSettings, moto_server: local.MotoServer, monkeypatch: pytest.MonkeyPatch
+    settings: ConsumerSettings, moto_server: embedded.MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the same consumer with Celery's S3 result backend on a moto server
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
     bucket = f"bench-results-{uuid.uuid4().hex[:10]}"
-    s3 = local.local_session(REGION).client("s3", endpoint_url=moto_server.url)
+    s3 = embedded.local_session(REGION).client("s3", endpoint_url=moto_server.url)
     s3.create_bucket(Bucket=bucket)
     settings = load(ConsumerSettings, **{**settings.model_dump(), "results_bucket": bucket})
     app, calls = bench_app(settings, memory_backend=False)
@@ -250,7 +251,7 @@ def test_consumer_per_message_with_s3_results(
     assert sqs.sent == [] and len(calls) == N_WITH_AWS
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=settings.results_prefix)
     assert listed["KeyCount"] == N_WITH_AWS
-    sample = wire.decode(records[-1]["body"]).id
+    sample = codec.decode(records[-1]["body"]).id
     assert app.AsyncResult(sample).state == states.SUCCESS
 
     heading(

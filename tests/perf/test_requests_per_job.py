@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import local
-from runner.process import wait_for
+from runner.local import embedded
+from runner.local.process import wait_for
 from tests import support
 from tests.faults import FaultProxy
 from tests.perf.bench import emit, heading
@@ -39,7 +39,7 @@ def dollars_per_million(counts: Counter[str], jobs: int) -> float:
 @pytest.mark.e2e
 def test_requests_per_job(tmp_path: Path) -> None:
     heading(f"requests per job: {N} no-op jobs through one prefork worker (concurrency 4)")
-    with local.MotoServer(log=tmp_path / "moto.log") as server, FaultProxy(server.url) as proxy:
+    with embedded.MotoServer(log=tmp_path / "moto.log") as server, FaultProxy(server.url) as proxy:
         stack = support.provision(server.url, support.unique_config(visibility_timeout=60))
         through_proxy = dataclasses.replace(stack, endpoint_url=proxy.url)
         worker = support.start_worker(
@@ -50,7 +50,7 @@ def test_requests_per_job(tmp_path: Path) -> None:
         )
         try:
             sqs, _ = support.clients(stack)
-            from runner import wire
+            from runner.wire import codec
 
             queue = stack.queue_url.rsplit("/", 1)[1]
             proxy.reset_counts()
@@ -59,7 +59,7 @@ def test_requests_per_job(tmp_path: Path) -> None:
                 entries = [
                     {
                         "Id": str(i),
-                        "MessageBody": wire.encode_message(wire.build("perf.noop", queue=queue)),
+                        "MessageBody": codec.encode_message(codec.build("perf.noop", queue=queue)),
                     }
                     for i in range(min(10, N - start))
                 ]

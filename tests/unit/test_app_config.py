@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner.app import GalleyCelery, celery_config, create_app, task_modules
-from runner.settings import SettingsError, WorkerSettings
+from runner.core.settings import WorkerSettings
+from runner.errors import SettingsError
+from runner.runtime.app import GalleyCelery, celery_config, create_app, task_modules
 
 SETTINGS = WorkerSettings(
     queue_url="https://sqs.eu-west-1.amazonaws.com/123456789012/galley-jobs",
@@ -50,7 +51,7 @@ def test_reliability_defaults() -> None:
 
 def test_results_go_to_s3_under_the_prefix() -> None:
     config = celery_config(SETTINGS)
-    assert config["result_backend"] == "runner.backend:S3Backend"  # retries passing faults
+    assert config["result_backend"] == "runner.runtime.backend:S3Backend"  # retries passing faults
     assert config["s3_bucket"] == "galley-results"
     assert config["s3_base_path"] == "results/"
     assert "s3_endpoint_url" not in config  # AWS_ENDPOINT_URL reaches boto3 by itself

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from runner import contracts
+from runner.core import contracts
+from runner.errors import InvalidTaskInput
 from tasks.schemas import SCHEMAS, SummarizeCsv
 
 TASK = "tasks.reports.summarize_csv"
@@ -30,7 +31,7 @@ def test_positional_and_keyword_arguments_map_onto_the_model() -> None:
 def test_bad_calls_name_the_field(
     args: list[object], kwargs: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(contracts.InvalidTaskInput, match=message) as error:
+    with pytest.raises(InvalidTaskInput, match=message) as error:
         contracts.check(TASK, args, kwargs)
     assert str(error.value).startswith(TASK)
 
@@ -42,7 +43,7 @@ def test_untyped_tasks_are_not_checked() -> None:
 def test_every_input_model_is_listed_in_schemas() -> None:
     """The producer reads SCHEMAS; the worker reads each task's input_model. They must agree."""
     code = (
-        "import json; from runner.app import app; app.loader.import_default_modules(); "
+        "import json; from runner.runtime.app import app; app.loader.import_default_modules(); "
         "print(json.dumps({n: f'{t.input_model.__module__}.{t.input_model.__name__}' "
         "for n, t in app.tasks.items() if getattr(t, 'input_model', None)}))"
     )

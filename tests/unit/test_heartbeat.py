@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.process import wait_for
+from runner.local.process import wait_for
 from runner.worker.heartbeat import Beat, extend
 from runner.worker.ledger import Ledger
 

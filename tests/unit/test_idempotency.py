@@ -1,4 +1,4 @@
-"""runner.idempotency on in-process moto (S3 only): the claim/complete/release state machine,
+"""runner.runtime.idempotency on in-process moto (S3 only): the claim/complete/release state machine,
 lease takeover, races between threads, key functions and headers, and a real Celery task."""
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from runner import idempotency
-from runner.idempotency import Outcome
+from runner.errors import (
+    IdempotencyError,
+    IdempotencyKeyError,
+    InProgressElsewhere,
+    LeaseLost,
+    ResultNotJSON,
+)
+from runner.runtime import idempotency
+from runner.runtime.idempotency import Outcome
 
 BUCKET = "idem-unit"
 TASK = "tests.idem"
@@ -118,7 +125,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_touch_it(s3: A
     assert taker.outcome is Outcome.ACQUIRED and taker.took_over
     assert stored(s3)["task_id"] == "task-b"
     # the old holder comes back: it can neither complete nor release the taker's record
-    with pytest.raises(idempotency.LeaseLost, match="taken over or removed"):
+    with pytest.raises(LeaseLost, match="taken over or removed"):
         idempotency.complete(s3, crashed, "late", now=T0 + LEASE + 1)
     assert idempotency.release(s3, crashed) is False
     assert stored(s3)["token"] == taker.token
@@ -256,7 +263,7 @@ def test_a_conditional_write_conflict_is_retried(s3: Any) -> None:
 
 def test_a_foreign_object_at_the_record_key_is_a_clear_error(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key=idempotency.record_key(TASK, "k1"), Body=b"not json")
-    with pytest.raises(idempotency.IdempotencyError, match="not an idempotency record.*delete it"):
+    with pytest.raises(IdempotencyError, match="not an idempotency record.*delete it"):
         claim(s3, "task-a")
 
 
@@ -299,12 +306,12 @@ def test_once_runs_the_body_once_and_the_second_caller_gets_the_first_result(s3:
 def test_once_while_another_run_holds_the_lease_says_when_to_retry(s3: Any) -> None:
     claim(s3, "task-a")  # another worker is running it
     effect = Effect()
-    with pytest.raises(idempotency.InProgressElsewhere) as raised:
+    with pytest.raises(InProgressElsewhere) as raised:
         once(s3, effect, "task-b", clock=T0 + 25, retry_seconds=10)
     assert effect.runs == 0
     assert raised.value.owner_task_id == "task-a"
     assert raised.value.retry_after == 5  # the lease ends sooner than the retry cap
-    with pytest.raises(idempotency.InProgressElsewhere) as raised:
+    with pytest.raises(InProgressElsewhere) as raised:
         once(s3, effect, "task-b", clock=T0 + 1, retry_seconds=10)
     assert raised.value.retry_after == 10
     assert "running in task task-a" in str(raised.value)
@@ -323,7 +330,7 @@ def test_a_failed_run_releases_the_key_and_the_next_one_runs(s3: Any) -> None:
 
 
 def test_a_result_that_is_not_json_fails_and_releases(s3: Any) -> None:
-    with pytest.raises(idempotency.ResultNotJSON, match="must be JSON"):
+    with pytest.raises(ResultNotJSON, match="must be JSON"):
         once(s3, object, "task-a")
     assert not exists(s3)
 
@@ -416,7 +423,7 @@ class NotCallable(FakeTask):
 )
 def test_bad_keys_are_clear_errors(s3: Any, task: Any, message: str) -> None:
     effect = Effect()
-    with pytest.raises(idempotency.IdempotencyKeyError) as raised:
+    with pytest.raises(IdempotencyKeyError) as raised:
         run_once(s3, task, ["zz"], {}, effect)
     assert message in str(raised.value)
     assert effect.runs == 0
@@ -514,7 +521,7 @@ def eager(s3: Any, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     ``runs`` lists the keyed body's runs, ``followups`` the link's."""
     from celery import Celery
 
-    from runner.app import GalleyTask
+    from runner.runtime.app import GalleyTask
 
     monkeypatch.setattr(idempotency, "_s3_client", lambda pid: s3)
     celery = Celery("idem-callbacks", set_as_current=False)
@@ -583,7 +590,7 @@ def test_a_record_that_cannot_be_marked_costs_a_second_dispatch_not_the_task(
     charge, receipt = eager.tasks[TASK], eager.tasks["tests.receipt"]
 
     def unreachable(*_: Any, **__: Any) -> bool:
-        raise idempotency.IdempotencyError("cannot write s3://...: 503")
+        raise IdempotencyError("cannot write s3://...: 503")
 
     # GIVEN S3 refuses the note that the callbacks went out
     monkeypatch.setattr(idempotency, "mark_callbacks_sent", unreachable)

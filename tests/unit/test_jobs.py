@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.jobs import JobError, parse_json_args
+from runner.errors import JobError
+from runner.runtime.jobs import parse_json_args
 
 
 def test_args_and_kwargs_parse() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from celery import chain, chord, group
 
-from runner import links
-from runner.app import create_app
-from runner.settings import WorkerSettings
+from runner.core.settings import WorkerSettings
+from runner.runtime.app import create_app
+from runner.settlement import links
 
 APP = create_app(
     WorkerSettings(

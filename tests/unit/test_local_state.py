@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import local
-from runner.process import ProcessError, wait_for
+from runner.errors import PortInUseError, ProcessError
+from runner.local import embedded
+from runner.local.process import wait_for
 
-RESOURCES = local.LocalResources(
+RESOURCES = embedded.LocalResources(
     endpoint_url="http://127.0.0.1:5555",
     region="us-east-1",
     queue_url="http://127.0.0.1:5555/123456789012/galley-jobs",
@@ -34,24 +35,24 @@ def test_exports_evaluate_in_a_shell_to_the_same_environment() -> None:
 
 
 def test_state_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "local.json"
+    path = tmp_path / "nested" / "embedded.json"
     RESOURCES.save(path)
-    assert local.LocalResources.load(path) == RESOURCES
+    assert embedded.LocalResources.load(path) == RESOURCES
 
 
 def test_reading_missing_state_says_how_to_start(tmp_path: Path) -> None:
     with pytest.raises(ProcessError, match="galley local up"):
-        local.read_state(tmp_path / "absent.json")
+        embedded.read_state(tmp_path / "absent.json")
 
 
 def test_stale_state_is_reported(tmp_path: Path) -> None:
     # GIVEN a state file pointing at a port nothing listens on
-    stale = local.LocalResources(
-        **{**RESOURCES.__dict__, "endpoint_url": f"http://127.0.0.1:{local.free_port()}"}
+    stale = embedded.LocalResources(
+        **{**RESOURCES.__dict__, "endpoint_url": f"http://127.0.0.1:{embedded.free_port()}"}
     )
-    stale.save(tmp_path / "local.json")
+    stale.save(tmp_path / "embedded.json")
     with pytest.raises(ProcessError, match="does not answer"):
-        local.read_state(tmp_path / "local.json")
+        embedded.read_state(tmp_path / "embedded.json")
 
 
 def test_port_in_use_is_named() -> None:
@@ -59,8 +60,8 @@ def test_port_in_use_is_named() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(local.PortInUseError, match=f"port {port} on 127.0.0.1"):
-            local.check_port_free(port)
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1"):
+            embedded.check_port_free(port)
 
 
 def test_wait_for_times_out_naming_the_condition() -> None:

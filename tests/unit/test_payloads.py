@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner import payloads
+from runner.errors import PayloadError
+from runner.wire import payloads
 
 POINTER = {"bucket": "results-1", "key": "payloads/t-1/abc"}
 
@@ -23,5 +24,5 @@ def test_own_payload_is_trusted() -> None:
     ],
 )
 def test_a_pointer_to_anything_else_is_refused(pointer: dict[str, str]) -> None:
-    with pytest.raises(payloads.PayloadError, match="is not this job's"):
+    with pytest.raises(PayloadError, match="is not this job's"):
         payloads.trusted_pointer({payloads.HEADER: pointer}, "results-1", "t-1")

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from kombu.asynchronous.timer import Timer
 from kombu.transport import virtual
 
-from runner import wire
-from runner.app import create_app
-from runner.settings import WorkerSettings
+from runner.core.settings import WorkerSettings
+from runner.runtime.app import create_app
+from runner.wire import codec
 from runner.worker import transport
 from runner.worker.custody import Options
 from runner.worker.ledger import Ledger
@@ -112,8 +112,8 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def envelope_body(message: wire.TaskMessage, body: Any) -> str:
-    envelope = json.loads(base64.b64decode(wire.encode_message(message)))
+def envelope_body(message: codec.TaskMessage, body: Any) -> str:
+    envelope = json.loads(base64.b64decode(codec.encode_message(message)))
     envelope["body"] = b64(json.dumps(body).encode())
     return b64(json.dumps(envelope).encode())
 
@@ -147,24 +147,24 @@ pairs = st.lists(json_values, min_size=2, max_size=2)
 def test_task_messages_with_arbitrary_headers_and_properties(
     headers: dict[str, Any], properties: Any
 ) -> None:
-    message = wire.build("fuzz.noop", [1, "two"], {"three": 3}, queue=QUEUE)
+    message = codec.build("fuzz.noop", [1, "two"], {"three": 3}, queue=QUEUE)
     message.headers.update(headers)
     if isinstance(properties, dict):
         message.properties.update(properties)
-    check(receive(wire.encode_message(message)))
+    check(receive(codec.encode_message(message)))
 
 
 @FUZZ
 @given(json_values)
 def test_task_messages_with_arbitrary_bodies(body: Any) -> None:
-    message = wire.build("fuzz.noop", [], queue=QUEUE)
+    message = codec.build("fuzz.noop", [], queue=QUEUE)
     check(receive(envelope_body(message, body)))
 
 
 def test_a_five_thousand_digit_argument_is_dead_lettered_not_fatal() -> None:
-    message = wire.build("fuzz.noop", [], queue=QUEUE)
+    message = codec.build("fuzz.noop", [], queue=QUEUE)
     check(receive(envelope_body(message, [[0], {}, {}])))
-    raw = json.loads(base64.b64decode(wire.encode_message(message)))
+    raw = json.loads(base64.b64decode(codec.encode_message(message)))
     raw["body"] = b64(b"[[" + b"7" * 5000 + b"], {}, {}]")
     outcomes = receive(b64(json.dumps(raw).encode()))
     check(outcomes)

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runner.scheduler import LocalScheduler
-from runner.schedules import ScheduleExpressionError
-from runner.stack import ScheduleSpec
+from runner.errors import ScheduleExpressionError
+from runner.local.sam import ScheduleSpec
+from runner.local.scheduler import LocalScheduler
 
 START = datetime(2026, 11, 24, 10, 0, 30, tzinfo=UTC)
 

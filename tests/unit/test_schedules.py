@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from runner.schedules import Schedule, ScheduleExpressionError, parse
+from runner.errors import ScheduleExpressionError
+from runner.local.cadence import Schedule, parse
 
 
 def utc(

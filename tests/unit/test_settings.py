@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner import settings
-from runner.settings import ProducerSettings, SettingsError, WorkerSettings, load
+from runner.core import settings
+from runner.core.settings import ProducerSettings, WorkerSettings, load
+from runner.errors import SettingsError
 
 QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/galley-jobs"
 
@@ -169,6 +170,6 @@ def test_standard_queue_names_near_fifo_are_accepted() -> None:
 
 
 def test_boto3_only_producer_still_takes_a_fifo_queue() -> None:
-    # runner.producer sends FIFO messages as kombu does (group and deduplication ids; see
+    # runner.producer.sender sends FIFO messages as kombu does (group and deduplication ids; see
     # tests/integration/test_producer.py); only the processes that consume are refused.
     assert load(ProducerSettings, queue_url=FIFO_QUEUE).queue_url == FIFO_QUEUE

@@ -1,4 +1,4 @@
-"""runner.settlement.judge: the verdict on a received message, before any task code runs.
+"""runner.settlement.rules.judge: the verdict on a received message, before any task code runs.
 
 Examples for each rule, then properties over arbitrary input: bytes, text (lone surrogates
 included), JSON values, base64 of JSON, and well-formed kombu envelopes with mutated headers,
@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import payloads, settlement, wire
-from runner.deadletter import MAX_REASON_CHARS
+from runner.core.deadletter import MAX_REASON_CHARS
+from runner.settlement import rules
+from runner.wire import codec, payloads
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 QUEUE = "jobs"
@@ -34,18 +35,18 @@ HUGE_INT = "9" * 5000
 _HUGE_MARK = "\x00huge-int\x00"
 
 
-def judge(body: str | bytes, **overrides: Any) -> settlement.Verdict:
+def judge(body: str | bytes, **overrides: Any) -> rules.Verdict:
     options: dict[str, Any] = {
         "now": NOW,
         "is_known": KNOWN.__contains__,
         "max_hop": 900,
         "results_bucket": BUCKET,
     }
-    return settlement.judge(body, **{**options, **overrides})
+    return rules.judge(body, **{**options, **overrides})
 
 
 def body_of(task: str = KNOWN[0], args: Any = (1,), **options: Any) -> str:
-    return wire.encode(task, args, {}, queue=QUEUE, **options)
+    return codec.encode(task, args, {}, queue=QUEUE, **options)
 
 
 def envelope_body(mutate: Callable[[dict[str, Any]], None], **options: Any) -> str:
@@ -78,7 +79,7 @@ def test_undecodable_bodies_are_dead_lettered_with_the_reason(
 ) -> None:
     verdict = judge(body)
     assert (verdict.action, verdict.message) == ("dead-letter", None)
-    assert verdict.reason is not None and verdict.reason.startswith(settlement.UNDECODABLE)
+    assert verdict.reason is not None and verdict.reason.startswith(rules.UNDECODABLE)
     assert detail in verdict.reason
 
 
@@ -102,7 +103,7 @@ def test_json_python_cannot_read_is_dead_lettered_with_the_reason(
     verdict = judge(body)
     # THEN it is dead-lettered with the reason
     assert (verdict.action, verdict.message) == ("dead-letter", None)
-    assert verdict.reason is not None and verdict.reason.startswith(settlement.UNDECODABLE)
+    assert verdict.reason is not None and verdict.reason.startswith(rules.UNDECODABLE)
     assert detail in verdict.reason
 
 
@@ -245,17 +246,17 @@ def test_a_naive_now_is_taken_as_utc() -> None:
     ],
 )
 def test_reasons_are_made_safe_for_an_sqs_attribute(text: str, expected: str) -> None:
-    assert settlement.clean_reason(text) == expected
+    assert rules.clean_reason(text) == expected
 
 
 def test_long_reasons_are_cut() -> None:
-    cleaned = settlement.clean_reason("x" * (MAX_REASON_CHARS + 10))
+    cleaned = rules.clean_reason("x" * (MAX_REASON_CHARS + 10))
     assert len(cleaned) == MAX_REASON_CHARS and cleaned.endswith("...")
 
 
 def test_settlement_imports_only_the_light_core() -> None:
     # GIVEN the module's own imports
-    source = Path(settlement.__file__).read_text()
+    source = Path(rules.__file__).read_text()
     imported = {
         node.module or ""
         for node in ast.walk(ast.parse(source))
@@ -268,12 +269,18 @@ def test_settlement_imports_only_the_light_core() -> None:
     }
     # THEN they are the standard library and the light core: no Celery, kombu, boto3, Lambda
     runner_modules = {m for m in imported if m.startswith("runner")}
-    assert runner_modules <= {"runner", "runner.deadletter", "runner.limits"}
+    assert runner_modules <= {
+        "runner.core",
+        "runner.core.deadletter",
+        "runner.core.limits",
+        "runner.errors",
+        "runner.wire",
+    }
     assert not {m.split(".")[0] for m in imported} & {"celery", "kombu", "boto3", "botocore"}
     # AND importing it loads no AWS client library and no runtime
     probe = (
-        "import sys, runner.settlement\n"
-        "heavy = ('boto3', 'botocore', 'celery.app', 'runner.app', 'runner.consumer',"
+        "import sys, runner.settlement.rules\n"
+        "heavy = ('boto3', 'botocore', 'celery.app', 'runner.runtime', 'runner.producer',"
         " 'runner.worker', 'runner.lambdas')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
@@ -323,7 +330,7 @@ PROPERTY_NAMES = (
 #: Any text, lone surrogates included.
 any_text = st.text(st.characters() | st.characters(categories=["Cs"]), max_size=30)
 readable_scalars = st.none() | st.booleans() | st.integers() | st.floats() | any_text
-#: kombu's JSON type markers (runner/kombu_json.py), valid or not.
+#: kombu's JSON type markers (runner/wire/kombu_json.py), valid or not.
 kombu_markers = st.fixed_dictionaries(
     {
         "__type__": st.sampled_from(["datetime", "date", "time", "decimal", "uuid", "bytes", "x"]),
@@ -372,7 +379,7 @@ def task_bodies(draw: st.DrawFn) -> Any:
     """Body element lists: protocol 2 ``[args, kwargs, embed]`` mostly, anything sometimes."""
     args = draw(st.lists(plain_values, max_size=3))
     kwargs = draw(st.dictionaries(any_text, plain_values, max_size=2))
-    links = st.dictionaries(st.sampled_from(settlement.LINKS), plain_values)
+    links = st.dictionaries(st.sampled_from(rules.LINKS), plain_values)
     embed = draw(st.none() | st.just({}) | links)
     shape = draw(st.integers(0, 9))  # hypothesis draws 0, the simplest, most often
     if shape == 9:
@@ -386,13 +393,13 @@ def task_bodies(draw: st.DrawFn) -> Any:
 
 @st.composite
 def kombu_envelopes(draw: st.DrawFn, known: tuple[str, ...] = KNOWN) -> str:
-    """A message built by runner.wire, then mutated; the SQS MessageBody text."""
+    """A message built by runner.wire.codec, then mutated; the SQS MessageBody text."""
     task = draw(st.sampled_from(known) | st.text(min_size=1, max_size=20))
     when: dict[str, Any] = draw(
         st.sampled_from([{}, {"countdown": 30}, {"countdown": 5000}, {"expires": 1}])
     )
-    message = wire.build(task, [], {}, queue=QUEUE, now=NOW - timedelta(seconds=2), **when)
-    envelope = json.loads(wire.encode_message(message, sqs_base64=False))
+    message = codec.build(task, [], {}, queue=QUEUE, now=NOW - timedelta(seconds=2), **when)
+    envelope = json.loads(codec.encode_message(message, sqs_base64=False))
     for name in draw(st.lists(st.sampled_from(HEADER_NAMES), unique=True, max_size=4)):
         envelope["headers"][name] = draw(header_values)
     for name in draw(st.lists(st.sampled_from(PROPERTY_NAMES), unique=True, max_size=2)):
@@ -402,7 +409,7 @@ def kombu_envelopes(draw: st.DrawFn, known: tuple[str, ...] = KNOWN) -> str:
     body_text = to_json(draw(task_bodies()))
     properties = envelope["properties"]
     encoding = properties.get("body_encoding") if isinstance(properties, dict) else None
-    envelope["body"] = b64(body_text) if encoding == wire.BODY_ENCODING else body_text
+    envelope["body"] = b64(body_text) if encoding == codec.BODY_ENCODING else body_text
     text = to_json(envelope)
     return b64(text) if draw(st.booleans()) else text
 
@@ -422,7 +429,7 @@ message_bodies = st.one_of(
 _CLEAN = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+")
 
 
-def check_verdict(verdict: settlement.Verdict, max_hop: int = 900) -> None:
+def check_verdict(verdict: rules.Verdict, max_hop: int = 900) -> None:
     """What every verdict satisfies, whatever the body."""
     assert verdict.action in ("run", "defer", "expire", "dead-letter")
     if verdict.action == "dead-letter":
@@ -466,7 +473,7 @@ def test_judge_on_mutated_envelopes(body: str) -> None:
 def test_a_well_formed_message_is_never_refused(args: list[Any], when: datetime) -> None:
     # GIVEN a message as Celery or the producer sends it, with any JSON arguments and an eta
     eta = when.replace(tzinfo=UTC)
-    body = wire.encode(KNOWN[0], json.loads(json.dumps(args)), {}, queue=QUEUE, eta=eta)
+    body = codec.encode(KNOWN[0], json.loads(json.dumps(args)), {}, queue=QUEUE, eta=eta)
     # WHEN it is judged THEN it runs or waits for its eta, never dead-lettered
     verdict = judge(body)
     assert verdict.action == ("defer" if eta > NOW else "run"), verdict.reason

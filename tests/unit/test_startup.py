@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from runner import checks
-from runner.settings import SettingsError, WorkerSettings
+from runner.core.settings import WorkerSettings
+from runner.errors import SettingsError
+from runner.ops import checks
 from runner.worker import startup
 
 SETTINGS = WorkerSettings(

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from runner import settlement, wire
+from runner.settlement import rules
+from runner.wire import codec
 from runner.worker import custody as custody_module
 from runner.worker import transport
 from runner.worker.custody import Options
@@ -110,21 +111,21 @@ def test_one_custody_and_one_heartbeat_per_process_across_connections(
     ],
 )
 def test_headers_celery_cannot_take_are_refused(header: str, value: Any, reason: str) -> None:
-    message = wire.build("tasks.x", [], queue="jobs")
+    message = codec.build("tasks.x", [], queue="jobs")
     message.headers[header] = value
-    verdict = judge(wire.encode_message(message))
+    verdict = judge(codec.encode_message(message))
     assert verdict.action == "dead-letter"
     assert verdict.reason is not None and reason in verdict.reason
 
 
 def test_celerys_own_headers_are_accepted() -> None:
-    message = wire.build("tasks.x", [1], queue="jobs", retries=2)
+    message = codec.build("tasks.x", [1], queue="jobs", retries=2)
     message.headers["timelimit"] = [30, 27.5]  # apply_async(time_limit=30, soft_time_limit=27.5)
-    assert judge(wire.encode_message(message)).action == "run"
+    assert judge(codec.encode_message(message)).action == "run"
 
 
-def judge(body: str) -> settlement.Verdict:
-    return settlement.judge(body, now=datetime.now(UTC), is_known=lambda name: True, max_hop=900)
+def judge(body: str) -> rules.Verdict:
+    return rules.judge(body, now=datetime.now(UTC), is_known=lambda name: True, max_hop=900)
 
 
 def test_a_connection_that_only_sends_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:

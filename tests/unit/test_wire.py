@@ -1,6 +1,6 @@
-"""runner.wire against real Celery 5.7 + kombu 5.7, both directions.
+"""runner.wire.codec against real Celery 5.7 + kombu 5.7, both directions.
 
-Celery's side: a Galley Celery app (``runner.app.create_app``) whose SQS broker talks to an
+Celery's side: a Galley Celery app (``runner.runtime.app.create_app``) whose SQS broker talks to an
 in-process moto (``mock_aws``; kombu's *send* path is a plain boto3 client, so in-process moto
 sees it). Every SendMessage request any boto3 client makes is recorded, so Celery's request and
 Galley's are compared as sent, not reconstructed.
@@ -36,9 +36,11 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
-from runner import producer, wire
-from runner.app import create_app
-from runner.settings import WorkerSettings
+from runner.core.settings import WorkerSettings
+from runner.errors import WireError
+from runner.producer import sender
+from runner.runtime.app import create_app
+from runner.wire import codec
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 TAG = "00000000-0000-4000-8000-0000000000aa"
@@ -153,7 +155,7 @@ CASES: dict[str, dict[str, Any]] = {
 def test_encode_is_byte_for_byte_what_celery_sends(
     pinned: CelerySide, case: dict[str, Any]
 ) -> None:
-    # GIVEN the same call made through Celery and through runner.wire
+    # GIVEN the same call made through Celery and through runner.wire.codec
     options = {k: v for k, v in case.items() if k not in ("args", "kwargs")}
     task_id = str(uuid.uuid4())
     celery = pinned.send(
@@ -164,7 +166,7 @@ def test_encode_is_byte_for_byte_what_celery_sends(
         reply_to=REPLY_TO,
         **options,
     )
-    galley = wire.encode(
+    galley = codec.encode(
         TASK,
         case["args"],
         case.get("kwargs"),
@@ -189,7 +191,7 @@ def test_plain_json_bodies_match_too(pinned: CelerySide) -> None:
         "sqs_base64_encoding": False,
     }
     celery = pinned.send(TASK, args=[[], "b", "p"], task_id="t-1", reply_to=REPLY_TO)
-    galley = wire.encode(
+    galley = codec.encode(
         TASK,
         [[], "b", "p"],
         queue=pinned.queue,
@@ -202,7 +204,7 @@ def test_plain_json_bodies_match_too(pinned: CelerySide) -> None:
     assert celery["MessageBody"].startswith('{"body": ')
     assert celery["MessageBody"] == galley
     # AND it decodes like a base64 one
-    assert wire.decode(galley) == wire.decode(base64.b64encode(galley.encode()).decode())
+    assert codec.decode(galley) == codec.decode(base64.b64encode(galley.encode()).decode())
 
 
 #: Sender-made-up values: (section, field). Everything else must be equal without pinning.
@@ -221,7 +223,7 @@ def test_unpinned_messages_differ_only_in_ids_and_clock(celery_side: CelerySide)
     args, kwargs = ([{"name": "a", "email": "a@x"}], "bucket", "in/"), {"note": "ü"}
     celery = envelope(celery_side.send(TASK, args=args, kwargs=kwargs, countdown=30)["MessageBody"])
     galley = envelope(
-        wire.encode(TASK, args, kwargs, queue=celery_side.queue, countdown=30, delay_seconds=30)
+        codec.encode(TASK, args, kwargs, queue=celery_side.queue, countdown=30, delay_seconds=30)
     )
     # THEN exactly the made-up fields differ, and they have the right shape
     differing = {
@@ -250,7 +252,7 @@ def test_unpinned_messages_differ_only_in_ids_and_clock(celery_side: CelerySide)
 def test_producer_request_is_celerys_with_sqs_delay(celery_side: CelerySide) -> None:
     # GIVEN the producer's countdown, and Celery asked for the same SQS delay
     task_id = str(uuid.uuid4())
-    producer.enqueue(
+    sender.enqueue(
         TASK,
         [[], "b", "p"],
         countdown=45,
@@ -278,9 +280,9 @@ def test_galley_app_carries_a_countdown_as_sqs_delay(celery_side: CelerySide) ->
     # GIVEN Galley's Celery app, a countdown and nothing else (stock Celery would only set an
     # eta header: the message is receivable at once and a worker holds it in memory)
     request = celery_side.send(TASK, args=[1], countdown=600)
-    # THEN runner.delays' publish hook made it an SQS delay: nobody holds the message
+    # THEN runner.core.delays' publish hook made it an SQS delay: nobody holds the message
     assert request["DelaySeconds"] == 600
-    message = wire.decode(request["MessageBody"])
+    message = codec.decode(request["MessageBody"])
     assert message.eta is not None
     assert message.delay_seconds == 600
 
@@ -304,7 +306,7 @@ def test_decode_reads_what_celery_put_on_the_queue(pinned: CelerySide) -> None:
         countdown=90,
         retries=2,
     )
-    message = wire.decode(pinned.receive_one()["Body"])
+    message = codec.decode(pinned.receive_one()["Body"])
     # THEN every part is where the consumer expects it
     assert message.task == TASK
     assert message.id == "t-42"
@@ -320,9 +322,9 @@ def test_decode_reads_what_celery_put_on_the_queue(pinned: CelerySide) -> None:
     assert message.embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-ROUND_TRIPS: dict[str, wire.TaskMessage] = {
-    "plain": wire.build("t.a", (1, "x"), {"k": [1, 2]}, queue="q"),
-    "typed arguments": wire.build(
+ROUND_TRIPS: dict[str, codec.TaskMessage] = {
+    "plain": codec.build("t.a", (1, "x"), {"k": [1, 2]}, queue="q"),
+    "typed arguments": codec.build(
         "t.b",
         [datetime(2020, 1, 1, 1, 1, tzinfo=UTC), b"\x00\xff", b"ok", Decimal("2.50")],
         {"u": uuid.UUID(int=9), "d": date(2021, 2, 3), "t": time(4, 5)},
@@ -334,29 +336,29 @@ ROUND_TRIPS: dict[str, wire.TaskMessage] = {
         root_id="r",
         retries=1,
     ),
-    "eta datetime": wire.build("t.c", queue="q", eta=datetime(2030, 1, 1, tzinfo=UTC)),
+    "eta datetime": codec.build("t.c", queue="q", eta=datetime(2030, 1, 1, tzinfo=UTC)),
 }
 
 
 @pytest.mark.parametrize("message", ROUND_TRIPS.values(), ids=list(ROUND_TRIPS))
 @pytest.mark.parametrize("sqs_base64", [True, False])
-def test_decode_of_encode_is_identity(message: wire.TaskMessage, sqs_base64: bool) -> None:
-    assert wire.decode(wire.encode_message(message, sqs_base64=sqs_base64)) == message
+def test_decode_of_encode_is_identity(message: codec.TaskMessage, sqs_base64: bool) -> None:
+    assert codec.decode(codec.encode_message(message, sqs_base64=sqs_base64)) == message
 
 
 def test_a_raw_body_without_body_encoding_round_trips() -> None:
     # GIVEN a message whose body is JSON text, not base64 (body_encoding absent)
-    message = wire.build("t.a", [1], queue="q")
+    message = codec.build("t.a", [1], queue="q")
     raw = replace(message, properties={**message.properties, "body_encoding": None})
-    body = wire.encode_message(raw)
+    body = codec.encode_message(raw)
     assert envelope(body)["body"].startswith("[[1], {}")
     # THEN it decodes to the same call
-    assert wire.decode(body) == raw
-    assert wire.decode(body).args == [1]
+    assert codec.decode(body) == raw
+    assert codec.decode(body).args == [1]
 
 
 def test_build_derived_fields() -> None:
-    message = wire.build("t.a", (1,), queue="q", countdown=10, delay_seconds=10, now=NOW)
+    message = codec.build("t.a", (1,), queue="q", countdown=10, delay_seconds=10, now=NOW)
     assert message.args == [1]
     assert message.headers["argsrepr"] == "(1,)"  # Celery's repr of what was passed
     assert message.eta == NOW + timedelta(seconds=10)
@@ -380,12 +382,12 @@ def test_build_derived_fields() -> None:
 def test_build_refuses_bad_calls(call: dict[str, Any], error: type, reason: str) -> None:
     arguments: dict[str, Any] = {"queue": "q", **call}
     with pytest.raises(error, match=reason):
-        wire.build("t.a", **arguments)
+        codec.build("t.a", **arguments)
 
 
 def test_arguments_that_are_not_json_are_refused_on_encode() -> None:
     with pytest.raises(TypeError, match="not JSON-serialisable"):
-        wire.encode("t.a", [object()], queue="q")
+        codec.encode("t.a", [object()], queue="q")
 
 
 # --- what cannot be decoded, and why ---
@@ -397,7 +399,7 @@ def _b64(text: str) -> str:
 
 def _tampered(change: Any) -> str:
     """A good Galley message, its envelope changed by ``change(envelope)``."""
-    document = envelope(wire.encode("t.a", [1], queue="q"))
+    document = envelope(codec.encode("t.a", [1], queue="q"))
     change(document)
     return _b64(json.dumps(document))
 
@@ -437,8 +439,8 @@ BAD: dict[str, tuple[str, str]] = {
 
 @pytest.mark.parametrize(("body", "reason"), BAD.values(), ids=list(BAD))
 def test_bad_messages_raise_wire_error_with_reason(body: str, reason: str) -> None:
-    with pytest.raises(wire.WireError, match=reason) as caught:
-        wire.decode(body)
+    with pytest.raises(WireError, match=reason) as caught:
+        codec.decode(body)
     assert isinstance(caught.value, ValueError)
     assert caught.value.reason == str(caught.value)
 
@@ -455,21 +457,21 @@ def test_celery_pickle_message_is_refused(celery_side: CelerySide) -> None:
         )
     body = celery_side.receive_one()["Body"]
     # THEN decoding refuses it, naming pickle, before the body is touched
-    with pytest.raises(wire.WireError, match="'application/x-python-serialize' .*pickle"):
-        wire.decode(body)
+    with pytest.raises(WireError, match="'application/x-python-serialize' .*pickle"):
+        codec.decode(body)
 
 
 def test_celery_protocol_1_message_is_refused(celery_side: CelerySide) -> None:
     celery_side.app.conf.task_protocol = 1
     celery_side.send(TASK, args=[1])
-    with pytest.raises(wire.WireError, match="protocol 1"):
-        wire.decode(celery_side.receive_one()["Body"])
+    with pytest.raises(WireError, match="protocol 1"):
+        codec.decode(celery_side.receive_one()["Body"])
 
 
 def test_celery_compressed_message_is_refused(celery_side: CelerySide) -> None:
     celery_side.send(TASK, args=[1], compression="zlib")
-    with pytest.raises(wire.WireError, match="compressed body"):
-        wire.decode(celery_side.receive_one()["Body"])
+    with pytest.raises(WireError, match="compressed body"):
+        codec.decode(celery_side.receive_one()["Body"])
 
 
 # --- argsrepr/kwargsrepr: the port of Celery's saferepr ---
@@ -502,7 +504,7 @@ def test_saferepr_matches_celerys() -> None:
         value = _value(rnd)
         for maxlen in (None, 0, 1, 7, 64, 1024, rnd.randint(1, 2000)):
             for maxlevels in (0, 1, 3):
-                assert wire.saferepr(value, maxlen, maxlevels) == saferepr(
+                assert codec.saferepr(value, maxlen, maxlevels) == saferepr(
                     value, maxlen, maxlevels
                 ), (value, maxlen, maxlevels)
                 compared += 1

@@ -1,0 +1,209 @@
+"""`galley dlq`: list, show, redrive and purge a dead-letter queue. Thin over runner.ops.dlq."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runner.core import aws, settings
+from runner.errors import GalleyError, WireError
+from runner.ops import dlq as ops
+from runner.wire import kombu_json
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+#: Widest reason the table shows; `--json` and `show` give it whole.
+REASON_WIDTH = 70
+
+
+def _queue_option(command: _F) -> _F:
+    return click.option(
+        "--queue",
+        "queue",
+        default=None,
+        metavar="URL",
+        help=f"The dead-letter queue (default: ${settings.DLQ_URL}).",
+    )(command)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Known failures become one-line `Error: ...` messages (exit 1), not tracebacks."""
+    try:
+        yield
+    except GalleyError as error:
+        raise click.ClickException(str(error)) from None
+    except (ClientError, BotoCoreError) as error:
+        raise click.ClickException(f"SQS: {error}") from None
+
+
+def _connect(queue: str | None) -> tuple[Any, str]:
+    """An SQS client and the DLQ URL: ``--queue`` if given, else GALLEY_DLQ_URL."""
+    overrides = {"dlq_url": queue} if queue else {}
+    config = settings.load(settings.DlqSettings, **overrides)
+    client = aws.client("sqs", endpoint_url=config.endpoint_url, region=config.region)
+    return client, config.dlq_url
+
+
+@click.group("dlq")
+def dlq() -> None:
+    """The dead-letter queue: what failed and why; send it back; empty it.
+
+    IDs are task ids, or SQS message ids for messages that are not Celery tasks.
+    """
+
+
+@dlq.command("list")
+@_queue_option
+@click.option("--limit", type=click.IntRange(min=1), default=ops.DEFAULT_LIMIT, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_(queue: str | None, limit: int, as_json: bool) -> None:
+    """List the messages with task, id, receive count, first-seen time and the reason.
+
+    Reading a message counts as a receive: each listing adds one to every receive count.
+    """
+    with _clear_errors():
+        sqs, url = _connect(queue)
+        letters = ops.peek(sqs, url, limit)
+    if as_json:
+        click.echo(_json([letter.as_dict() for letter in letters], indent=2))
+        return
+    if not letters:
+        click.echo(f"no messages in {url}")
+        return
+    rows = [("TASK", "ID", "RECEIVES", "FIRST SEEN", "REASON")]
+    rows += [
+        (
+            letter.task or "(undecodable)",
+            letter.task_id or letter.message_id,
+            str(letter.receive_count),
+            _when(letter.first_seen),
+            _cut(letter.reason),
+        )
+        for letter in letters
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        click.echo("  ".join([*padded, row[4]]))
+    more = " (--limit reached)" if len(letters) == limit else ""
+    click.echo(f"{len(letters)} message(s) in {url}{more}")
+
+
+@dlq.command("show")
+@_queue_option
+@click.argument("message_id", metavar="ID")
+def show(queue: str | None, message_id: str) -> None:
+    """Print one message decoded (task, id, args, kwargs, eta, retries, headers) and its reason."""
+    with _clear_errors():
+        sqs, url = _connect(queue)
+        letters = ops.find(sqs, url, message_id)
+    for number, letter in enumerate(letters):
+        if number:
+            click.echo("")
+        _show(letter)
+
+
+def _show(letter: ops.DeadLetter) -> None:
+    fields: list[tuple[str, Any]] = [("message id", letter.message_id)]
+    try:
+        message = letter.decoded()
+    except WireError as error:
+        fields += [("task", "(undecodable)"), ("error", error.reason), ("body", letter.body[:500])]
+    else:
+        fields += [
+            ("task", message.task),
+            ("id", message.id),
+            ("args", _json(message.args)),
+            ("kwargs", _json(message.kwargs)),
+            ("eta", message.eta.isoformat() if message.eta else None),
+            ("retries", message.retries),
+        ]
+    fields += [
+        ("reason", letter.reason),
+        ("source queue", letter.source_queue),
+        ("failed at", letter.failed_at),
+        ("receives", letter.receive_count),
+        ("first seen", _when(letter.first_seen)),
+    ]
+    for name, value in fields:
+        click.echo(f"{name + ':':<14}{'-' if value is None else value}")
+    if letter.task_id is not None:
+        headers = _json(letter.decoded().headers, indent=2)
+        click.echo("headers:\n" + "\n".join("  " + line for line in headers.splitlines()))
+
+
+@dlq.command("redrive")
+@_queue_option
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="Every message in the queue.")
+@click.option(
+    "--to", "to", default=None, metavar="URL", help="Send here instead of each source queue."
+)
+def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None) -> None:
+    """Send messages back to the queue they failed on (or --to), then delete them here.
+
+    Nothing is lost: a message leaves the DLQ only after it was sent. Its body is unchanged, so
+    its task id too: a rerun is the same job.
+    """
+    if all_ == bool(ids):
+        raise click.UsageError("give message IDs or --all (not both)")
+    if to is not None and not to.startswith(("https://", "http://")):
+        raise click.UsageError(f"--to must be a queue URL, got {to!r}")
+    with _clear_errors():
+        sqs, url = _connect(queue)
+        result = ops.redrive(sqs, url, to=to, ids=None if all_ else ids)
+    for moved in result.moved:
+        name = moved.task or "(undecodable)"
+        click.echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}")
+    for failed in result.failed:
+        click.echo(f"not moved {failed.task_id or failed.message_id}: {failed.reason}", err=True)
+    click.echo(f"{len(result.moved)} moved, {len(result.failed)} not moved")
+    if result.failed:
+        raise click.ClickException(f"{len(result.failed)} message(s) not moved")
+
+
+@dlq.command("purge")
+@_queue_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(queue: str | None, yes: bool) -> None:
+    """Delete every message in the dead-letter queue."""
+    with _clear_errors():
+        sqs, url = _connect(queue)
+        count = ops.count(sqs, url)
+    if count == 0:
+        click.echo(f"no messages in {url}")
+        return
+    if not yes:
+        click.confirm(f"Delete {count} messages from {url}?", abort=True)
+    with _clear_errors():
+        ops.purge(sqs, url)
+    click.echo(f"purged {url} ({count} messages)")
+
+
+def _json(value: Any, indent: int | None = None) -> str:
+    """JSON for printing whatever a message holds. Values JSON has no form for print as they
+    travel, in kombu's type markers (``{"__type__": "datetime", "__value__": "..."}``: how
+    Celery sends datetime, date, time, Decimal, UUID and bytes), anything else as its repr."""
+    return json.dumps(value, indent=indent, default=_printable)
+
+
+def _printable(value: Any) -> Any:
+    try:
+        return kombu_json.JSONEncoder().default(value)
+    except TypeError:
+        return repr(value)
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def _cut(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 3] + "..."

@@ -1,0 +1,231 @@
+"""`galley`: run the local stack, send jobs and read their results. Thin over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner.errors import GalleyError
+from runner.local import embedded
+from runner.local import sam as stack_
+from runner.local.process import StopRequested
+from runner.local.scheduler import LocalScheduler
+
+STATE_OPTION = click.option(
+    "--state-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=embedded.DEFAULT_STATE_FILE,
+    show_default=True,
+    help="Where `local up` records the running stack.",
+)
+
+
+TEMPLATE_OPTION = click.option(
+    "--template",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=stack_.DEFAULT_TEMPLATE,
+    show_default=True,
+    help="The SAM template the local stack is deployed from.",
+)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Known failures become one-line errors (exit 1) instead of tracebacks."""
+    try:
+        yield
+    except GalleyError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _app() -> Any:
+    from runner.runtime.app import app
+
+    return app
+
+
+@click.group()
+def main() -> None:
+    """Galley: Celery jobs on AWS SQS with results in S3.
+
+    Locally: `galley local up` in one terminal, then `eval "$(galley local env)"` in another
+    and use `galley enqueue`, `galley result` or `celery -A runner.app worker` there.
+    """
+
+
+class _Seconds(click.ParamType):
+    """A finite number of seconds, 0 to a week (``nan`` would make a wait endless)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 <= seconds <= 7 * 24 * 3600:  # False for nan too
+            self.fail(f"{value!r} is not between 0 and 604800 seconds", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
+#: ``--timeout`` of the commands that can ``--wait``.
+TIMEOUT_OPTION = click.option(
+    "--timeout",
+    type=SECONDS,
+    default=300,
+    show_default=True,
+    help="With --wait: seconds (at most a week).",
+)
+
+
+@main.group(name="local")
+def local_() -> None:
+    """The embedded local stack (moto on 127.0.0.1)."""
+
+
+@local_.command("up")
+@click.option("--port", type=int, default=None, help="moto's port (default: a free one).")
+@click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+@TEMPLATE_OPTION
+@STATE_OPTION
+def local_up(
+    port: int | None, worker: bool, concurrency: int, template: Path, state_file: Path
+) -> None:
+    """Start moto, deploy template.yaml into it, run a worker and the schedules; Ctrl-C stops."""
+
+    def ready(running: embedded.LocalStack, scheduler: LocalScheduler) -> None:
+        stack = running.resources
+        click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
+        for item in running.deployed.not_deployed:
+            click.echo(f"  not deployed locally: {item}")
+        for name, at in scheduler.upcoming():
+            click.echo(
+                f"  schedule {name}: next at {at:%Y-%m-%d %H:%M} UTC"
+                if at
+                else f"  schedule {name}: will not fire again"
+            )
+        option = "" if state_file == embedded.DEFAULT_STATE_FILE else f" --state-file {state_file}"
+        click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
+
+    with _clear_errors(), StopRequested() as stop:
+        code = embedded.serve(
+            stop,
+            port=port,
+            with_worker=worker,
+            concurrency=concurrency,
+            template=template,
+            state_file=state_file,
+            on_ready=ready,
+        )
+    if code:
+        raise click.ClickException("the worker exited unexpectedly; local stack stopped")
+    click.echo("local stack stopped")
+
+
+@local_.command("env")
+@STATE_OPTION
+def local_env(state_file: Path) -> None:
+    """Print `export` lines that attach a shell to the running local stack."""
+    with _clear_errors():
+        click.echo(embedded.read_state(state_file).exports())
+
+
+@main.command()
+@click.argument("task")
+@click.option("--args", "args_json", default=None, help="Positional arguments, a JSON array.")
+@click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@TIMEOUT_OPTION
+def enqueue(
+    task: str, args_json: str | None, kwargs_json: str | None, wait: bool, timeout: float
+) -> None:
+    """Send TASK (e.g. tasks.reports.summarize_csv) to the queue; prints its id."""
+    from runner.runtime import jobs, results
+
+    with _clear_errors():
+        args, kwargs = jobs.parse_json_args(args_json, kwargs_json)
+        app = _app()
+        task_id = jobs.submit(app, task, args, kwargs)
+        click.echo(task_id)
+        if wait:
+            _print_status(results.wait(app, task_id, timeout=timeout))
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the job has finished.")
+@TIMEOUT_OPTION
+def result(task_id: str, wait: bool, timeout: float) -> None:
+    """Print a job's state and result as JSON (exit 1 if it failed)."""
+    from runner.runtime import results
+
+    with _clear_errors():
+        app = _app()
+        status = (
+            results.wait(app, task_id, timeout=timeout) if wait else results.status(app, task_id)
+        )
+        _print_status(status)
+
+
+def _print_status(status: Any) -> None:
+    click.echo(json.dumps(status.as_dict(), indent=2, default=str))
+    if status.state == "FAILURE":
+        raise SystemExit(1)
+
+
+@main.command()
+def demo() -> None:
+    """Start a local stack, run the example jobs, show their results, stop."""
+    from runner.local import demo as demo_
+
+    with _clear_errors(), StopRequested(interrupt=True):
+        code = demo_.run(click.echo)
+    raise SystemExit(code)
+
+
+@main.command()
+def doctor() -> None:
+    """Check the settings against AWS: queues, dead-letter queue, visibility timeout, bucket.
+
+    One line per check; exit 1 if any failed. Reads the same environment as the worker.
+    """
+    from runner.core.settings import WorkerSettings, load
+    from runner.ops import checks
+
+    with _clear_errors():
+        config = load(WorkerSettings)
+        sqs, s3 = checks.clients(config)
+    report = checks.run_checks(config, sqs, s3)
+    marks = _MARKS if _fancy(sys.stdout) else _PLAIN_MARKS
+    for check in report.checks:
+        click.echo(f"{marks[check.status]} {check}")
+    if report.problems:
+        raise click.ClickException(f"{len(report.problems)} problem(s); fix the variables named")
+    click.echo("all checks passed")
+
+
+_MARKS = {"ok": "\u2713", "fail": "\u2717", "skipped": "-"}
+_PLAIN_MARKS = {"ok": "ok  ", "fail": "FAIL", "skipped": "skip"}
+
+
+def _fancy(stream: Any) -> bool:
+    """Check marks only on a terminal that can print them."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    return bool(stream.isatty()) and encoding == "utf8"
+
+
+from runner.cli.dlq import dlq  # noqa: E402
+
+main.add_command(dlq)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Typed settings, one model per process kind, read from the environment and validated at start.
+
+Every environment variable Galley reads is named here and nowhere else. Resolution order:
+explicit keyword argument > environment variable > default. A missing or malformed variable
+raises :class:`SettingsError` naming the variable, before any AWS client is built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.core import limits
+from runner.errors import SettingsError
+
+# --- environment variable names (the template and README use exactly these) ---
+QUEUE_URL = "GALLEY_QUEUE_URL"
+LONG_QUEUE_URL = "GALLEY_LONG_QUEUE_URL"
+DLQ_URL = "GALLEY_DLQ_URL"
+RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
+RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
+VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
+TASK_TIME_LIMIT = "GALLEY_TASK_TIME_LIMIT"
+LAMBDA_RESERVE_SECONDS = "GALLEY_LAMBDA_RESERVE_SECONDS"
+VISIBILITY_HEARTBEAT = "GALLEY_VISIBILITY_HEARTBEAT"
+TASK_MODULES = "GALLEY_TASK_MODULES"
+MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
+PAYLOAD_THRESHOLD_BYTES = "GALLEY_PAYLOAD_THRESHOLD_BYTES"
+SCALE_IN_PROTECTION = "GALLEY_SCALE_IN_PROTECTION"
+RECEIVE_WAIT_SECONDS = "GALLEY_RECEIVE_WAIT_SECONDS"
+AWS_REGION = "AWS_REGION"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+
+#: Every variable Galley reads, for the README and the template check.
+ALL_VARIABLES = (
+    QUEUE_URL,
+    LONG_QUEUE_URL,
+    DLQ_URL,
+    RESULTS_BUCKET,
+    RESULTS_PREFIX,
+    VISIBILITY_TIMEOUT,
+    TASK_TIME_LIMIT,
+    LAMBDA_RESERVE_SECONDS,
+    VISIBILITY_HEARTBEAT,
+    TASK_MODULES,
+    MAX_HOP_SECONDS,
+    PAYLOAD_THRESHOLD_BYTES,
+    SCALE_IN_PROTECTION,
+    RECEIVE_WAIT_SECONDS,
+    AWS_REGION,
+    AWS_DEFAULT_REGION,
+    AWS_ENDPOINT_URL,
+)
+
+_QUEUE_NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{limits.MAX_QUEUE_NAME_LENGTH}}}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+_HINTS = {
+    QUEUE_URL: "the SQS queue URL jobs go to, "
+    "e.g. https://sqs.us-east-1.amazonaws.com/123456789012/galley-jobs",
+    RESULTS_BUCKET: "the S3 bucket results are stored in",
+}
+
+
+def queue_name_from_url(url: str) -> str:
+    """The queue name is the last path segment of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _check_queue_url(value: str) -> str:
+    parts = urlsplit(value)
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(segments) != 2:
+        raise ValueError(
+            f"{value!r} is not an SQS queue URL (expected scheme://host/<account-id>/<queue-name>)"
+        )
+    name = segments[1].removesuffix(".fifo")
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(f"{segments[1]!r} is not a valid SQS queue name")
+    return value.rstrip("/")
+
+
+def _refuse_fifo(value: str) -> str:
+    """Galley's worker, Lambda consumer, hops and DLQ sends speak standard queues only."""
+    if queue_name_from_url(value).endswith(".fifo"):
+        raise ValueError(
+            f"{value!r} is a FIFO queue; Galley supports standard queues only "
+            "(FIFO needs message groups for every send; a separate feature)"
+        )
+    return value
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GALLEY_",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        # `GALLEY_DLQ_URL=` (e.g. an empty template parameter) means "not set"
+        env_ignore_empty=True,
+    )
+
+
+class AwsSettings(_Base):
+    """What every process needs to reach AWS (or moto, through ``AWS_ENDPOINT_URL``)."""
+
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices(AWS_REGION, AWS_DEFAULT_REGION)
+    )
+    #: Only read to validate it and to report it; boto3 honours the variable by itself.
+    endpoint_url: str | None = Field(default=None, validation_alias=AWS_ENDPOINT_URL)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+class ProducerSettings(AwsSettings):
+    """A process that only sends jobs."""
+
+    queue_url: str
+    #: The long-jobs queue (Fargate workers), for producers that route jobs to it.
+    long_queue_url: str | None = None
+    #: Where large arguments go (runner/wire/payloads.py); required by workers, optional here.
+    results_bucket: str | None = None
+    #: SQS messages larger than this carry their arguments in S3 instead (claim check).
+    payload_threshold_bytes: int = Field(default=256 * 1024, ge=1024, le=limits.MAX_MESSAGE_BYTES)
+
+    @property
+    def queue_name(self) -> str:
+        return queue_name_from_url(self.queue_url)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url_valid(cls, value: str) -> str:
+        return _check_queue_url(value)
+
+    @field_validator("long_queue_url")
+    @classmethod
+    def _long_queue_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_queue_url(value)
+
+    @field_validator("results_bucket")
+    @classmethod
+    def _bucket_valid(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not _BUCKET_NAME.match(value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not a valid S3 bucket name "
+                "(3-63 lowercase letters, digits, '.' or '-')"
+            )
+        return value
+
+
+class WorkerSettings(ProducerSettings):
+    """A process that runs jobs and stores their results: Celery worker, Lambda consumer, CLI."""
+
+    dlq_url: str | None = None
+    results_bucket: str
+    results_prefix: str = "results/"
+    #: Must equal the queue's VisibilityTimeout: kombu sends it with every ReceiveMessage.
+    visibility_timeout: int = Field(default=900, ge=1, le=limits.MAX_VISIBILITY_TIMEOUT_SECONDS)
+    #: Hard time limit per task; defaults to 90 % of the visibility timeout. Longer limits need
+    #: the visibility heartbeat, which keeps a running task's message invisible.
+    #: At most 12 h: SQS refuses to keep a message hidden longer than that after it was
+    #: received, heartbeat or not.
+    task_time_limit: int | None = Field(
+        default=None, ge=1, le=limits.MAX_VISIBILITY_TIMEOUT_SECONDS - 60
+    )
+    #: Extend running tasks' message visibility (runner/worker/heartbeat.py).
+    visibility_heartbeat: bool = True
+    #: Extra task modules to load besides the ``tasks`` package (comma-separated).
+    task_modules: str = ""
+    #: Protect the ECS task from scale-in while busy (runner/worker/protection.py; Fargate).
+    scale_in_protection: bool = False
+    #: How long one ReceiveMessage long-polls. 20 s (SQS's longest) costs the fewest requests;
+    #: a stopping worker waits for its poll in flight to return, so shorter stops faster.
+    receive_wait_seconds: int = Field(default=limits.MAX_WAIT_TIME_SECONDS, ge=1, le=20)
+    #: Longest SQS delay hop towards a job's eta (runner/worker/hops.py); SQS allows 900 s.
+    max_hop_seconds: int = Field(
+        default=limits.MAX_DELAY_SECONDS, ge=1, le=limits.MAX_DELAY_SECONDS
+    )
+
+    @property
+    def extra_task_modules(self) -> list[str]:
+        return [m.strip() for m in self.task_modules.split(",") if m.strip()]
+
+    @field_validator("dlq_url")
+    @classmethod
+    def _dlq_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_queue_url(value)
+
+    @field_validator("queue_url", "long_queue_url", "dlq_url")
+    @classmethod
+    def _standard_queues_only(cls, value: str | None) -> str | None:
+        return None if value is None else _refuse_fifo(value)
+
+    @field_validator("results_prefix")
+    @classmethod
+    def _prefix_valid(cls, value: str) -> str:
+        if value.startswith("/"):
+            raise ValueError(f"{value!r} must not start with '/'")
+        return value if value == "" or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _time_limit_below_visibility(self) -> WorkerSettings:
+        too_long = (
+            self.task_time_limit is not None and self.task_time_limit >= self.visibility_timeout
+        )
+        if too_long and not self.visibility_heartbeat:
+            raise ValueError(
+                f"{TASK_TIME_LIMIT}={self.task_time_limit} must be lower than "
+                f"{VISIBILITY_TIMEOUT}={self.visibility_timeout} while "
+                f"{VISIBILITY_HEARTBEAT} is off: a task running past the visibility timeout is "
+                "delivered again and runs twice"
+            )
+        return self
+
+    @property
+    def effective_time_limit(self) -> int:
+        if self.task_time_limit is not None:
+            return self.task_time_limit
+        return max(1, self.visibility_timeout * 9 // 10)
+
+
+class ConsumerSettings(WorkerSettings):
+    """The Lambda consumer: a worker that also watches the invocation's remaining time."""
+
+    #: A record is started only while more than this is left of the invocation; the rest are
+    #: reported as failures, not started, and SQS delivers them again.
+    lambda_reserve_seconds: float = Field(default=10.0, ge=0, le=900)
+
+
+class DlqSettings(AwsSettings):
+    """`galley dlq`: the dead-letter queue it reads, redrives and purges (`--queue` overrides)."""
+
+    dlq_url: str = Field(validation_alias=DLQ_URL)
+
+    @field_validator("dlq_url")
+    @classmethod
+    def _dlq_url_valid(cls, value: str) -> str:
+        return _refuse_fifo(_check_queue_url(value))
+
+
+_S = TypeVar("_S", bound=_Base)
+
+
+def _env_name(model: type[_Base], field: str) -> str:
+    info = model.model_fields.get(field)
+    if info is None and field.isupper():
+        return field  # pydantic reports an aliased field by its alias: the variable itself
+    if info is not None:
+        alias = info.validation_alias
+        if isinstance(alias, str):
+            return alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[0])
+    return (model.model_config.get("env_prefix", "") + field).upper()
+
+
+def _describe(model: type[_Base], error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = _env_name(model, field) if field else "settings"
+        if item["type"] == "missing":
+            hint = _HINTS.get(name)
+            lines.append(f"  {name}: required but not set" + (f" ({hint})" if hint else ""))
+        else:
+            msg = str(item["msg"]).removeprefix("Value error, ")
+            ours = item["type"] == "value_error"  # our validators already quote the value
+            shown = "" if ours or not field else f" (got {item['input']!r})"
+            lines.append(f"  {name}: {msg}{shown}" if field else f"  {msg}")
+    return "Galley settings are invalid:\n" + "\n".join(lines)
+
+
+def load(model: type[_S], **overrides: Any) -> _S:
+    """Build ``model`` from keyword overrides and the environment, or raise SettingsError."""
+    try:
+        return model(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(model, error)) from None

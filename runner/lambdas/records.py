@@ -1,0 +1,490 @@
+"""Running SQS records through Celery's own execution path: the Lambda consumer's logic.
+
+Each record is judged by :func:`runner.settlement.rules.judge` (the rules the worker shares), run by
+Celery's tracer where it may run (the code a prefork worker runs: task signals, states and results
+in the S3 backend), then settled:
+
+- ran (SUCCESS, or RETRY: the retry was already sent, delayed by SQS) -> acknowledged;
+- FAILURE, or refused by the verdict (unknown task, undecodable body, a payload pointer that is
+  not the job's own, ...) -> dead-lettered with the reason, a FAILURE result recorded where there
+  is a task id; if the dead-letter queue cannot take it, SQS redrives it instead;
+- eta still in the future -> sent on with an SQS delay (a hop), never waited for;
+- expired -> REVOKED, acknowledged.
+
+A settled record is deleted from its queue at once (DeleteMessage), not only by the event source
+mapping when the batch returns: an invocation that times out later brings back only the records
+it had not settled. Each record runs within the invocation's remaining time less
+``GALLEY_LAMBDA_RESERVE_SECONDS``: it is not started without time left, and a task still running
+when its budget is spent is stopped (SIGALRM raises :class:`InvocationEnding` inside it), left
+unsettled and reported as a batch item failure, as is every record after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Literal
+
+from botocore.config import Config
+from celery import Celery, states
+from celery.app.task import Context
+from celery.app.trace import trace_task
+from celery.exceptions import InvalidTaskError, NotRegistered, Reject
+
+from runner.core import aws
+from runner.core.deadletter import dead_letter
+from runner.core.settings import ConsumerSettings, queue_name_from_url
+from runner.runtime import publish
+from runner.settlement import links, rules
+from runner.wire import codec, payloads
+
+log = logging.getLogger(__name__)
+
+Action = Literal["acked", "dead-lettered", "deferred", "expired", "retry-later", "not-started"]
+
+#: Settling must fit in the reserve the invocation keeps: short timeouts, few attempts.
+SQS_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+)
+#: Celery states after which a record is acknowledged.
+_RAN = (states.SUCCESS, states.RETRY, states.IGNORED)
+
+
+class InvocationEnding(BaseException):
+    """Raised inside a running task when its record's time budget is spent.
+
+    A BaseException, so neither the task's ``except Exception`` nor Celery's tracer records it
+    as the task's failure: the tracer re-raises it, the job stays STARTED, and the record is
+    reported for redelivery.
+    """
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record."""
+
+    message_id: str
+    action: Action
+    task_id: str | None = None
+    reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Reported in batchItemFailures: SQS will deliver it again."""
+        return self.action in ("retry-later", "not-started")
+
+
+class Budget:
+    """The invocation's time, less the reserve kept for settling and answering."""
+
+    def __init__(self, context: Any, reserve_seconds: float) -> None:
+        self.context = context
+        self.reserve_seconds = reserve_seconds
+        #: Set once a task was stopped at the budget: no further record starts.
+        self.spent = False
+
+    def remaining(self) -> float | None:
+        """Seconds a record may still run; None without a Lambda context (no limit)."""
+        getter = getattr(self.context, "get_remaining_time_in_millis", None)
+        if getter is None:
+            return None
+        try:
+            seconds = float(getter()) / 1000 - self.reserve_seconds
+        except Exception:
+            log.exception("could not read the invocation's remaining time")
+            return None
+        if not math.isfinite(seconds):  # NaN or infinite: no budget we can keep to
+            log.error("the invocation's remaining time is %r: not enforced", seconds)
+            return None
+        return min(seconds, MAX_BUDGET_SECONDS)
+
+
+class Consumer:
+    """Runs a batch of SQS records with a configured Celery app."""
+
+    def __init__(
+        self,
+        app: Celery,
+        settings: ConsumerSettings,
+        *,
+        sqs: Any = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        hostname: str = "lambda",
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.sqs = sqs or aws.client("sqs", region=settings.region, config=SQS_CONFIG)
+        self.clock = clock
+        self.hostname = f"galley@{hostname}"
+        app.loader.import_default_modules()
+        app.finalize(auto=True)
+        publish.install(max_hop=settings.max_hop_seconds)
+
+    # --- the batch ---
+
+    def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
+        """Any event in, ``{"batchItemFailures": [...]}`` out; never raises."""
+        records = _records_of(event)
+        outcomes: list[Outcome] = []
+        try:
+            self.run_batch(records, context, outcomes=outcomes)
+        except Exception:  # a bug here must not fail (or ack) the whole batch
+            log.exception("the batch stopped; records not yet settled will be delivered again")
+            done = {o.message_id for o in outcomes}
+            for record in records:
+                message_id = _message_id(record)
+                if message_id is not None and message_id not in done:
+                    outcomes.append(Outcome(message_id, "not-started", reason="consumer error"))
+        failed = dict.fromkeys(o.message_id for o in outcomes if o.failed)
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+    def run_batch(
+        self,
+        records: Iterable[Any],
+        context: Any = None,
+        *,
+        outcomes: list[Outcome] | None = None,
+    ) -> list[Outcome]:
+        """Settle each record in turn; a record without a ``messageId`` is logged and skipped
+        (it cannot be reported)."""
+        outcomes = [] if outcomes is None else outcomes
+        budget = Budget(context, self.settings.lambda_reserve_seconds)
+        for record in records:
+            message_id = _message_id(record)
+            if message_id is None:
+                log.error("record skipped, it has no messageId to report: %s", _sketch(record))
+                continue
+            outcome = self._settle(record, message_id, budget)
+            self._log(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _settle(self, record: dict[str, Any], message_id: str, budget: Budget) -> Outcome:
+        """One record's failure is that record's: SQS delivers it again, the batch goes on."""
+        remaining = budget.remaining()
+        if budget.spent or (remaining is not None and remaining <= 0):
+            return Outcome(message_id, "not-started", reason="invocation ending")
+        try:
+            outcome = self.run_record(record, budget=budget)
+        except InvocationEnding:  # defensive: the alarm is armed only around the task
+            budget.spent = True
+            return Outcome(message_id, "retry-later", reason="invocation ending")
+        except Exception as error:
+            log.exception("message %s could not be handled", message_id)
+            reason = f"consumer error: {rules.describe(error)}"
+            return Outcome(message_id, "retry-later", reason=reason)
+        if not outcome.failed:
+            self._delete(record, outcome)
+        return outcome
+
+    # --- one record ---
+
+    def run_record(self, record: dict[str, Any], *, budget: Budget | None = None) -> Outcome:
+        message_id = record["messageId"]
+        body = record.get("body")
+        if not isinstance(body, str):
+            return Outcome(message_id, "retry-later", reason="record has no text body")
+        source = self._source(record)
+        verdict = rules.judge(
+            body,
+            now=self.clock(),
+            is_known=self.app.tasks.__contains__,
+            max_hop=self.settings.max_hop_seconds,
+            results_bucket=self.settings.results_bucket,
+        )
+        message = verdict.message
+        if verdict.action == "dead-letter":
+            assert verdict.reason is not None
+            if message is not None:
+                self._store_failure(message, verdict.reason)
+            task_id = message.id if message else None
+            return self._dead_letter(record, source, task_id, verdict.reason)
+        assert message is not None
+        if verdict.action == "expire":
+            self._store_revoked(message)
+            return Outcome(message_id, "expired", message.id, verdict.reason)
+        if verdict.action == "defer":
+            assert verdict.delay_seconds is not None
+            return self._defer(record, source, message, verdict.delay_seconds)
+        unsendable = links.problem(self.app, message.headers, message.embed)
+        if unsendable is not None:  # Celery would fail it after its body ran
+            reason = f"task {message.task} refused before it ran: {unsendable}"
+            self._store_failure(message, reason)
+            return self._dead_letter(record, source, message.id, reason)
+        return self._run(record, source, message, budget)
+
+    def _run(
+        self,
+        record: dict[str, Any],
+        source: str,
+        message: codec.TaskMessage,
+        budget: Budget | None,
+    ) -> Outcome:
+        message_id = record["messageId"]
+        seconds = budget.remaining() if budget is not None else None
+        traced: tuple[Any, ...] | None = None
+        try:
+            with _time_limit(seconds):
+                traced = trace_task(
+                    self.app.tasks[message.task],
+                    message.id,
+                    message.args,
+                    message.kwargs,
+                    self._request(message),
+                    hostname=self.hostname,
+                    loader=self.app.loader,
+                    app=self.app,
+                    eager=False,
+                )
+        except InvocationEnding:
+            if budget is not None:
+                budget.spent = True
+            if traced is None:  # stopped inside the task (not just after it returned)
+                reason = f"stopped after its budget of {seconds or 0:.1f}s: invocation ending"
+                return Outcome(message_id, "retry-later", message.id, reason)
+        except SystemExit as exited:  # a worker's pool process would be lost: requeued
+            code = rules.safe_repr(exited.code)
+            reason = f"task {message.task} exited (SystemExit {code}): requeued"
+            return Outcome(message_id, "retry-later", message.id, reason)
+        except Reject as rejected:  # raised by the tracer's own result handling
+            if rejected.requeue:
+                return Outcome(message_id, "retry-later", message.id, "rejected, requeue")
+            reason = f"task {message.task} rejected: {rejected.reason}"
+            return self._dead_letter(record, source, message.id, reason)
+        except Exception as error:  # the tracer itself failed: the job cannot be run here
+            reason = f"task {message.task} could not be traced: {rules.describe(error)}"
+            return self._dead_letter(record, source, message.id, reason)
+        assert traced is not None
+        retval, info, runtime, _ = traced
+        return self._settle_trace(record, source, message, (retval, info, runtime))
+
+    def _settle_trace(
+        self,
+        record: dict[str, Any],
+        source: str,
+        message: codec.TaskMessage,
+        traced: tuple[Any, Any, Any],
+    ) -> Outcome:
+        """Settle what the tracer reports: ``(retval, TraceInfo or None, runtime)``."""
+        retval, info, runtime = traced
+        if info is not None:
+            state, retval = info.state, info.retval
+        elif runtime is not None:  # no TraceInfo and a runtime: the body returned
+            state = states.SUCCESS
+        else:  # no TraceInfo, no runtime: the tracer failed before the body (an ExceptionInfo)
+            state, retval = states.FAILURE, getattr(retval, "exception", retval)
+        if state in _RAN:
+            self._delete_payload(message)
+            return Outcome(record["messageId"], "acked", message.id)
+        if state == states.REJECTED and getattr(retval, "requeue", False):
+            return Outcome(record["messageId"], "retry-later", message.id, "rejected, requeue")
+        reason = f"task {message.task} {state}: {_describe_value(retval)}"
+        return self._dead_letter(record, source, message.id, reason)
+
+    def _delete_payload(self, message: codec.TaskMessage) -> None:
+        """The job is done with its S3 payload (a retry carries a payload of its own). Nothing
+        here may turn a run that succeeded into a failure: every error is logged."""
+        try:
+            pointer = payloads.trusted_pointer(
+                message.headers, self.settings.results_bucket, message.id
+            )
+            if pointer is not None:
+                payloads.delete(self.app.galley_s3, pointer)
+        except Exception as error:  # the lifecycle rule removes it later
+            log.warning("payload of %s not deleted: %s", message.id, rules.describe(error))
+
+    def _request(self, message: codec.TaskMessage) -> dict[str, Any]:
+        """The request dict Celery's worker builds for the tracer (celery.worker.request)."""
+        properties = message.properties
+        delivery_info = properties.get("delivery_info") or {}
+        request = dict(message.headers)
+        request.update(
+            properties=properties,
+            reply_to=properties.get("reply_to"),
+            correlation_id=properties.get("correlation_id"),
+            hostname=self.hostname,
+            delivery_info={
+                "exchange": delivery_info.get("exchange"),
+                "routing_key": delivery_info.get("routing_key"),
+                "priority": properties.get("priority"),
+                "redelivered": False,
+            },
+            args=message.args,
+            kwargs=message.kwargs,
+            is_eager=False,
+        )
+        request.update(message.embed or {})  # callbacks, errbacks, chain, chord (as Celery)
+        return request
+
+    # --- settling ---
+
+    def _store_failure(self, message: codec.TaskMessage, reason: str) -> None:
+        """The FAILURE result of a job refused before it ran."""
+        known = message.task in self.app.tasks
+        exc = InvalidTaskError(reason) if known else NotRegistered(message.task)
+        try:
+            self.app.backend.mark_as_failure(message.id, exc, request=self._unrun(message))
+        except Exception:  # the dead letter still carries the job and the reason
+            log.exception("could not record the failure of %s", message.id)
+
+    def _store_revoked(self, message: codec.TaskMessage) -> None:
+        try:
+            self.app.backend.mark_as_revoked(message.id, "expired", request=self._unrun(message))
+        except Exception:  # expired either way; only its REVOKED state is missing
+            log.exception("could not record %s as expired", message.id)
+
+    def _unrun(self, message: codec.TaskMessage) -> Context:
+        """The request of a job that did not run, for the result backend: Celery's backend reads
+        it by attribute (``request.chord``); its links are not followed, as Celery's worker does
+        for an unknown task (``Consumer.on_unknown_task``)."""
+        return Context({**self._request(message), "chord": None, "chain": None, "errbacks": None})
+
+    def _defer(
+        self, record: dict[str, Any], source: str, message: codec.TaskMessage, hop: int
+    ) -> Outcome:
+        try:
+            self.sqs.send_message(QueueUrl=source, MessageBody=record["body"], DelaySeconds=hop)
+        except Exception as error:  # SQS delivers the original again after its visibility
+            reason = f"defer failed: {rules.describe(error)}"
+            return Outcome(record["messageId"], "retry-later", message.id, reason)
+        return Outcome(record["messageId"], "deferred", message.id, f"due in {hop}s or more")
+
+    def _dead_letter(
+        self, record: dict[str, Any], source: str, task_id: str | None, reason: str
+    ) -> Outcome:
+        message_id = record["messageId"]
+        reason = rules.clean_reason(reason)
+        if not self.settings.dlq_url:
+            return Outcome(message_id, "retry-later", task_id, reason + " (no GALLEY_DLQ_URL)")
+        try:
+            dead_letter(
+                self.sqs, self.settings.dlq_url, record["body"], reason=reason, source_queue=source
+            )
+        except Exception as error:  # leave it to the queue's redrive policy
+            sent = f"{reason}; DLQ send: {rules.describe(error)}"
+            return Outcome(message_id, "retry-later", task_id, sent)
+        return Outcome(message_id, "dead-lettered", task_id, reason)
+
+    def _delete(self, record: dict[str, Any], outcome: Outcome) -> None:
+        """Delete a settled record from its queue now, not when the batch returns.
+
+        A delete that fails is logged and the record still counts as settled: reporting it
+        would bring it back and run (or dead-letter, or hop) it a second time for sure, while
+        the event source mapping deletes it anyway when this invocation returns.
+        """
+        receipt = record.get("receiptHandle")
+        if not isinstance(receipt, str) or not receipt:
+            log.warning(
+                "message %s has no receiptHandle: deleted when the batch returns",
+                outcome.message_id,
+            )
+            return
+        try:
+            self.sqs.delete_message(QueueUrl=self._source(record), ReceiptHandle=receipt)
+        except Exception as error:
+            log.warning(
+                "message %s is %s but could not be deleted (%s); the event source mapping "
+                "deletes it when the batch returns",
+                outcome.message_id,
+                outcome.action,
+                rules.describe(error),
+            )
+
+    def _source(self, record: dict[str, Any]) -> str:
+        return _queue_url_from_arn(record.get("eventSourceARN"), self.settings.queue_url)
+
+    def _log(self, outcome: Outcome) -> None:
+        level = logging.INFO if outcome.action in ("acked", "deferred") else logging.WARNING
+        log.log(
+            level,
+            "message %s (task %s): %s%s",
+            outcome.message_id,
+            outcome.task_id,
+            outcome.action,
+            f" - {outcome.reason}" if outcome.reason else "",
+        )
+
+
+# --- the event ---
+
+
+def _records_of(event: Any) -> list[Any]:
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        log.error("not an SQS event (no Records list): %s", _sketch(event))
+        return []
+    return records
+
+
+def _message_id(record: Any) -> str | None:
+    message_id = record.get("messageId") if isinstance(record, dict) else None
+    return message_id if isinstance(message_id, str) and message_id else None
+
+
+def _sketch(value: Any) -> str:
+    return rules.safe_repr(value, 300)
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, BaseException):
+        return rules.describe(value)
+    return f"{type(value).__name__}: {rules.safe_repr(value, 1000)}"
+
+
+def _queue_url_from_arn(arn: Any, default: str) -> str:
+    """The queue a record came from, as a URL on the same endpoint as ``default``."""
+    if not isinstance(arn, str) or not arn.startswith("arn:"):
+        return default
+    name = arn.rsplit(":", 1)[-1]
+    if not name or name == queue_name_from_url(default):
+        return default
+    return default.rsplit("/", 1)[0] + "/" + name
+
+
+# --- the time budget ---
+
+
+#: Longest budget a record gets: a Lambda invocation lasts at most 15 minutes.
+MAX_BUDGET_SECONDS = 15 * 60
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`InvocationEnding` in this (the main) thread after ``seconds``.
+
+    SIGALRM reaches only the main thread, where Lambda runs the handler; elsewhere, or without a
+    budget, nothing is enforced. An alarm already set (a test runner's timeout) is put back.
+    """
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    armed = True
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        nonlocal armed
+        if armed:  # once, and never while leaving
+            armed = False
+            raise InvocationEnding(f"time budget of {seconds:.1f}s spent")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    before, interval = signal.getitimer(signal.ITIMER_REAL)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if before:
+            left = max(before - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, interval)

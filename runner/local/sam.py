@@ -1,0 +1,301 @@
+"""template.yaml as the source of truth for the local stack: translate offline, deploy into moto.
+
+The SAM transform is expanded with samtranslator and its bundled managed-policy map (no IAM call),
+then the plain CloudFormation template is created in moto's CloudFormation. Queue URLs, the bucket
+name and the schedules are read back from the stack, so local and production resources match.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from runner.errors import StackError
+
+#: The template: ./template.yaml, else the one beside this package (the project root).
+DEFAULT_TEMPLATE = Path("template.yaml")
+_PROJECT_TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+DEFAULT_STACK_NAME = "galley-local"
+
+# --- names the code relies on; tests/infra checks the template has them ---
+OUTPUT_QUEUE_URL = "JobsQueueUrl"
+OUTPUT_DLQ_URL = "JobsDeadLetterQueueUrl"
+OUTPUT_LONG_QUEUE_URL = "LongJobsQueueUrl"
+OUTPUT_LONG_DLQ_URL = "LongJobsDeadLetterQueueUrl"
+OUTPUT_BUCKET = "ResultsBucketName"
+REQUIRED_OUTPUTS = (
+    OUTPUT_QUEUE_URL,
+    OUTPUT_DLQ_URL,
+    OUTPUT_LONG_QUEUE_URL,
+    OUTPUT_LONG_DLQ_URL,
+    OUTPUT_BUCKET,
+)
+JOBS_QUEUE = "JobsQueue"
+SCHEDULE_FUNCTION = "ScheduleFunction"
+
+#: Parameters of a local deployment: short timeouts, quick dead-lettering; the Fargate worker is
+#: left out (the local worker plays its part). VisibilityTimeout stays 6 x LambdaTimeout.
+LOCAL_PARAMETERS = {
+    "VisibilityTimeout": "120",
+    "LambdaTimeout": "20",
+    "LongJobsVisibilityTimeout": "300",
+    "MaxReceiveCount": "3",
+}
+
+#: Image functions need an ImageUri to translate; `sam build` provides the real one.
+PLACEHOLDER_IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/galley:local"
+
+#: Removed before a local deployment, with the reason reported to the user.
+REMOVED_LOCALLY = {
+    "AWS::Lambda::EventSourceMapping": "Lambda needs Docker here; the local worker consumes "
+    "the queue instead (the consumer handler is tested by calling it directly)",
+}
+
+
+#: What stands in locally for a resource type moto's CloudFormation skips.
+LOCAL_STAND_INS = {
+    "AWS::Scheduler::Schedule": "not implemented by moto; `galley local up` fires it itself",
+}
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One schedule declared in the template (an EventBridge Scheduler ScheduleV2 event)."""
+
+    name: str
+    expression: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """What a local deployment created, as the code needs it."""
+
+    name: str
+    outputs: dict[str, str]
+    schedules: list[ScheduleSpec] = field(default_factory=list)
+    #: "Type (LogicalId): why" for everything the local stack does not have.
+    not_deployed: list[str] = field(default_factory=list)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """Parse a SAM/CloudFormation YAML template, short-form intrinsics (!Ref, !Sub ...) included."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    if path == DEFAULT_TEMPLATE and not path.exists() and _PROJECT_TEMPLATE.exists():
+        path = _PROJECT_TEMPLATE
+    if not path.exists():
+        raise StackError(f"template not found: {path} (run galley from the project root)")
+    template: dict[str, Any] = yaml_parse(path.read_text())
+    return template
+
+
+def translate(
+    template: Mapping[str, Any], parameters: Mapping[str, str], region: str = "us-east-1"
+) -> dict[str, Any]:
+    """Expand the SAM transform offline: plain CloudFormation, no AWS call."""
+    import boto3
+    from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    sam = json.loads(json.dumps(template))  # a deep copy the translator may change
+    for resource in sam.get("Resources", {}).values():
+        props = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Serverless::Function" and props.get("PackageType") == (
+            "Image"
+        ):
+            props.setdefault("ImageUri", PLACEHOLDER_IMAGE_URI)
+    policies = get_bundled_managed_policy_map("aws") or {}
+    session = boto3.Session(region_name=region)
+    try:
+        translated: dict[str, Any] = Translator(None, Parser(), boto_session=session).translate(
+            sam, dict(parameters), get_managed_policy_map=lambda: policies
+        )
+    except InvalidDocumentException as error:
+        reasons = "; ".join(str(cause) for cause in error.causes)
+        raise StackError(f"template.yaml is not a valid SAM template: {reasons}") from None
+    return translated
+
+
+def for_local(translated: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The translated template minus what cannot run locally, and the list of what was removed."""
+    template = json.loads(json.dumps(translated))
+    removed = []
+    for logical_id, resource in list(template["Resources"].items()):
+        reason = REMOVED_LOCALLY.get(resource["Type"])
+        if reason:
+            del template["Resources"][logical_id]
+            removed.append(f"{resource['Type']} ({logical_id}): {reason}")
+    return template, removed
+
+
+def schedules(
+    sam_template: Mapping[str, Any], substitutions: Mapping[str, str]
+) -> list[ScheduleSpec]:
+    """The ScheduleV2 events of every function, with ``${Name}`` in their input resolved."""
+    found = []
+    for logical_id, resource in sam_template.get("Resources", {}).items():
+        events = resource.get("Properties", {}).get("Events", {}) or {}
+        for event_id, event in events.items():
+            if event.get("Type") not in ("ScheduleV2", "Schedule"):
+                continue
+            props = event.get("Properties", {})
+            raw_input = _resolve(props.get("Input", "{}"), substitutions)
+            found.append(
+                ScheduleSpec(
+                    name=f"{logical_id}.{event_id}",
+                    expression=str(_resolve(props.get("ScheduleExpression", ""), substitutions)),
+                    input=json.loads(raw_input) if raw_input else {},
+                )
+            )
+    return found
+
+
+def _resolve(value: Any, substitutions: Mapping[str, str]) -> str:
+    """A string, or a !Sub whose ${Name} references are all in ``substitutions``."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        value = value["Fn::Sub"]
+    if not isinstance(value, str):
+        raise StackError(f"cannot resolve {value!r} locally (only strings and !Sub are supported)")
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in substitutions:
+            raise StackError(f"cannot resolve ${{{name}}} in {value!r} locally")
+        return substitutions[name]
+
+    return re.sub(r"\$\{([A-Za-z0-9:._]+)\}", lookup, value)
+
+
+def deploy(
+    endpoint_url: str,
+    *,
+    template_path: Path = DEFAULT_TEMPLATE,
+    stack_name: str = DEFAULT_STACK_NAME,
+    parameters: Mapping[str, str] | None = None,
+    region: str = "us-east-1",
+    session: Any = None,
+    timeout: float = 120,
+) -> DeployedStack:
+    """Translate ``template_path`` and create it in the CloudFormation at ``endpoint_url``."""
+    from runner.core import aws
+
+    params = {**LOCAL_PARAMETERS, **(parameters or {})}
+    sam = load_template(template_path)
+    template, removed = for_local(translate(sam, params, region))
+    cfn = aws.client("cloudformation", endpoint_url=endpoint_url, session=session)
+    cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = _wait_for_stack(cfn, stack_name, timeout)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise StackError(
+            f"stack {stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason')}"
+        )
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
+    if missing:
+        raise StackError(f"template.yaml lacks the outputs {', '.join(missing)}")
+    outputs = {k: _local_queue_url(v, endpoint_url) for k, v in outputs.items()}
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    }
+    active = active_resources(template, params)
+    skipped = [
+        f"{resource['Type']} ({logical_id}): "
+        + LOCAL_STAND_INS.get(resource["Type"], "not implemented by moto's CloudFormation")
+        for logical_id, resource in template["Resources"].items()
+        if logical_id in active and logical_id not in physical
+    ]
+    substitutions = {
+        **params,
+        **physical,
+        "AWS::StackName": stack_name,
+        "AWS::Region": region,
+        "AWS::AccountId": "123456789012",
+    }
+    return DeployedStack(
+        name=stack_name,
+        outputs=outputs,
+        schedules=schedules(sam, substitutions),
+        not_deployed=removed + skipped,
+    )
+
+
+def active_resources(template: Mapping[str, Any], parameters: Mapping[str, str]) -> set[str]:
+    """Logical ids of the resources CloudFormation creates with ``parameters`` (Conditions)."""
+    values: dict[str, Any] = {}
+    for name, declared in template.get("Parameters", {}).items():
+        value = str(parameters.get(name, declared.get("Default", "")))
+        values[name] = value.split(",") if declared.get("Type") == "CommaDelimitedList" else value
+    conditions = template.get("Conditions", {})
+    return {
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if "Condition" not in resource
+        or _condition(conditions[resource["Condition"]], conditions, values)
+    }
+
+
+def _condition(expr: Any, conditions: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    if isinstance(expr, bool):
+        return expr
+    ((function, args),) = expr.items()
+    if function == "Condition":
+        return _condition(conditions[args], conditions, values)
+    if function == "Fn::Equals":
+        return bool(_value(args[0], values) == _value(args[1], values))
+    if function == "Fn::Not":
+        return not _condition(args[0], conditions, values)
+    if function == "Fn::And":
+        return all(_condition(a, conditions, values) for a in args)
+    if function == "Fn::Or":
+        return any(_condition(a, conditions, values) for a in args)
+    raise StackError(f"cannot evaluate condition {function} locally")
+
+
+def _value(expr: Any, values: Mapping[str, Any]) -> Any:
+    if isinstance(expr, str):
+        return expr
+    if isinstance(expr, dict) and "Ref" in expr:
+        return values[expr["Ref"]]
+    if isinstance(expr, dict) and "Fn::Join" in expr:
+        separator, items = expr["Fn::Join"]
+        parts = _value(items, values) if isinstance(items, dict) else items
+        return separator.join(str(_value(p, values)) for p in parts)
+    raise StackError(f"cannot evaluate {expr!r} in a condition locally")
+
+
+def _wait_for_stack(cfn: Any, name: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stack: dict[str, Any] = cfn.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            return stack
+        if time.monotonic() >= deadline:
+            raise StackError(f"stack {name} still {stack['StackStatus']} after {timeout:g}s")
+        time.sleep(0.2)
+
+
+def _local_queue_url(value: str, endpoint_url: str) -> str:
+    """moto's CloudFormation reports AWS-style queue URLs; point them at the local endpoint."""
+    parts = urlsplit(value)
+    if (
+        parts.hostname
+        and parts.hostname.startswith("sqs.")
+        and parts.hostname.endswith(".amazonaws.com")
+    ):
+        return endpoint_url.rstrip("/") + parts.path
+    return value

@@ -1,0 +1,352 @@
+"""A dead-letter queue, for `galley dlq`: list and show its messages, redrive them, purge it.
+
+Redrive is Galley's own (receive, send to the source queue, delete), not SQS's
+StartMessageMoveTask, so that it works the same against moto and AWS.
+
+SQS has no true peek: reading a message means receiving it (runner/ops/sqs_sweep.py). :func:`peek`
+receives each message with a short visibility timeout, holds it until the listing ends (so every
+receive returns messages not seen yet) and then makes them all visible again. The cost: each
+listing adds one to every message's ``ApproximateReceiveCount``, and for a few seconds (at most
+:data:`PEEK_VISIBILITY_SECONDS` if this process dies) the messages are invisible to anyone else;
+a DLQ has no consumer, so nothing waits on them. For a message Galley dead-lettered itself the
+first receive in the DLQ is a peek: its ``first_seen`` is when someone first looked, while
+``failed_at`` is when it failed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runner.core import limits
+from runner.core.deadletter import FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from runner.errors import DlqError, WireError
+from runner.ops.sqs_sweep import Sweep
+from runner.wire import codec
+
+#: How long a listing holds the messages it has read (released as soon as it ends).
+PEEK_VISIBILITY_SECONDS = 30
+#: How long a redrive holds a message between receiving it and deleting it from the DLQ.
+REDRIVE_VISIBILITY_SECONDS = 120
+DEFAULT_LIMIT = 100
+#: Message attributes Galley adds when it dead-letters; a redrive leaves them behind.
+GALLEY_ATTRIBUTES = frozenset({REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, FAILED_AT_ATTRIBUTE})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetter:
+    """One message in a dead-letter queue."""
+
+    message_id: str
+    #: Internal: valid only inside the sweep that received it.
+    receipt_handle: str = field(repr=False, compare=False)
+    body: str = field(repr=False)
+    task: str | None
+    #: None when the body is not a Celery message (``decode_error`` says why).
+    task_id: str | None
+    decode_error: str | None
+    receive_count: int
+    #: ApproximateFirstReceiveTimestamp, else SentTimestamp.
+    first_seen: datetime | None
+    #: SentTimestamp: the original send for a message SQS moved, the failure for Galley's.
+    sent_at: datetime | None
+    failed_at: str | None
+    reason: str
+    source_queue: str | None
+    message_attributes: dict[str, Any] = field(repr=False, compare=False)
+
+    def selected_by(self, selectors: Collection[str]) -> bool:
+        """True if ``selectors`` name this message by its task id or SQS message id."""
+        return self.message_id in selectors or (
+            self.task_id is not None and self.task_id in selectors
+        )
+
+    def decoded(self) -> codec.TaskMessage:
+        """The Celery task message; raises :class:`WireError` for an undecodable body."""
+        return codec.decode(self.body)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "task": self.task,
+            "task_id": self.task_id,
+            "receive_count": self.receive_count,
+            "first_seen": _iso(self.first_seen),
+            "sent_at": _iso(self.sent_at),
+            "failed_at": self.failed_at,
+            "reason": self.reason,
+            "source_queue": self.source_queue,
+            "decode_error": self.decode_error,
+        }
+
+
+@dataclass(frozen=True)
+class Moved:
+    message_id: str
+    task_id: str | None
+    task: str | None
+    queue: str
+    new_message_id: str
+
+
+@dataclass(frozen=True)
+class NotMoved:
+    #: The DLQ message id, or the id asked for when no message matched it.
+    message_id: str
+    task_id: str | None
+    reason: str
+
+
+@dataclass
+class RedriveResult:
+    moved: list[Moved] = field(default_factory=list)
+    failed: list[NotMoved] = field(default_factory=list)
+
+
+def peek(
+    sqs: Any, dlq_url: str, limit: int = DEFAULT_LIMIT, *, source_queue: str | None = None
+) -> list[DeadLetter]:
+    """Up to ``limit`` messages of ``dlq_url``, left in the queue (see the module docstring).
+
+    ``source_queue`` is where messages without a ``galley-source-queue`` attribute came from;
+    by default the DLQ's only source queue (ListDeadLetterSourceQueues), if it has one.
+    """
+    if limit < 1:
+        raise DlqError(f"limit must be at least 1, got {limit}")
+    sources = _Sources(sqs, dlq_url, source_queue)
+    with Sweep(sqs, dlq_url, PEEK_VISIBILITY_SECONDS) as sweep:
+        return [_letter(raw, sources) for batch in sweep.batches(limit) for raw in batch]
+
+
+def find(sqs: Any, dlq_url: str, selector: str, *, limit: int = 1000) -> list[DeadLetter]:
+    """The messages whose task id or message id is ``selector``; DlqError if there is none."""
+    found = [letter for letter in peek(sqs, dlq_url, limit) if letter.selected_by({selector})]
+    if not found:
+        raise DlqError(f"no message with task id or message id {selector!r} in {dlq_url}")
+    return found
+
+
+def redrive(
+    sqs: Any, dlq_url: str, *, to: str | None = None, ids: Collection[str] | None = None
+) -> RedriveResult:
+    """Move the messages ``ids`` names (task or message ids; all when None) back to their source
+    queue, or to ``to`` when given.
+
+    Each message is sent (same body, its own message attributes minus Galley's) and deleted from
+    the DLQ only after the send succeeded, so none is lost. The one window: if this process dies
+    between the send and the delete, the message is in both queues — with the same body, so the
+    same Celery task id — and the DLQ copy reappears after :data:`REDRIVE_VISIBILITY_SECONDS`.
+    Only messages sent before the redrive started are moved: a job that fails again at once and
+    comes back meanwhile stays in the DLQ instead of going round in a loop.
+    """
+    if to is not None and to.rstrip("/") == dlq_url.rstrip("/"):
+        raise DlqError("--to is the dead-letter queue itself")
+    wanted = None if ids is None else set(ids)
+    matched: set[str | None] = set()
+    result = RedriveResult()
+    sources, started = _Sources(sqs, dlq_url, None), datetime.now(UTC)
+    with Sweep(sqs, dlq_url, REDRIVE_VISIBILITY_SECONDS) as sweep:
+        for batch in sweep.batches(None):
+            targets: dict[str, list[DeadLetter]] = {}
+            for letter in (_letter(raw, sources) for raw in batch):
+                if (letter.sent_at and letter.sent_at >= started) or (
+                    wanted is not None and not letter.selected_by(wanted)
+                ):
+                    continue  # not asked for, or back in the DLQ since this redrive started
+                matched.update({letter.message_id, letter.task_id})
+                target = to or letter.source_queue
+                if target is None:
+                    why = "its source queue is not known; give the queue with --to"
+                    result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
+                else:
+                    targets.setdefault(target, []).append(letter)
+            for target, letters in targets.items():
+                for chunk in _chunks(letters):
+                    _move(sqs, sweep, target, chunk, result)
+    for missing in sorted((wanted or set()) - matched):
+        result.failed.append(NotMoved(missing, None, f"not in the dead-letter queue {dlq_url}"))
+    return result
+
+
+def count(sqs: Any, dlq_url: str) -> int:
+    """Visible + in-flight + delayed messages (SQS's approximate numbers)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+    attrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=names)["Attributes"]
+    return sum(int(attrs.get(name, 0)) for name in names)
+
+
+def purge(sqs: Any, dlq_url: str) -> None:
+    """Delete every message in ``dlq_url`` (PurgeQueue: at most once a minute on AWS)."""
+    sqs.purge_queue(QueueUrl=dlq_url)
+
+
+# --- internals ---
+
+
+class _Sources:
+    """Where messages without a ``galley-source-queue`` attribute came from, looked up once."""
+
+    def __init__(self, sqs: Any, dlq_url: str, given: str | None) -> None:
+        self.sqs, self.dlq_url, self.given = sqs, dlq_url, given
+        self._max_receives: dict[str, int | None] = {}
+
+    @cached_property
+    def default(self) -> str | None:
+        """``given``, else the DLQ's one source queue (None if it has several or none)."""
+        if self.given:
+            return self.given
+        try:
+            urls = self.sqs.list_dead_letter_source_queues(QueueUrl=self.dlq_url)["queueUrls"]
+        except (ClientError, BotoCoreError):  # e.g. no sqs:ListDeadLetterSourceQueues permission
+            return None
+        return str(urls[0]) if len(urls) == 1 else None
+
+    def max_receives(self, source: str | None) -> int | None:
+        """maxReceiveCount of ``source``'s redrive policy, if it can be read."""
+        if source is not None and source not in self._max_receives:
+            try:
+                attrs = self.sqs.get_queue_attributes(
+                    QueueUrl=source, AttributeNames=["RedrivePolicy"]
+                )["Attributes"]
+                policy = json.loads(attrs.get("RedrivePolicy", "{}"))
+                self._max_receives[source] = int(policy["maxReceiveCount"])
+            except (ClientError, BotoCoreError, KeyError, ValueError, TypeError):
+                self._max_receives[source] = None
+        return None if source is None else self._max_receives[source]
+
+
+def _letter(raw: dict[str, Any], sources: _Sources) -> DeadLetter:
+    attributes = raw.get("MessageAttributes") or {}
+    system = raw.get("Attributes") or {}
+    body = raw["Body"]
+    try:
+        message = codec.decode(body)
+        task, task_id, error = message.task, message.id, None
+    except WireError as failure:
+        task, task_id, error = None, None, failure.reason
+    source = _string(attributes, SOURCE_ATTRIBUTE) or sources.default
+    reason = _string(attributes, REASON_ATTRIBUTE)
+    if reason is None:
+        receives = sources.max_receives(source)
+        reason = (
+            f"moved by the queue's redrive policy after {receives or 'maxReceiveCount'} receives"
+            " (no reason recorded; see the worker logs)"
+        )
+    sent_at = _millis(system.get("SentTimestamp"))
+    return DeadLetter(
+        message_id=raw["MessageId"],
+        receipt_handle=raw["ReceiptHandle"],
+        body=body,
+        task=task,
+        task_id=task_id,
+        decode_error=error,
+        receive_count=int(system.get("ApproximateReceiveCount", 0)),
+        first_seen=_millis(system.get("ApproximateFirstReceiveTimestamp")) or sent_at,
+        sent_at=sent_at,
+        failed_at=_string(attributes, FAILED_AT_ATTRIBUTE),
+        reason=reason,
+        source_queue=source,
+        message_attributes=attributes,
+    )
+
+
+def _move(
+    sqs: Any, sweep: Sweep, target: str, letters: list[DeadLetter], result: RedriveResult
+) -> None:
+    """Send ``letters`` to ``target``; delete from the DLQ exactly those that were sent."""
+    entries = [_send_entry(str(i), letter) for i, letter in enumerate(letters)]
+    try:
+        response = sqs.send_message_batch(QueueUrl=target, Entries=entries)
+    except (ClientError, BotoCoreError) as error:
+        for letter in letters:
+            result.failed.append(NotMoved(letter.message_id, letter.task_id, f"send: {error}"))
+        return
+    for failure in response.get("Failed", []):
+        letter = letters[int(failure["Id"])]
+        why = f"send to {target}: {failure.get('Code')}: {failure.get('Message', '')}"
+        result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
+    sent = {int(ok["Id"]): str(ok["MessageId"]) for ok in response.get("Successful", [])}
+    if not sent:
+        return
+    deletes = [{"Id": str(i), "ReceiptHandle": letters[i].receipt_handle} for i in sent]
+    try:
+        response = sqs.delete_message_batch(QueueUrl=sweep.url, Entries=deletes)
+        undeleted = {
+            int(f["Id"]): f"{f.get('Code')}: {f.get('Message', '')}"
+            for f in response.get("Failed", [])
+        }
+    except (ClientError, BotoCoreError) as error:
+        undeleted = dict.fromkeys(sent, str(error))
+    for i, new_id in sent.items():
+        letter = letters[i]
+        if i in undeleted:
+            why = (
+                f"sent to {target} as {new_id} but not deleted from the DLQ ({undeleted[i]}): "
+                "it is now in both queues, with the same task id"
+            )
+            result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
+            continue
+        sweep.forget(letter.message_id)
+        result.moved.append(Moved(letter.message_id, letter.task_id, letter.task, target, new_id))
+
+
+def _send_entry(entry_id: str, letter: DeadLetter) -> dict[str, Any]:
+    entry: dict[str, Any] = {"Id": entry_id, "MessageBody": letter.body}
+    if kept := _kept(letter.message_attributes):
+        entry["MessageAttributes"] = kept
+    return entry
+
+
+def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The message's own attributes, as SendMessage takes them; Galley's are left behind."""
+    fields = ("DataType", "StringValue", "BinaryValue")
+    return {
+        name: {k: value[k] for k in fields if k in value}
+        for name, value in attributes.items()
+        if name not in GALLEY_ATTRIBUTES
+    }
+
+
+def _chunks(letters: list[DeadLetter]) -> Iterator[list[DeadLetter]]:
+    """Groups for SendMessageBatch: at most 10 entries and 1 MiB of bodies and attributes."""
+    chunk: list[DeadLetter] = []
+    size = 0
+    for letter in letters:
+        item = len(letter.body.encode()) + _attributes_bytes(_kept(letter.message_attributes))
+        full = len(chunk) == limits.MAX_BATCH_MESSAGES
+        if chunk and (full or size + item > limits.MAX_BATCH_PAYLOAD_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(letter)
+        size += item
+    if chunk:
+        yield chunk
+
+
+def _attributes_bytes(attributes: dict[str, Any]) -> int:
+    """What SQS counts of message attributes: name, type and value of each."""
+    total = 0
+    for name, value in attributes.items():
+        data = value.get("StringValue", value.get("BinaryValue", b""))
+        total += len(name) + len(value.get("DataType", "")) + len(data)
+    return total
+
+
+def _string(attributes: dict[str, Any], name: str) -> str | None:
+    value = (attributes.get(name) or {}).get("StringValue")
+    return str(value) if value is not None else None
+
+
+def _millis(value: str | None) -> datetime | None:
+    return None if value in (None, "") else datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")

@@ -1,0 +1,64 @@
+"""A request to run a job, as an API caller or a schedule states it: validated, then enqueued.
+
+Shared by the example producer Lambda (``runner.lambdas.enqueue``), the schedule Lambda
+(``runner.lambdas.schedule``) and the local scheduler, so all three accept the same input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.core import aws
+from runner.core.settings import LONG_QUEUE_URL, ProducerSettings, load
+from runner.errors import SettingsError
+from runner.producer import sender
+
+
+class JobRequest(BaseModel):
+    """``{"task": "tasks.reports.summarize_csv", "args": [...], "kwargs": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: "jobs": the Lambda consumer's queue; "long": the Fargate workers' queue.
+    queue: Literal["jobs", "long"] = "jobs"
+    countdown: float | None = Field(default=None, ge=0)
+    #: Duplicate requests with the same key run the task's body once (runner/runtime/idempotency.py).
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=512)
+
+
+def queue_url_for(request: JobRequest, settings: ProducerSettings) -> str:
+    if request.queue == "jobs":
+        return settings.queue_url
+    if not settings.long_queue_url:
+        raise SettingsError(f"{LONG_QUEUE_URL} is not set, so jobs cannot go to the long queue")
+    return settings.long_queue_url
+
+
+def submit(
+    request: JobRequest,
+    *,
+    settings: ProducerSettings | None = None,
+    session: Any = None,
+    client: Any = None,
+) -> str:
+    """Enqueue ``request``; returns the task id."""
+    settings = settings or load(ProducerSettings)
+    if client is None and session is not None:
+        client = aws.client(
+            "sqs", endpoint_url=settings.endpoint_url, region=settings.region, session=session
+        )
+    return sender.enqueue(
+        request.task,
+        request.args,
+        request.kwargs,
+        countdown=request.countdown,
+        idempotency_key=request.idempotency_key,
+        queue_url=queue_url_for(request, settings),
+        client=client,
+        settings=settings,
+    )

@@ -1,0 +1,272 @@
+"""The Celery app: SQS broker through predefined queues, S3 results, JSON only, late acks.
+
+``celery -A runner.app worker`` loads :data:`app`. Its configuration is built from
+:class:`runner.core.settings.WorkerSettings` the first time the app is configured, so importing a
+task module costs nothing and a missing variable fails with its name, not deep inside kombu.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+import pkgutil
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import click
+from botocore.config import Config
+from celery import Celery, Task
+from kombu import Queue
+from pydantic import BaseModel
+
+from runner.core import aws, contracts
+from runner.core.settings import TASK_MODULES, WorkerSettings, load
+from runner.errors import InProgressElsewhere, PayloadError, SettingsError
+from runner.runtime import backend, idempotency, publish
+from runner.wire import codec, kombu_json, payloads
+from runner.wire.saferepr import saferepr
+from runner.worker import startup, transport
+from runner.worker.protection import ScaleInProtection
+
+transport.register()
+startup.install()
+
+#: Packages whose modules hold the user's tasks; every module in them is loaded at start.
+TASK_PACKAGES = ("tasks",)
+
+
+def task_modules(packages: tuple[str, ...] = TASK_PACKAGES) -> list[str]:
+    """Every module of the task packages, so a new file in ``tasks/`` needs no registration."""
+    names: list[str] = []
+    for package in packages:
+        module = importlib.import_module(package)
+        names.append(package)
+        for info in pkgutil.iter_modules(module.__path__, prefix=f"{package}."):
+            names.append(info.name)
+    return names
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The Celery settings for ``settings``: pure, so it is unit-tested without AWS."""
+    queue = settings.queue_name
+    return {
+        # --- broker: SQS, only the queues we were given; never ListQueues/CreateQueue ---
+        # kombu's SQS channel for sending; Galley's receive path (runner/worker/transport.py)
+        "broker_url": f"{transport.SCHEME}://",
+        "broker_transport_options": {
+            "region": settings.region,
+            "predefined_queues": {queue: {"url": settings.queue_url}},
+            "visibility_timeout": settings.visibility_timeout,
+            "wait_time_seconds": settings.receive_wait_seconds,
+            "polling_interval": 0,
+            # kombu's boto3 client (sending): timeouts, so a dead network cannot hang a send
+            "client-config": {
+                "connect_timeout": 5,
+                "read_timeout": 20,
+                "retries": {"mode": "standard", "max_attempts": 5},
+            },
+            "galley": {
+                "region": settings.region,
+                "visibility_timeout": settings.visibility_timeout,
+                "heartbeat": settings.visibility_heartbeat,
+                "dead_letter_url": settings.dlq_url,
+                "results_bucket": settings.results_bucket,
+            },
+        },
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": queue,
+        "task_queues": [Queue(queue, no_declare=True)],
+        "task_create_missing_queues": False,
+        # SQS has no fanout: remote control, events, gossip and mingle would need extra queues.
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        # --- results: S3; the endpoint comes from AWS_ENDPOINT_URL through boto3 ---
+        # Celery's S3 backend, retrying passing S3 faults (runner/runtime/backend.py)
+        "result_backend": "runner.runtime.backend:S3Backend",
+        **backend.RETRY_SETTINGS,
+        "s3_bucket": settings.results_bucket,
+        "s3_base_path": settings.results_prefix,
+        "s3_region": settings.region,
+        # Objects expire by the bucket's lifecycle rule; no celery.backend_cleanup task.
+        "result_expires": None,
+        "result_extended": True,
+        "task_track_started": True,
+        # --- JSON only, both ways ---
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # --- reliability: a killed worker's task comes back instead of vanishing ---
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # every message Celery refuses is dead-lettered with the reason, none acked away
+        "worker_consumer": "runner.worker.refusals:Consumer",
+        "task_time_limit": settings.effective_time_limit,
+        "include": task_modules() + settings.extra_task_modules,
+    }
+
+
+class AppSettingsError(SettingsError, click.ClickException):
+    """Settings error raised while the app configures itself.
+
+    The ``celery`` command reads the app's configuration while parsing its options; as a
+    ClickException it prints ``Error: <which variable is wrong>`` and exits 1, no traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        SettingsError.__init__(self, message)
+        click.ClickException.__init__(self, message)
+
+
+class GalleyTask(Task):
+    """Celery's Task, plus what Galley adds before the body runs: arguments sent through S3 are
+    read back (runner.wire.payloads), checked against ``input_model`` (runner.core.contracts), and a task
+    with an idempotency key runs its body once per key (runner.runtime.idempotency)."""
+
+    input_model: type[BaseModel] | None = None
+    #: ``fn(*args, **kwargs) -> str``; a ``galley_idempotency_key`` header at enqueue wins.
+    idempotency_key: Callable[..., str] | None = None
+    #: How long a run holds its key (default: the hard time limit + 60 s).
+    idempotency_lease: float | None = None
+    #: How soon a duplicate that finds the key held looks again (default 10 s).
+    idempotency_retry_seconds: float | None = None
+    #: Early messages are sent on with an SQS delay, never held (runner/worker/hops.py).
+    Strategy = "runner.worker.hops:strategy"
+    #: Failed jobs are dead-lettered with the reason (runner/worker/request.py).
+    Request = "runner.worker.request:Request"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        header = getattr(self.request, payloads.HEADER, None)
+        if header is not None and not args and not kwargs:  # arguments sent through S3
+            bucket = self.app.galley_settings.results_bucket
+            pointer = payloads.trusted_pointer({payloads.HEADER: header}, bucket, self.request.id)
+            assert pointer is not None
+            try:
+                args_list, kwargs = payloads.load(self.app.galley_s3, pointer)
+            except PayloadError:
+                # Deleted after an earlier delivery of this job succeeded: a duplicate.
+                meta = self.backend.get_task_meta(self.request.id)
+                if meta.get("status") == "SUCCESS":
+                    return meta.get("result")
+                raise
+            args = tuple(args_list)
+            self.request.args, self.request.kwargs = args_list, kwargs
+        if self.input_model is not None:
+            contracts.check(self.name, args, kwargs, self.input_model)
+        try:
+            return idempotency.run_once(
+                self, args, kwargs, lambda: super(GalleyTask, self).__call__(*args, **kwargs)
+            )
+        except InProgressElsewhere as waiting:
+            # Another run holds the key: look again later (this counts as a retry, and there is
+            # always one to spare: max_retries is raised by one each time).
+            raise self.retry(
+                countdown=waiting.retry_after, max_retries=self.request.retries + 1
+            ) from None
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        """Celery has dispatched this run's callbacks and chain: a keyed run notes it in its key's
+        record, so duplicates do not dispatch theirs (runner.runtime.idempotency). A subclass overriding
+        this must call ``super().on_success(...)``."""
+        idempotency.callbacks_dispatched(self)
+
+
+class GalleyCelery(Celery):
+    """Celery that reads Galley's settings when it is first configured."""
+
+    def __init__(self, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any) -> None:
+        self._galley_settings = settings
+        kwargs.setdefault("task_cls", GalleyTask)
+        super().__init__(*args, **kwargs)
+        self.steps["consumer"].add(ScaleInProtection)
+
+    @property
+    def galley_settings(self) -> WorkerSettings:
+        if self._galley_settings is None:
+            try:
+                self._galley_settings = load(WorkerSettings)
+            except SettingsError as error:
+                raise AppSettingsError(str(error)) from None
+        return self._galley_settings
+
+    @property
+    def galley_s3(self) -> Any:
+        """This process's S3 client (payloads): one per pid (pool children fork), short
+        timeouts (the worker's main thread uses it)."""
+        return _s3_client(os.getpid(), self.galley_settings.region)
+
+    def send_task(
+        self, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
+    ) -> Any:
+        """Celery's send_task; arguments too large for SQS go through S3 (runner.wire.payloads)."""
+        if args or kwargs:
+            settings = self.galley_settings
+            if _message_bytes(name, args, kwargs, settings) > settings.payload_threshold_bytes:
+                options["task_id"] = task_id = options.get("task_id") or str(uuid.uuid4())
+                pointer = payloads.store(
+                    self.galley_s3, settings.results_bucket, task_id, args or (), kwargs
+                )
+                options["headers"] = {**(options.get("headers") or {}), payloads.HEADER: pointer}
+                options.setdefault("argsrepr", saferepr(args or (), codec.REPR_MAXSIZE))
+                options.setdefault("kwargsrepr", saferepr(kwargs or {}, codec.REPR_MAXSIZE))
+                args, kwargs = (), {}
+        return super().send_task(name, args, kwargs, *rest, **options)
+
+    def on_configure(self) -> None:
+        settings = self.galley_settings
+        _check_task_modules(settings.extra_task_modules)
+        publish.install(max_hop=settings.max_hop_seconds)
+        self.conf.update(celery_config(settings))
+
+    def galley_reconfigure(self, settings: WorkerSettings) -> None:
+        """Use ``settings`` from now on (the worker's start-up checks complete them)."""
+        self._galley_settings = settings
+        publish.install(max_hop=settings.max_hop_seconds)
+        self.conf.update(celery_config(settings))
+
+
+def _check_task_modules(names: list[str]) -> None:
+    """Every GALLEY_TASK_MODULES entry can be found, or one line says which cannot (Celery would
+    stop with a page of traceback that names no variable)."""
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise AppSettingsError(
+                f"{TASK_MODULES}: module {name!r} not found (is it installed, or on the path?)"
+            )
+
+
+#: Short timeouts: a slow S3 must not stall a worker's main thread for minutes.
+S3_CONFIG = Config(
+    connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+@functools.cache
+def _s3_client(pid: int, region: str) -> Any:
+    return aws.client("s3", region=region, config=S3_CONFIG)
+
+
+def _message_bytes(name: str, args: Any, kwargs: Any, settings: WorkerSettings) -> int:
+    """The size of the SQS message for a call: a cheap estimate, exact near the threshold."""
+    raw = len(kombu_json.dumps([list(args or ()), dict(kwargs or {})]))
+    if raw * 16 // 9 < settings.payload_threshold_bytes * 3 // 4:  # two base64 layers: x16/9
+        return raw * 16 // 9
+    return len(codec.encode(name, args or (), kwargs or {}, queue=settings.queue_name))
+
+
+def create_app(settings: WorkerSettings | None = None) -> GalleyCelery:
+    """A Galley Celery app; ``settings`` default to the environment."""
+    publish.install()  # countdown/eta ride on SQS DelaySeconds, not in a worker's memory
+    return GalleyCelery("galley", settings=settings)
+
+
+app = create_app()

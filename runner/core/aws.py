@@ -2,33 +2,154 @@
 
 With no arguments a client follows boto3's standard chain, so ``AWS_ENDPOINT_URL`` points it at
 moto locally and is simply absent in AWS.
+
+Each caller names its *use*; a use is a botocore :class:`Config` (timeouts and retries) chosen
+for where the client runs, see :data:`USES`. ``client()`` builds a new client; ``cached()`` gives
+this process's one client for a service, use, region and endpoint. Clients are thread-safe but
+not fork-safe (their connection pools would be shared with the parent), so the cache is per
+process: keyed by pid, and emptied in a child right after ``os.fork`` (Celery's prefork pool).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
 
+from runner.core import limits
+
 #: Standard retry mode with a few attempts: rides out throttling and brief outages.
 DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+#: The receive loop's read timeout: past the longest long poll, so a silent connection is given
+#: up, never waited on.
+RECEIVE_READ_TIMEOUT = limits.MAX_WAIT_TIME_SECONDS + 10
+
+Use = Literal["default", "payloads", "receive", "settle", "heartbeat", "checks", "consumer"]
+
+#: Per use, what is laid over :data:`DEFAULT_CONFIG` (``Config.merge``: a key given here replaces
+#: the default's whole value, ``retries`` included).
+USES: Mapping[Use, Config] = {
+    # Producers (enqueue, large-argument uploads), the CLI, task code: botocore's timeouts
+    # (60 s) and the default's five standard attempts; nothing waits on them but their caller.
+    "default": Config(),
+    # The worker's S3 calls for argument payloads (store, load, delete): they run on the worker's
+    # main thread, so a slow S3 must not stall it for minutes.
+    "payloads": Config(
+        connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+    ),
+    # The receive loop's long poll (runner/worker/receiver.py): see RECEIVE_READ_TIMEOUT. The
+    # loop retries with its own backoff, so botocore adds at most one retry of its own
+    # (``max_attempts`` counts retries after the first attempt).
+    "receive": Config(
+        connect_timeout=5,
+        read_timeout=RECEIVE_READ_TIMEOUT,
+        retries={"mode": "standard", "max_attempts": 1},
+    ),
+    # Settling (delete, release, dead-letter, delay hops; runner/worker/settler.py): short
+    # timeouts, the settler retries on its own.
+    "settle": Config(
+        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
+    ),
+    # The visibility heartbeat (runner/worker/heartbeat.py): a beat that cannot reach SQS gives
+    # way to the next one. No retry mode: botocore's (or ``AWS_RETRY_MODE``) applies.
+    "heartbeat": Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}),
+    # Start-up checks and `galley doctor` (runner/ops/checks.py): they answer within seconds,
+    # not after the runtime's five attempts.
+    "checks": Config(
+        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
+    ),
+    # The Lambda consumer's own SQS calls (runner/lambdas/records.py): settling must fit in the
+    # reserve the invocation keeps, so short timeouts and few attempts.
+    "consumer": Config(
+        connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+    ),
+}
+
+_CONFIGS: dict[str, Config] = {use: DEFAULT_CONFIG.merge(extra) for use, extra in USES.items()}
+
+#: What boto3 reads from the environment to choose a client's endpoint, region and credentials:
+#: part of a cached client's key, so that a changed environment gets a new client.
+_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+
+
+def config_for(use: Use = "default", config: Config | None = None) -> Config:
+    """The Config a client for ``use`` gets: :data:`DEFAULT_CONFIG`, the use's, then ``config``."""
+    merged = _CONFIGS[use]
+    return merged.merge(config) if config else merged
 
 
 def client(
     service: str,
     *,
+    use: Use = "default",
     endpoint_url: str | None = None,
     region: str | None = None,
     session: boto3.Session | None = None,
     config: Config | None = None,
 ) -> Any:
-    """A boto3 client for ``service``; explicit arguments win over the environment."""
+    """A new boto3 client for ``service``; explicit arguments win over the environment."""
     session = session or boto3.Session()
-    merged = DEFAULT_CONFIG.merge(config) if config else DEFAULT_CONFIG
-    kwargs: dict[str, Any] = {"config": merged}
+    kwargs: dict[str, Any] = {"config": config_for(use, config)}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     if region:
         kwargs["region_name"] = region
     return session.client(service, **kwargs)  # type: ignore[call-overload]
+
+
+_clients: dict[tuple[Any, ...], Any] = {}
+_lock = threading.Lock()
+
+
+def cached(
+    service: str,
+    *,
+    use: Use = "default",
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> Any:
+    """This process's client for ``service`` and ``use`` (built by :func:`client` on first use).
+
+    Clients are slow to build (a Lambda keeps one across invocations) and thread-safe; a forked
+    child never gets its parent's.
+    """
+    environment = tuple(os.environ.get(name) for name in _environment(service))
+    key = (os.getpid(), service, use, region, endpoint_url, environment)
+    found = _clients.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            if any(other[0] != key[0] for other in _clients):
+                _clients.clear()  # another process's (a fork not seen by the hook below)
+            found = _clients[key] = client(
+                service, use=use, region=region, endpoint_url=endpoint_url
+            )
+        return found
+
+
+def clear() -> None:
+    """Forget every cached client (the next :func:`cached` call builds a new one)."""
+    with _lock:
+        _clients.clear()
+
+
+def _environment(service: str) -> tuple[str, ...]:
+    return (*_ENVIRONMENT, f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}")
+
+
+def _after_fork_in_child() -> None:
+    """A child starts with no clients, and a free lock (another thread may have held the parent's
+    at the fork)."""
+    global _lock
+    _lock = threading.Lock()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -16,7 +16,7 @@ first receive in the DLQ is a peek: its ``first_seen`` is when someone first loo
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.core import limits
+from runner.core.batching import batched_by_size
 from runner.core.deadletter import FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
 from runner.errors import DlqError, WireError
 from runner.ops.sqs_sweep import Sweep
@@ -167,7 +167,7 @@ def redrive(
                 else:
                     targets.setdefault(target, []).append(letter)
             for target, letters in targets.items():
-                for chunk in _chunks(letters):
+                for chunk in batched_by_size(letters, _entry_bytes):
                     _move(sqs, sweep, target, chunk, result)
     for missing in sorted((wanted or set()) - matched):
         result.failed.append(NotMoved(missing, None, f"not in the dead-letter queue {dlq_url}"))
@@ -314,20 +314,9 @@ def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _chunks(letters: list[DeadLetter]) -> Iterator[list[DeadLetter]]:
-    """Groups for SendMessageBatch: at most 10 entries and 1 MiB of bodies and attributes."""
-    chunk: list[DeadLetter] = []
-    size = 0
-    for letter in letters:
-        item = len(letter.body.encode()) + _attributes_bytes(_kept(letter.message_attributes))
-        full = len(chunk) == limits.MAX_BATCH_MESSAGES
-        if chunk and (full or size + item > limits.MAX_BATCH_PAYLOAD_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(letter)
-        size += item
-    if chunk:
-        yield chunk
+def _entry_bytes(letter: DeadLetter) -> int:
+    """What one SendMessageBatch entry counts towards the 1 MiB: its body and attributes."""
+    return len(letter.body.encode()) + _attributes_bytes(_kept(letter.message_attributes))
 
 
 def _attributes_bytes(attributes: dict[str, Any]) -> int:

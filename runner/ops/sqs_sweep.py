@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runner.core import limits
+from runner.core.batching import batched
 
 #: Long polling asks every SQS server; a short poll may answer "empty" on a small queue.
 RECEIVE_WAIT_SECONDS = 1
@@ -61,10 +62,10 @@ class Sweep:
         """Make every held message visible again. Best effort: one not released reappears by
         itself when its visibility timeout ends."""
         handles = list(self.held.values())
-        for start in range(0, len(handles), limits.MAX_BATCH_MESSAGES):
+        for chunk in batched(handles):
             entries = [
                 {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                for i, handle in enumerate(handles[start : start + limits.MAX_BATCH_MESSAGES])
+                for i, handle in enumerate(chunk)
             ]
             with contextlib.suppress(ClientError, BotoCoreError):
                 self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)

@@ -19,15 +19,14 @@ which task ids were sent and which to send again (with the same ids).
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.core import aws, contracts, delays, limits
+from runner.core import aws, batching, contracts, delays, limits
 from runner.core.settings import (
     QUEUE_URL,
     RESULTS_BUCKET,
@@ -100,7 +99,7 @@ def enqueue(
     settings = _settings(queue_url, settings)
     call = Call(task_name, args, kwargs, countdown, task_id, idempotency_key)
     task_id, request = message_request(call, settings.queue_url, **_payload_options(settings))
-    client = client or _client(settings.region, settings.endpoint_url)
+    client = client or _sqs(settings)
     try:
         client.send_message(**request)
     except (ClientError, BotoCoreError) as error:
@@ -136,10 +135,11 @@ def enqueue_many(
             raise type(error)(f"call {index}: {error}") from None
     if not requests:
         return []
-    client = client or _client(settings.region, settings.endpoint_url)
+    client = client or _sqs(settings)
     results: dict[int, EnqueueResult] = {}
     failure: ClientError | BotoCoreError | None = None
-    for chunk in batches(requests):
+    sizes = [len(request["MessageBody"].encode()) for _, request in requests]
+    for chunk in batching.batched_by_size(range(len(requests)), sizes.__getitem__):
         if failure is None:
             try:
                 results.update(_send_batch(client, settings.queue_url, chunk, requests))
@@ -215,24 +215,6 @@ def message_request(
     return task_id, request
 
 
-def batches(requests: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[list[int]]:
-    """Indexes of ``requests`` grouped into batches SendMessageBatch accepts (count and bytes)."""
-    chunk: list[int] = []
-    size = 0
-    for index, (_, request) in enumerate(requests):
-        length = len(request["MessageBody"].encode())
-        if chunk and (
-            len(chunk) == limits.MAX_BATCH_MESSAGES
-            or size + length > limits.MAX_BATCH_PAYLOAD_BYTES
-        ):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(index)
-        size += length
-    if chunk:
-        yield chunk
-
-
 def _delay_seconds(call: Call, fifo: bool) -> int | None:
     countdown = call.countdown
     if not countdown:
@@ -295,20 +277,14 @@ def _payload_options(settings: ProducerSettings) -> dict[str, Any]:
     if bucket:
 
         def offload(task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> Any:
-            s3 = _s3(settings.region, settings.endpoint_url)
+            s3 = aws.cached("s3", region=settings.region, endpoint_url=settings.endpoint_url)
             return payloads.store(s3, bucket, task_id, args, kwargs)
 
         options["offload"] = offload
     return options
 
 
-@functools.lru_cache(maxsize=8)
-def _s3(region: str, endpoint_url: str | None) -> Any:
-    return aws.client("s3", region=region, endpoint_url=endpoint_url)
-
-
-@functools.lru_cache(maxsize=8)
-def _client(region: str, endpoint_url: str | None) -> Any:
-    """One SQS client per region and endpoint per process: clients are thread-safe, and slow
-    to build (a Lambda reuses it across invocations)."""
-    return aws.client("sqs", region=region, endpoint_url=endpoint_url)
+def _sqs(settings: ProducerSettings) -> Any:
+    """This process's SQS client for the settings' region and endpoint: clients are
+    thread-safe, and slow to build (a Lambda reuses it across invocations)."""
+    return aws.cached("sqs", region=settings.region, endpoint_url=settings.endpoint_url)

@@ -7,17 +7,14 @@ task module costs nothing and a missing variable fails with its name, not deep i
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
-import os
 import pkgutil
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import click
-from botocore.config import Config
 from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
@@ -125,8 +122,8 @@ class AppSettingsError(SettingsError, click.ClickException):
 
 class GalleyTask(Task):
     """Celery's Task, plus what Galley adds before the body runs: arguments sent through S3 are
-    read back (runner.wire.payloads), checked against ``input_model`` (runner.core.contracts), and a task
-    with an idempotency key runs its body once per key (runner.runtime.idempotency)."""
+    read back (runner.wire.payloads), checked against ``input_model`` (runner.core.contracts),
+    and a task with an idempotency key runs its body once per key (runner.runtime.idempotency)."""
 
     input_model: type[BaseModel] | None = None
     #: ``fn(*args, **kwargs) -> str``; a ``galley_idempotency_key`` header at enqueue wins.
@@ -171,8 +168,8 @@ class GalleyTask(Task):
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         """Celery has dispatched this run's callbacks and chain: a keyed run notes it in its key's
-        record, so duplicates do not dispatch theirs (runner.runtime.idempotency). A subclass overriding
-        this must call ``super().on_success(...)``."""
+        record, so duplicates do not dispatch theirs (runner.runtime.idempotency). A subclass
+        overriding this must call ``super().on_success(...)``."""
         idempotency.callbacks_dispatched(self)
 
 
@@ -196,9 +193,9 @@ class GalleyCelery(Celery):
 
     @property
     def galley_s3(self) -> Any:
-        """This process's S3 client (payloads): one per pid (pool children fork), short
-        timeouts (the worker's main thread uses it)."""
-        return _s3_client(os.getpid(), self.galley_settings.region)
+        """This process's S3 client for argument payloads (``aws.USES["payloads"]``: short
+        timeouts, the worker's main thread uses it); one per process (pool children fork)."""
+        return aws.cached("s3", use="payloads", region=self.galley_settings.region)
 
     def send_task(
         self, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
@@ -242,17 +239,6 @@ def _check_task_modules(names: list[str]) -> None:
             raise AppSettingsError(
                 f"{TASK_MODULES}: module {name!r} not found (is it installed, or on the path?)"
             )
-
-
-#: Short timeouts: a slow S3 must not stall a worker's main thread for minutes.
-S3_CONFIG = Config(
-    connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
-)
-
-
-@functools.cache
-def _s3_client(pid: int, region: str) -> Any:
-    return aws.client("s3", region=region, config=S3_CONFIG)
 
 
 def _message_bytes(name: str, args: Any, kwargs: Any, settings: WorkerSettings) -> int:

@@ -13,19 +13,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.config import Config
-
 from runner.core import aws
 from runner.worker import heartbeat
 from runner.worker.ledger import Action, Ledger
 from runner.worker.settler import Settler
 
 log = logging.getLogger(__name__)
-
-#: Settling calls: short timeouts; the settler retries on its own.
-SETTLE_CONFIG = Config(
-    connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
-)
 
 
 @dataclass(frozen=True)
@@ -59,14 +52,14 @@ class Custody:
         self.ledger = Ledger(options.visibility_timeout)
         self.settler = Settler(
             self.ledger,
-            aws.client("sqs", region=options.region, config=SETTLE_CONFIG),
+            aws.client("sqs", use="settle", region=options.region),
             lambda: self.options.dead_letter_url,
         )
         self.settler.start()
         self.beat: heartbeat.Beat | None = None
         if options.heartbeat:
             self.beat = heartbeat.Beat(
-                aws.client("sqs", region=options.region, config=heartbeat.CLIENT_CONFIG),
+                aws.client("sqs", use="heartbeat", region=options.region),
                 options.visibility_timeout,
                 self.ledger.by_queue,
                 extended=self.ledger.extended,

@@ -20,14 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.config import Config
-
-from runner.core import limits
+from runner.core.batching import batched
 
 log = logging.getLogger(__name__)
-
-#: Short timeouts: a beat that cannot reach SQS gives way to the next one.
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
 
 
 def extend(
@@ -41,8 +36,7 @@ def extend(
     receipt handles SQS extended, chunk by chunk."""
     extended = 0
     for queue, handles in by_queue.items():
-        for start in range(0, len(handles), limits.MAX_BATCH_MESSAGES):
-            chunk = handles[start : start + limits.MAX_BATCH_MESSAGES]
+        for chunk in batched(handles):
             entries = [
                 {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": visibility_timeout}
                 for i, h in enumerate(chunk)

@@ -1,7 +1,7 @@
 """The worker's task strategy: links checked before a job runs, and early jobs sent on, not kept.
 
-A job whose links Celery could not send after it ran (runner/settlement/links.py) is refused first: its
-FAILURE is stored and it is dead-lettered with the reason, before its body runs.
+A job whose links Celery could not send after it ran (runner/settlement/links.py) is refused
+first: its FAILURE is stored and it is dead-lettered with the reason, before its body runs.
 
 Long delays without holding: a message that arrives before its eta is sent on, not kept.
 

@@ -23,10 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runner.core import limits
+from runner.core import aws, limits
 from runner.worker.ledger import Entry, Ledger
 from runner.worker.settler import backoff
 
@@ -34,14 +33,8 @@ log = logging.getLogger(__name__)
 
 #: What each received message carries besides its body.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]
-#: Read timeout past the longest long poll: a silent connection is given up, never waited on.
-READ_TIMEOUT = limits.MAX_WAIT_TIME_SECONDS + 10
-#: Retries are this loop's own (with backoff), so botocore makes one attempt per call.
-CLIENT_CONFIG = Config(
-    connect_timeout=5,
-    read_timeout=READ_TIMEOUT,
-    retries={"mode": "standard", "max_attempts": 1},
-)
+#: Read timeout of the receive client (``aws.USES["receive"]``): past the longest long poll.
+READ_TIMEOUT = aws.RECEIVE_READ_TIMEOUT
 #: Errors that will not pass by themselves: logged as errors, naming what to fix.
 CONFIG_ERRORS = {
     "AWS.SimpleQueueService.NonExistentQueue": "the queue does not exist (GALLEY_QUEUE_URL)",

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from runner.core import limits
+from runner.core.batching import batched
 from runner.core.deadletter import dead_letter
 from runner.worker.ledger import Entry, Ledger
 
@@ -204,8 +204,7 @@ class Settler(threading.Thread):
         self, queue_url: str, entries: list[Entry], call: Callable[[str, list[Entry]], Any]
     ) -> list[Entry]:
         retry: list[Entry] = []
-        for start in range(0, len(entries), limits.MAX_BATCH_MESSAGES):
-            chunk = entries[start : start + limits.MAX_BATCH_MESSAGES]
+        for chunk in batched(entries):
             try:
                 response = call(queue_url, chunk)
             except Exception as error:

@@ -162,7 +162,7 @@ class Transport(SQSTransport):
         url = channel._new_queue(queue)
         self._consuming[queue] = channel
         thread = receiving.Receiver(
-            aws.client("sqs", region=self.region, config=receiving.CLIENT_CONFIG),
+            aws.client("sqs", use="receive", region=self.region),
             url,
             self.galley.ledger,
             lambda received: self._arrive(queue, received),

@@ -1,0 +1,174 @@
+"""runner.core.aws: each use's timeouts and retries, and one cached client per process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.config import Config
+
+from runner.core import aws, limits
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No client is cached before or after a test; no endpoint comes from the environment."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SQS", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    aws.clear()
+    yield
+    aws.clear()
+
+
+#: use -> (connect timeout, read timeout, total attempts, retry mode or None when not set).
+EXPECTED: dict[aws.Use, tuple[float, float, int, str | None]] = {
+    "default": (60, 60, 6, "standard"),  # botocore's timeouts; 5 retries
+    "payloads": (5, 30, 4, "standard"),
+    "receive": (5, limits.MAX_WAIT_TIME_SECONDS + 10, 2, "standard"),
+    "settle": (5, 10, 3, "standard"),
+    "heartbeat": (5, 10, 3, None),
+    "checks": (5, 10, 3, "standard"),
+    "consumer": (2, 5, 3, "standard"),
+}
+
+
+def test_every_use_is_documented_here() -> None:
+    assert set(EXPECTED) == set(aws.USES)
+
+
+@pytest.mark.parametrize("use", sorted(EXPECTED))
+def test_each_use_has_its_timeouts_and_retries(use: aws.Use) -> None:
+    connect, read, attempts, mode = EXPECTED[use]
+    for built in (aws.client("sqs", use=use, region=REGION), aws.cached("s3", use=use)):
+        config = built.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (connect, read)
+        assert config.retries["total_max_attempts"] == attempts
+        if mode is not None:
+            assert config.retries["mode"] == mode
+
+
+def test_the_receive_read_timeout_outlasts_the_longest_long_poll() -> None:
+    assert aws.RECEIVE_READ_TIMEOUT > limits.MAX_WAIT_TIME_SECONDS
+    built = aws.client("sqs", use="receive", region=REGION)
+    assert built.meta.config.read_timeout == aws.RECEIVE_READ_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("use", "before"),
+    [
+        # What each caller passed as ``config=`` before the uses existed.
+        ("default", None),
+        (
+            "payloads",
+            Config(
+                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+            ),
+        ),
+        (
+            "receive",
+            Config(
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"mode": "standard", "max_attempts": 1},
+            ),
+        ),
+        (
+            "settle",
+            Config(
+                connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
+            ),
+        ),
+        ("heartbeat", Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})),
+    ],
+)
+def test_a_use_builds_what_its_caller_built_before(use: aws.Use, before: Config | None) -> None:
+    old = aws.client("sqs", region=REGION, config=before).meta.config
+    new = aws.client("sqs", use=use, region=REGION).meta.config
+    for name in ("connect_timeout", "read_timeout", "retries", "max_pool_connections"):
+        assert getattr(new, name) == getattr(old, name), name
+
+
+def test_an_explicit_config_is_laid_over_the_use() -> None:
+    built = aws.client("sqs", use="settle", region=REGION, config=Config(read_timeout=3))
+    assert (built.meta.config.connect_timeout, built.meta.config.read_timeout) == (5, 3)
+    assert built.meta.config.retries["total_max_attempts"] == 3
+
+
+def test_explicit_region_and_endpoint_win() -> None:
+    built = aws.client("sqs", region="ap-south-1", endpoint_url="http://127.0.0.1:1")
+    assert built.meta.region_name == "ap-south-1"
+    assert built.meta.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_client_builds_a_new_client_each_call() -> None:
+    assert aws.client("sqs", region=REGION) is not aws.client("sqs", region=REGION)
+
+
+def test_cached_gives_one_client_per_process_and_key() -> None:
+    first = aws.cached("sqs", use="settle", region=REGION)
+    assert aws.cached("sqs", use="settle", region=REGION) is first
+    assert aws.cached("sqs", use="heartbeat", region=REGION) is not first
+    assert aws.cached("sqs", use="settle", region="us-east-1") is not first
+    assert aws.cached("s3", use="settle", region=REGION) is not first
+    other = aws.cached("sqs", use="settle", region=REGION, endpoint_url="http://127.0.0.1:1")
+    assert other is not first
+    assert other.meta.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_a_changed_environment_gets_a_new_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = aws.cached("sqs", region=REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:2")
+    moved = aws.cached("sqs", region=REGION)
+    assert moved is not first
+    assert moved.meta.endpoint_url == "http://127.0.0.1:2"
+    assert aws.cached("sqs", region=REGION) is moved
+
+
+def test_another_pid_gets_its_own_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose pid changed without the fork hook (simulated) builds its own, and drops
+    the clients of the pid before."""
+    parent = aws.cached("sqs", region=REGION)
+    pid = os.getpid()
+    monkeypatch.setattr(aws.os, "getpid", lambda: pid + 1)
+    child = aws.cached("sqs", region=REGION)
+    assert child is not parent
+    assert aws.cached("sqs", region=REGION) is child
+    assert all(key[0] == pid + 1 for key in aws._clients)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() in a threaded process (3.12+)
+def test_a_forked_child_never_reuses_its_parents_client() -> None:
+    parent = aws.cached("sqs", region=REGION)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        verdict = b"?"
+        try:
+            empty = not aws._clients  # emptied by the fork hook
+            mine = aws.cached("sqs", region=REGION)
+            again = aws.cached("sqs", region=REGION)
+            verdict = b"1" if empty and mine is not parent and again is mine else b"0"
+        finally:
+            os.write(write, verdict)
+            os._exit(0)
+    os.close(write)
+    try:
+        answer = os.read(read, 1)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert aws.cached("sqs", region=REGION) is parent  # the parent keeps its own
+
+
+def test_clear_forgets_every_client() -> None:
+    first: Any = aws.cached("sqs", region=REGION)
+    aws.clear()
+    assert aws.cached("sqs", region=REGION) is not first

@@ -17,94 +17,45 @@ it had not settled. Each record runs within the invocation's remaining time less
 ``GALLEY_LAMBDA_RESERVE_SECONDS``: it is not started without time left, and a task still running
 when its budget is spent is stopped (SIGALRM raises :class:`InvocationEnding` inside it), left
 unsettled and reported as a batch item failure, as is every record after it.
+
+This module is the batch loop and the run of one record; budget.py holds the time budget and
+settle.py the outcomes and the writes that settle a record (backend, dead letters, hops, deletes).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from types import FrameType
-from typing import Any, Literal
+from typing import Any
 
-from botocore.config import Config
 from celery import Celery, states
 from celery.app.task import Context
 from celery.app.trace import trace_task
-from celery.exceptions import InvalidTaskError, NotRegistered, Reject
+from celery.exceptions import Reject
 
 from runner.core import aws
-from runner.core.deadletter import dead_letter
-from runner.core.settings import ConsumerSettings, queue_name_from_url
+from runner.core.settings import ConsumerSettings
+from runner.lambdas import settle
+from runner.lambdas.budget import MAX_BUDGET_SECONDS, Budget, InvocationEnding, time_limit
+from runner.lambdas.settle import Action, Outcome
 from runner.runtime import publish
 from runner.settlement import links, rules
 from runner.wire import codec, payloads
 
+__all__ = [
+    "MAX_BUDGET_SECONDS",
+    "Action",
+    "Budget",
+    "Consumer",
+    "InvocationEnding",
+    "Outcome",
+]
+
 log = logging.getLogger(__name__)
 
-Action = Literal["acked", "dead-lettered", "deferred", "expired", "retry-later", "not-started"]
-
-#: Settling must fit in the reserve the invocation keeps: short timeouts, few attempts.
-SQS_CONFIG = Config(
-    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
-)
 #: Celery states after which a record is acknowledged.
 _RAN = (states.SUCCESS, states.RETRY, states.IGNORED)
-
-
-class InvocationEnding(BaseException):
-    """Raised inside a running task when its record's time budget is spent.
-
-    A BaseException, so neither the task's ``except Exception`` nor Celery's tracer records it
-    as the task's failure: the tracer re-raises it, the job stays STARTED, and the record is
-    reported for redelivery.
-    """
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one record."""
-
-    message_id: str
-    action: Action
-    task_id: str | None = None
-    reason: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        """Reported in batchItemFailures: SQS will deliver it again."""
-        return self.action in ("retry-later", "not-started")
-
-
-class Budget:
-    """The invocation's time, less the reserve kept for settling and answering."""
-
-    def __init__(self, context: Any, reserve_seconds: float) -> None:
-        self.context = context
-        self.reserve_seconds = reserve_seconds
-        #: Set once a task was stopped at the budget: no further record starts.
-        self.spent = False
-
-    def remaining(self) -> float | None:
-        """Seconds a record may still run; None without a Lambda context (no limit)."""
-        getter = getattr(self.context, "get_remaining_time_in_millis", None)
-        if getter is None:
-            return None
-        try:
-            seconds = float(getter()) / 1000 - self.reserve_seconds
-        except Exception:
-            log.exception("could not read the invocation's remaining time")
-            return None
-        if not math.isfinite(seconds):  # NaN or infinite: no budget we can keep to
-            log.error("the invocation's remaining time is %r: not enforced", seconds)
-            return None
-        return min(seconds, MAX_BUDGET_SECONDS)
 
 
 class Consumer:
@@ -121,7 +72,7 @@ class Consumer:
     ) -> None:
         self.app = app
         self.settings = settings
-        self.sqs = sqs or aws.client("sqs", region=settings.region, config=SQS_CONFIG)
+        self.sqs = sqs or aws.client("sqs", region=settings.region, use="consumer")
         self.clock = clock
         self.hostname = f"galley@{hostname}"
         app.loader.import_default_modules()
@@ -232,7 +183,7 @@ class Consumer:
         seconds = budget.remaining() if budget is not None else None
         traced: tuple[Any, ...] | None = None
         try:
-            with _time_limit(seconds):
+            with time_limit(seconds):
                 traced = trace_task(
                     self.app.tasks[message.task],
                     message.id,
@@ -324,22 +275,13 @@ class Consumer:
         request.update(message.embed or {})  # callbacks, errbacks, chain, chord (as Celery)
         return request
 
-    # --- settling ---
+    # --- settling (runner.lambdas.settle) ---
 
     def _store_failure(self, message: codec.TaskMessage, reason: str) -> None:
-        """The FAILURE result of a job refused before it ran."""
-        known = message.task in self.app.tasks
-        exc = InvalidTaskError(reason) if known else NotRegistered(message.task)
-        try:
-            self.app.backend.mark_as_failure(message.id, exc, request=self._unrun(message))
-        except Exception:  # the dead letter still carries the job and the reason
-            log.exception("could not record the failure of %s", message.id)
+        settle.store_failure(self.app, message, reason, lambda: self._unrun(message))
 
     def _store_revoked(self, message: codec.TaskMessage) -> None:
-        try:
-            self.app.backend.mark_as_revoked(message.id, "expired", request=self._unrun(message))
-        except Exception:  # expired either way; only its REVOKED state is missing
-            log.exception("could not record %s as expired", message.id)
+        settle.store_revoked(self.app, message, lambda: self._unrun(message))
 
     def _unrun(self, message: codec.TaskMessage) -> Context:
         """The request of a job that did not run, for the result backend: Celery's backend reads
@@ -350,56 +292,19 @@ class Consumer:
     def _defer(
         self, record: dict[str, Any], source: str, message: codec.TaskMessage, hop: int
     ) -> Outcome:
-        try:
-            self.sqs.send_message(QueueUrl=source, MessageBody=record["body"], DelaySeconds=hop)
-        except Exception as error:  # SQS delivers the original again after its visibility
-            reason = f"defer failed: {rules.describe(error)}"
-            return Outcome(record["messageId"], "retry-later", message.id, reason)
-        return Outcome(record["messageId"], "deferred", message.id, f"due in {hop}s or more")
+        return settle.defer(self.sqs, record, source, message.id, hop)
 
     def _dead_letter(
         self, record: dict[str, Any], source: str, task_id: str | None, reason: str
     ) -> Outcome:
-        message_id = record["messageId"]
-        reason = rules.clean_reason(reason)
-        if not self.settings.dlq_url:
-            return Outcome(message_id, "retry-later", task_id, reason + " (no GALLEY_DLQ_URL)")
-        try:
-            dead_letter(
-                self.sqs, self.settings.dlq_url, record["body"], reason=reason, source_queue=source
-            )
-        except Exception as error:  # leave it to the queue's redrive policy
-            sent = f"{reason}; DLQ send: {rules.describe(error)}"
-            return Outcome(message_id, "retry-later", task_id, sent)
-        return Outcome(message_id, "dead-lettered", task_id, reason)
+        dlq_url = self.settings.dlq_url
+        return settle.dead_letter_record(self.sqs, dlq_url, record, source, task_id, reason)
 
     def _delete(self, record: dict[str, Any], outcome: Outcome) -> None:
-        """Delete a settled record from its queue now, not when the batch returns.
-
-        A delete that fails is logged and the record still counts as settled: reporting it
-        would bring it back and run (or dead-letter, or hop) it a second time for sure, while
-        the event source mapping deletes it anyway when this invocation returns.
-        """
-        receipt = record.get("receiptHandle")
-        if not isinstance(receipt, str) or not receipt:
-            log.warning(
-                "message %s has no receiptHandle: deleted when the batch returns",
-                outcome.message_id,
-            )
-            return
-        try:
-            self.sqs.delete_message(QueueUrl=self._source(record), ReceiptHandle=receipt)
-        except Exception as error:
-            log.warning(
-                "message %s is %s but could not be deleted (%s); the event source mapping "
-                "deletes it when the batch returns",
-                outcome.message_id,
-                outcome.action,
-                rules.describe(error),
-            )
+        settle.delete_record(self.sqs, self._source(record), record, outcome)
 
     def _source(self, record: dict[str, Any]) -> str:
-        return _queue_url_from_arn(record.get("eventSourceARN"), self.settings.queue_url)
+        return settle.queue_url_from_arn(record.get("eventSourceARN"), self.settings.queue_url)
 
     def _log(self, outcome: Outcome) -> None:
         level = logging.INFO if outcome.action in ("acked", "deferred") else logging.WARNING
@@ -437,54 +342,3 @@ def _describe_value(value: Any) -> str:
     if isinstance(value, BaseException):
         return rules.describe(value)
     return f"{type(value).__name__}: {rules.safe_repr(value, 1000)}"
-
-
-def _queue_url_from_arn(arn: Any, default: str) -> str:
-    """The queue a record came from, as a URL on the same endpoint as ``default``."""
-    if not isinstance(arn, str) or not arn.startswith("arn:"):
-        return default
-    name = arn.rsplit(":", 1)[-1]
-    if not name or name == queue_name_from_url(default):
-        return default
-    return default.rsplit("/", 1)[0] + "/" + name
-
-
-# --- the time budget ---
-
-
-#: Longest budget a record gets: a Lambda invocation lasts at most 15 minutes.
-MAX_BUDGET_SECONDS = 15 * 60
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`InvocationEnding` in this (the main) thread after ``seconds``.
-
-    SIGALRM reaches only the main thread, where Lambda runs the handler; elsewhere, or without a
-    budget, nothing is enforced. An alarm already set (a test runner's timeout) is put back.
-    """
-    if seconds is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    armed = True
-
-    def expire(signum: int, frame: FrameType | None) -> None:
-        nonlocal armed
-        if armed:  # once, and never while leaving
-            armed = False
-            raise InvocationEnding(f"time budget of {seconds:.1f}s spent")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    before, interval = signal.getitimer(signal.ITIMER_REAL)
-    started = time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
-    try:
-        yield
-    finally:
-        armed = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
-        if before:
-            left = max(before - (time.monotonic() - started), 0.001)
-            signal.setitimer(signal.ITIMER_REAL, left, interval)

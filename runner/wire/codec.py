@@ -15,15 +15,14 @@ A task call travels in three layers, each reproduced exactly:
 
 :func:`build` mirrors ``app.send_task(...)``; :func:`encode_message` gives the ``MessageBody``;
 :func:`decode` reads one back (kombu's or Galley's, base64 or plain) or raises :class:`WireError`.
+
+This module is layer 1 (the task message: :class:`TaskMessage`, :func:`build`) and the public
+face; layers 2 and 3 (kombu's envelope, the SQS base64) are in :mod:`runner.wire.kombu_envelope`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
-import re
 import socket
 import threading
 import uuid
@@ -32,15 +31,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runner.errors import KombuJSONError, WireError
-from runner.wire import kombu_json
+from runner.errors import WireError
+from runner.wire import kombu_envelope, kombu_json
+from runner.wire.kombu_envelope import (
+    BODY_ENCODING,
+    CONTENT_ENCODING,
+    JSON_CONTENT_TYPE,
+    PICKLE_CONTENT_TYPE,
+)
 from runner.wire.saferepr import saferepr
 
-JSON_CONTENT_TYPE = "application/json"
-PICKLE_CONTENT_TYPE = "application/x-python-serialize"
-CONTENT_ENCODING = "utf-8"
-#: kombu's virtual channel encodes every body with this codec (``Channel.body_encoding``).
-BODY_ENCODING = "base64"
+__all__ = [
+    "BODY_ENCODING",
+    "CONTENT_ENCODING",
+    "JSON_CONTENT_TYPE",
+    "PERSISTENT_DELIVERY_MODE",
+    "PICKLE_CONTENT_TYPE",
+    "REPR_MAXLEVELS",
+    "REPR_MAXSIZE",
+    "TaskMessage",
+    "build",
+    "decode",
+    "encode",
+    "encode_message",
+    "envelope",
+    "saferepr",
+]
+
 #: ``kombu.entity.PERSISTENT_DELIVERY_MODE``, Celery's ``task_default_delivery_mode``.
 PERSISTENT_DELIVERY_MODE = 2
 #: ``celery.app.amqp.AMQP.argsrepr_maxsize`` / ``kwargsrepr_maxsize`` and the default of
@@ -48,8 +65,6 @@ PERSISTENT_DELIVERY_MODE = 2
 REPR_MAXSIZE = 1024
 REPR_MAXLEVELS = 3
 
-#: kombu's ``Channel.B64_REGEX``: what the SQS transport tries to base64-decode.
-_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _NODE_ID = uuid.uuid4().int
 
 
@@ -232,18 +247,14 @@ def encode_message(message: TaskMessage, *, sqs_base64: bool = True) -> str:
         raise TypeError(
             f"task {message.task!r}: arguments are not JSON-serialisable: {error}"
         ) from None
-    body: str = body_text
-    if message.properties.get("body_encoding") == BODY_ENCODING:
-        body = base64.b64encode(body_text.encode()).decode()
-    envelope = {
-        "body": body,
-        "content-encoding": message.content_encoding,
-        "content-type": message.content_type,
-        "headers": message.headers,
-        "properties": message.properties,
-    }
-    text = kombu_json.dumps(envelope)
-    return base64.b64encode(text.encode()).decode() if sqs_base64 else text
+    return kombu_envelope.wrap(
+        body_text,
+        headers=message.headers,
+        properties=message.properties,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        sqs_base64=sqs_base64,
+    )
 
 
 def encode(
@@ -264,10 +275,9 @@ def encode(
 
 def decode(message_body: str | bytes) -> TaskMessage:
     """Read an SQS ``MessageBody`` (base64 or plain JSON) into a :class:`TaskMessage`."""
-    envelope = _envelope(_outer_text(message_body))
+    envelope = kombu_envelope.read(message_body)
     headers, properties = envelope["headers"], envelope["properties"]
-    _check_content(envelope, headers)
-    body = _loads(_body_text(envelope["body"], properties), "message body")
+    body = kombu_envelope.loads(kombu_envelope.body_text(envelope), "message body")
     task, task_id = _task_and_id(headers, body)
     args, kwargs, embed = _split_body(body)
     for name in ("eta", "expires"):
@@ -288,72 +298,7 @@ def decode(message_body: str | bytes) -> TaskMessage:
 def envelope(message_body: str | bytes) -> dict[str, Any]:
     """The kombu envelope of a message :func:`decode` reads, as a dict of its own: what kombu's
     transport hands to its consumers."""
-    return _envelope(_outer_text(message_body))
-
-
-def _outer_text(message_body: str | bytes) -> str:
-    raw = message_body.encode() if isinstance(message_body, str) else bytes(message_body)
-    candidate = raw.strip()
-    if not candidate:
-        raise WireError("message body is empty")
-    if candidate.startswith(b"{"):
-        return _utf8(candidate, "message body")
-    if not _B64.fullmatch(candidate.decode("latin-1")):
-        raise WireError("message body is neither base64 nor a JSON object")
-    try:
-        decoded = base64.b64decode(candidate, validate=True)
-    except (binascii.Error, ValueError):
-        raise WireError("message body is not valid base64") from None
-    return _utf8(decoded, "base64-decoded message body")
-
-
-def _utf8(data: bytes, what: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WireError(f"{what} is not UTF-8 text") from None
-
-
-def _envelope(text: str) -> dict[str, Any]:
-    envelope = _loads(text, "kombu envelope")
-    if not isinstance(envelope, dict):
-        raise WireError(f"kombu envelope is a JSON {type(envelope).__name__}, not an object")
-    missing = [k for k in ("body", "properties") if k not in envelope]
-    if missing:
-        raise WireError(f"JSON object is not a kombu message: no {' or '.join(map(repr, missing))}")
-    envelope.setdefault("headers", {})
-    for key in ("headers", "properties"):
-        if not isinstance(envelope[key], dict):
-            raise WireError(f"kombu envelope field {key!r} is not an object")
-    return envelope
-
-
-def _check_content(envelope: dict[str, Any], headers: dict[str, Any]) -> None:
-    content_type = envelope.get("content-type")
-    if content_type == PICKLE_CONTENT_TYPE:
-        raise WireError(f"unsupported content-type {content_type!r} (pickle is refused; JSON only)")
-    if content_type != JSON_CONTENT_TYPE:
-        raise WireError(f"unsupported content-type {content_type!r} (only {JSON_CONTENT_TYPE!r})")
-    encoding = envelope.get("content-encoding")
-    if not isinstance(encoding, str) or encoding.lower() != CONTENT_ENCODING:
-        raise WireError(f"unsupported content-encoding {encoding!r} (only 'utf-8')")
-    if headers.get("compression"):
-        raise WireError(f"compressed body ({headers['compression']!r}) is not supported")
-
-
-def _body_text(body: Any, properties: dict[str, Any]) -> str:
-    body_encoding = properties.get("body_encoding")
-    if not isinstance(body, str):
-        raise WireError(f"kombu envelope 'body' is a {type(body).__name__}, not a string")
-    if body_encoding in (None, "utf-8"):
-        return body
-    if body_encoding != BODY_ENCODING:
-        raise WireError(f"unsupported body_encoding {body_encoding!r} (only 'base64')")
-    try:
-        decoded = base64.b64decode(body.encode(), validate=True)
-    except (binascii.Error, ValueError):
-        raise WireError("message body says body_encoding 'base64' but is not base64") from None
-    return _utf8(decoded, "task body")
+    return kombu_envelope.read(message_body)
 
 
 def _task_and_id(headers: dict[str, Any], body: Any) -> tuple[str, str]:
@@ -392,16 +337,3 @@ def _parse_time(headers: Mapping[str, Any], name: str) -> datetime | None:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise WireError(f"header {name!r} is not an ISO 8601 datetime: {value!r}") from None
-
-
-def _loads(text: str, what: str) -> Any:
-    try:
-        return json.loads(text, object_hook=kombu_json.object_hook)
-    except json.JSONDecodeError as error:
-        raise WireError(f"{what} is not JSON: {error.msg} at position {error.pos}") from None
-    except KombuJSONError as error:
-        raise WireError(str(error)) from None
-    except RecursionError:
-        raise WireError(f"{what} is nested too deeply to read") from None
-    except ValueError as error:  # e.g. an integer past Python's 4300-digit conversion limit
-        raise WireError(f"{what} cannot be read: {error}") from None

@@ -32,9 +32,9 @@ EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 # --- fixtures ---
-# The example tasks are bound to the module-level `runner.runtime.app.app`, which configures itself once
-# per process; so the consumer tests (and test_consumer_fuzz, test_lambda_handlers, which import
-# these helpers) share one stack, configured once, isolated by task ids.
+# The example tasks are bound to the module-level `runner.runtime.app.app`, which configures
+# itself once per process; so the consumer tests (and test_consumer_fuzz, test_lambda_handlers,
+# which import these helpers) share one stack, configured once, isolated by task ids.
 
 _SHARED: dict[str, Any] = {}
 
@@ -700,7 +700,7 @@ def test_a_task_that_exits_is_handed_back_and_the_batch_goes_on(
 def test_the_time_limit_puts_back_an_alarm_set_before_it() -> None:
     import signal
 
-    from runner.lambdas.records import InvocationEnding, _time_limit
+    from runner.lambdas.budget import InvocationEnding, time_limit
 
     # GIVEN an alarm of someone else's (a test runner's timeout) due in 30 s
     fired: list[int] = []
@@ -714,7 +714,7 @@ def test_the_time_limit_puts_back_an_alarm_set_before_it() -> None:
     try:
         # WHEN a task blocks past its 0.2 s budget
         started = time.monotonic()
-        with pytest.raises(InvocationEnding), _time_limit(0.2):
+        with pytest.raises(InvocationEnding), time_limit(0.2):
             threading.Event().wait(5)  # stands for a task blocked on I/O
         # THEN it was stopped at its budget
         assert 0.15 < time.monotonic() - started < 2

@@ -1,5 +1,5 @@
-"""runner.runtime.idempotency on a moto server: a task's effect runs once per key, and every caller gets
-the first run's result — through Celery's tracer (eager) and from racing threads."""
+"""runner.runtime.idempotency on a moto server: a task's effect runs once per key, and every
+caller gets the first run's result — through Celery's tracer (eager) and from racing threads."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(autouse=True)
 def fresh_client() -> Iterator[None]:
-    """run_once's default S3 client is built once per process: from this test's environment."""
-    idempotency._s3_client.cache_clear()
+    """run_once's default S3 client is cached per process: built from this test's environment."""
+    aws.clear()
     yield
-    idempotency._s3_client.cache_clear()
+    aws.clear()
 
 
 def effects(stack: embedded.LocalResources, job: str) -> list[str]:

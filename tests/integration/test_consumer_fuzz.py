@@ -1,6 +1,6 @@
 """The Lambda consumer's whole decode -> settle path, fuzzed, on a moto server with the real app.
 
-Bodies come from the generators of tests/unit/test_settlement.py (bytes, text, JSON, base64,
+Bodies come from the generators of tests/unit/settlement/test_rules.py (bytes, text, JSON, base64,
 mutated kombu envelopes), made valid SQS text, really sent to a queue and received from it, then
 handled as one Lambda batch. Every record must get exactly one outcome, and the queues must show
 it: a settled record's message is deleted, a dead-lettered one is on the DLQ with its reason.
@@ -28,7 +28,7 @@ from runner.local.process import wait_for
 from runner.wire import codec
 from tests import support
 from tests.integration.test_consumer import Deadline, record, shared_app, shared_stack
-from tests.unit.test_settlement import (
+from tests.unit.settlement.test_rules import (
     NOW,
     QUEUE,
     kombu_envelopes,

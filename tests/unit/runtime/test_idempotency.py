@@ -1,5 +1,6 @@
-"""runner.runtime.idempotency on in-process moto (S3 only): the claim/complete/release state machine,
-lease takeover, races between threads, key functions and headers, and a real Celery task."""
+"""runner.runtime.idempotency on in-process moto (S3 only): the claim/complete/release state
+machine, lease takeover, races between threads, key functions and headers, and a real Celery
+task."""
 
 from __future__ import annotations
 
@@ -523,7 +524,7 @@ def eager(s3: Any, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
 
     from runner.runtime.app import GalleyTask
 
-    monkeypatch.setattr(idempotency, "_s3_client", lambda pid: s3)
+    monkeypatch.setattr(idempotency.task, "_s3", lambda: s3)
     celery = Celery("idem-callbacks", set_as_current=False)
     celery.conf.update(s3_bucket=BUCKET, task_always_eager=True, task_time_limit=30)
     runs: list[str] = []
@@ -593,7 +594,7 @@ def test_a_record_that_cannot_be_marked_costs_a_second_dispatch_not_the_task(
         raise IdempotencyError("cannot write s3://...: 503")
 
     # GIVEN S3 refuses the note that the callbacks went out
-    monkeypatch.setattr(idempotency, "mark_callbacks_sent", unreachable)
+    monkeypatch.setattr(idempotency.task, "mark_callbacks_sent", unreachable)
     # WHEN the first run and a duplicate run with links
     first = charge.apply(args=[2], link=receipt.s())
     again = charge.apply(args=[2], link=receipt.s())

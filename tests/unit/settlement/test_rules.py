@@ -284,7 +284,7 @@ def test_settlement_imports_only_the_light_core() -> None:
         " 'runner.worker', 'runner.lambdas')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root
     ).stdout

@@ -1,1 +1,5 @@
-"""TODO"""
+"""The ``galley`` command: parses, calls the library, formats. No logic of its own.
+
+- main.py: ``galley`` and its commands (local, enqueue, result, doctor, demo, ...);
+- dlq.py: ``galley dlq``.
+"""

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# pip's output goes here, not to the terminal; its tail is printed if an install fails.
+INSTALL_LOG := $(VENV)/install.log
 PYTEST_ARGS ?=
 # Template tools live in venvs of their own: their pins conflict with moto's and each other's.
 TOOLS  ?= .venv-tools
@@ -11,12 +13,16 @@ CHECKOV_VERSION := 3.3.30
 SAM     := $(TOOLS)/sam/bin/sam
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 
+# $(call logged,LOG,COMMAND): run COMMAND with its output appended to LOG; if it fails, print
+# the last lines of LOG and stop.
+logged = $(2) >> $(1) 2>&1 || { echo "failed: $(2); last lines of $(1):"; tail -n 40 $(1); exit 1; }
+
 .PHONY: help install tools demo test unit lint format bench chaos requirements clean
 
 help:
 	@echo "make demo    start a local stack, run the example jobs, show results, stop"
 	@echo "make test    lint + the whole suite (unit, integration, e2e)"
-	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make lint    ruff check, ruff format --check, mypy, lint-imports (the tiers' contract)"
 	@echo "make tools   sam CLI and checkov in venvs of their own (make test needs them)"
 	@echo "make bench   benchmarks under tests/perf (printed, not asserted)"
 	@echo "make chaos   the chaos suite with N = 10,000 jobs (make test runs N = 300)"
@@ -25,21 +31,27 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Galley needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@echo "installing into $(VENV); pip's output: $(INSTALL_LOG)"
+	@: > $(INSTALL_LOG)
+	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install --upgrade pip)
+	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install -c constraints.txt -e '.[dev]')
 	touch $(STAMP)
 
 install: $(STAMP)
 
 $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
-	$(TOOLS)/sam/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	@echo "installing aws-sam-cli into $(TOOLS)/sam; pip's output: $(TOOLS)/sam/install.log"
+	@: > $(TOOLS)/sam/install.log
+	@$(call logged,$(TOOLS)/sam/install.log,$(TOOLS)/sam/bin/python -m pip install --upgrade pip)
+	@$(call logged,$(TOOLS)/sam/install.log,$(TOOLS)/sam/bin/python -m pip install aws-sam-cli==$(SAM_CLI_VERSION))
 
 $(CHECKOV):
 	$(PYTHON) -m venv $(TOOLS)/checkov
-	$(TOOLS)/checkov/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	@echo "installing checkov into $(TOOLS)/checkov; pip's output: $(TOOLS)/checkov/install.log"
+	@: > $(TOOLS)/checkov/install.log
+	@$(call logged,$(TOOLS)/checkov/install.log,$(TOOLS)/checkov/bin/python -m pip install --upgrade pip)
+	@$(call logged,$(TOOLS)/checkov/install.log,$(TOOLS)/checkov/bin/python -m pip install checkov==$(CHECKOV_VERSION))
 
 tools: $(SAM) $(CHECKOV)
 
@@ -56,6 +68,7 @@ lint: install
 	$(BIN)/ruff check runner tasks tests
 	$(BIN)/ruff format --check runner tasks tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format runner tasks tests

@@ -1,4 +1,5 @@
-"""runner.producer.sender on a moto server: boto3 only, and a stock `celery worker` runs what it sends."""
+"""runner.producer.sender on a moto server: boto3 only, and a stock `celery worker` runs what it
+sends."""
 
 from __future__ import annotations
 
@@ -249,7 +250,7 @@ def test_oversize_message_is_refused_before_sending(
     ):
         sender.enqueue(TASK, ["x" * (fits + 1)])
     assert support.queue_depth(attach, attach.queue_url) == 1
-    # AND the usable argument size is the ~0.55 x the limit DESIGN.md states
+    # AND the usable argument size is ~0.55 x the limit (runner/wire/payloads.py says why)
     assert 0.5 < fits / limits.MAX_MESSAGE_BYTES < 0.6
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Task
 
+from runner import app
 from runner.core import aws
-from runner.runtime.app import app
 
 #: Records per output object; progress is reported after each chunk.
 CHUNK_SIZE = 25

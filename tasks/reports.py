@@ -7,8 +7,8 @@ import io
 import json
 from typing import Any
 
+from runner import app
 from runner.core import aws
-from runner.runtime.app import app
 from tasks import schemas
 
 

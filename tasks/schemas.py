@@ -1,5 +1,6 @@
 """Input models of the typed tasks. Imports pydantic only: producers load this module without
-loading the tasks (see runner/core/contracts.py). List every model in SCHEMAS under its task name."""
+loading the tasks (see runner/core/contracts.py). List every model in SCHEMAS under its task
+name."""
 
 from __future__ import annotations
 

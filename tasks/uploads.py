@@ -6,8 +6,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from runner import app
 from runner.core import aws
-from runner.runtime.app import app
 
 PUBLISHED_PREFIX = "published/"
 

@@ -13,8 +13,8 @@ any hypothesis strategy::
     def test_something(item: Garbage) -> None: ...
 
 The kinds (:data:`KINDS`): bytes read as text, plain text, arbitrary JSON, base64 of arbitrary
-JSON, kombu envelopes (runner.wire.codec.build/encode_message) with headers or embed fields set to any
-JSON value, envelopes whose body is not a 3-element array, a 5000-digit integer argument, lone
+JSON, kombu envelopes (runner.wire.codec.build/encode_message) with headers or embed fields set to
+any JSON value, envelopes whose body is not a 3-element array, a 5000-digit integer argument, lone
 surrogates (JSON-escaped, or raw: SQS refuses those), unknown task names, and pickle
 content-type. Envelopes name ``task`` (a task the worker knows) unless the kind is about the
 name: a mutated envelope may still be a runnable job, and run.

@@ -18,7 +18,8 @@ from runner.errors import WaitTimeout
 def wait_for(
     condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = ""
 ) -> None:
-    """Poll ``condition`` until it is true; raise WaitTimeout (a TimeoutError) naming ``what`` at the deadline."""
+    """Poll ``condition`` until it is true; at the deadline raise WaitTimeout (a TimeoutError)
+    naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         if condition():

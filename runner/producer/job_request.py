@@ -27,7 +27,7 @@ class JobRequest(BaseModel):
     #: "jobs": the Lambda consumer's queue; "long": the Fargate workers' queue.
     queue: Literal["jobs", "long"] = "jobs"
     countdown: float | None = Field(default=None, ge=0)
-    #: Duplicate requests with the same key run the task's body once (runner/runtime/idempotency.py).
+    #: Duplicate requests with the same key run the task's body once (runner.runtime.idempotency).
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=512)
 
 

@@ -1,8 +1,8 @@
 """What to do with a received SQS message before any task code runs: the settlement verdict.
 
 Both runtimes ask :func:`judge` about every message they receive — the Lambda consumer
-(runner/lambdas/records.py) and the Celery worker — so a message is refused, expired, deferred or run
-by the same rules wherever it lands:
+(runner/lambdas/records.py) and the Celery worker — so a message is refused, expired, deferred or
+run by the same rules wherever it lands:
 
 - undecodable (anything :func:`runner.wire.codec.decode` cannot read) -> ``dead-letter``;
 - a task this process does not know -> ``dead-letter``;

@@ -56,7 +56,7 @@ def test_random_bodies_are_reproducible_and_cover_every_kind() -> None:
 def test_the_hypothesis_strategy_gives_bodies_the_decoder_reads_or_refuses(
     item: garbage.Garbage,
 ) -> None:
-    # GIVEN a body SQS would carry (a raw lone surrogate it refuses; runner.wire.codec never sees one)
+    # GIVEN a body SQS would carry (a raw lone surrogate it refuses; the codec never sees one)
     assume(item.sendable)
     # WHEN the decoder reads it
     try:

@@ -293,7 +293,7 @@ def _mib(size: int) -> float:
 
 
 def test_producer_install_footprint() -> None:
-    # GIVEN what a process loads importing only runner.producer.sender, and only boto3 + an SQS client
+    # GIVEN what a process loads importing only the producer, and only boto3 + an SQS client
     producer = _loaded_modules("import runner.producer.sender")
     floor = _loaded_modules(f"import boto3, botocore\nboto3.client('sqs', region_name={REGION!r})")
     bare = _loaded_modules("")  # what every process loads (site, .pth hooks)

@@ -20,7 +20,7 @@ from runner.errors import StackError
 
 #: The template: ./template.yaml, else the one beside this package (the project root).
 DEFAULT_TEMPLATE = Path("template.yaml")
-_PROJECT_TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+_PROJECT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 DEFAULT_STACK_NAME = "galley-local"
 
 # --- names the code relies on; tests/infra checks the template has them ---

@@ -45,7 +45,7 @@ def _stop_leftovers(state: Path) -> None:
 
 def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
     # GIVEN `galley local up` running in a terminal
-    state = tmp_path / ".galley" / "embedded.json"
+    state = tmp_path / ".galley" / "local.json"
     up = Child(
         support.galley("local", "up"), env=_user_env(), cwd=tmp_path, log=tmp_path / "up.log"
     )

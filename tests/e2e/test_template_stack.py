@@ -24,11 +24,11 @@ def test_worker_runs_a_job_on_the_template_stack(
 ) -> None:
     # GIVEN the local stack, deployed from template.yaml
     with embedded.running_stack(
-        template=ROOT / "template.yaml", state_file=tmp_path / "embedded.json", log_dir=tmp_path
+        template=ROOT / "template.yaml", state_file=tmp_path / "local.json", log_dir=tmp_path
     ) as running:
         resources = running.resources
         assert resources.queue_url.endswith(f"/{sam.DEFAULT_STACK_NAME}-jobs")
-        assert (tmp_path / "embedded.json").exists()
+        assert (tmp_path / "local.json").exists()
         # WHEN a worker runs on it and a job is sent
         worker(resources)
         client = app_for(resources)
@@ -42,4 +42,4 @@ def test_worker_runs_a_job_on_the_template_stack(
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket=resources.bucket)["Contents"]}
         assert {"in/part-0000.jsonl", f"results/celery-task-meta-{result.id}"} <= keys
     # AND the state file is gone with the stack
-    assert not (tmp_path / "embedded.json").exists()
+    assert not (tmp_path / "local.json").exists()

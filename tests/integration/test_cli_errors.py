@@ -75,7 +75,7 @@ def test_local_up_on_a_taken_port_names_the_port(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert not (tmp_path / ".galley" / "embedded.json").exists()
+    assert not (tmp_path / ".galley" / "local.json").exists()
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "soon"])

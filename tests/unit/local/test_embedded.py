@@ -35,7 +35,7 @@ def test_exports_evaluate_in_a_shell_to_the_same_environment() -> None:
 
 
 def test_state_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "embedded.json"
+    path = tmp_path / "nested" / "local.json"
     RESOURCES.save(path)
     assert embedded.LocalResources.load(path) == RESOURCES
 
@@ -50,9 +50,9 @@ def test_stale_state_is_reported(tmp_path: Path) -> None:
     stale = embedded.LocalResources(
         **{**RESOURCES.__dict__, "endpoint_url": f"http://127.0.0.1:{embedded.free_port()}"}
     )
-    stale.save(tmp_path / "embedded.json")
+    stale.save(tmp_path / "local.json")
     with pytest.raises(ProcessError, match="does not answer"):
-        embedded.read_state(tmp_path / "embedded.json")
+        embedded.read_state(tmp_path / "local.json")
 
 
 def test_port_in_use_is_named() -> None:

@@ -1,0 +1,28 @@
+"""runner.local.sam: which template the local stack reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.errors import StackError
+from runner.local import sam
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_project_template_is_found_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a directory with no template.yaml (galley run outside the project root)
+    monkeypatch.chdir(tmp_path)
+    # WHEN the default template is loaded
+    template = sam.load_template(sam.DEFAULT_TEMPLATE)
+    # THEN it is the project's own
+    assert template == sam.load_template(ROOT / "template.yaml")
+
+
+def test_a_named_template_that_is_missing_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="template not found: .*nowhere.yaml"):
+        sam.load_template(tmp_path / "nowhere.yaml")

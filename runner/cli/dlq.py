@@ -40,6 +40,14 @@ def _clear_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
     except (ClientError, BotoCoreError) as error:
         raise click.ClickException(f"SQS: {error}") from None
+    except ValueError as error:  # a library's, from what the user gave it (see cli/main.py)
+        raise click.ClickException(f"{type(error).__name__}: {error}") from None
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """click.echo for text that may hold a message's lone surrogates (legal in JSON, not in
+    UTF-8): they print as escapes instead of failing the command."""
+    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"), err=err)
 
 
 def _connect(queue: str | None) -> tuple[Any, str]:
@@ -71,10 +79,10 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
         sqs, url = _connect(queue)
         letters = ops.peek(sqs, url, limit)
     if as_json:
-        click.echo(_json([letter.as_dict() for letter in letters], indent=2))
+        _echo(_json([letter.as_dict() for letter in letters], indent=2))
         return
     if not letters:
-        click.echo(f"no messages in {url}")
+        _echo(f"no messages in {url}")
         return
     rows = [("TASK", "ID", "RECEIVES", "FIRST SEEN", "REASON")]
     rows += [
@@ -90,9 +98,9 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         padded = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
-        click.echo("  ".join([*padded, row[4]]))
+        _echo("  ".join([*padded, row[4]]))
     more = " (--limit reached)" if len(letters) == limit else ""
-    click.echo(f"{len(letters)} message(s) in {url}{more}")
+    _echo(f"{len(letters)} message(s) in {url}{more}")
 
 
 @dlq.command("show")
@@ -105,7 +113,7 @@ def show(queue: str | None, message_id: str) -> None:
         letters = ops.find(sqs, url, message_id)
     for number, letter in enumerate(letters):
         if number:
-            click.echo("")
+            _echo("")
         _show(letter)
 
 
@@ -132,10 +140,10 @@ def _show(letter: ops.DeadLetter) -> None:
         ("first seen", _when(letter.first_seen)),
     ]
     for name, value in fields:
-        click.echo(f"{name + ':':<14}{'-' if value is None else value}")
+        _echo(f"{name + ':':<14}{'-' if value is None else value}")
     if letter.task_id is not None:
         headers = _json(letter.decoded().headers, indent=2)
-        click.echo("headers:\n" + "\n".join("  " + line for line in headers.splitlines()))
+        _echo("headers:\n" + "\n".join("  " + line for line in headers.splitlines()))
 
 
 @dlq.command("redrive")
@@ -160,10 +168,10 @@ def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None)
         result = ops.redrive(sqs, url, to=to, ids=None if all_ else ids)
     for moved in result.moved:
         name = moved.task or "(undecodable)"
-        click.echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}")
+        _echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}")
     for failed in result.failed:
-        click.echo(f"not moved {failed.task_id or failed.message_id}: {failed.reason}", err=True)
-    click.echo(f"{len(result.moved)} moved, {len(result.failed)} not moved")
+        _echo(f"not moved {failed.task_id or failed.message_id}: {failed.reason}", err=True)
+    _echo(f"{len(result.moved)} moved, {len(result.failed)} not moved")
     if result.failed:
         raise click.ClickException(f"{len(result.failed)} message(s) not moved")
 
@@ -177,13 +185,13 @@ def purge(queue: str | None, yes: bool) -> None:
         sqs, url = _connect(queue)
         count = ops.count(sqs, url)
     if count == 0:
-        click.echo(f"no messages in {url}")
+        _echo(f"no messages in {url}")
         return
     if not yes:
         click.confirm(f"Delete {count} messages from {url}?", abort=True)
     with _clear_errors():
         ops.purge(sqs, url)
-    click.echo(f"purged {url} ({count} messages)")
+    _echo(f"purged {url} ({count} messages)")
 
 
 def _json(value: Any, indent: int | None = None) -> str:

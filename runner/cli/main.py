@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError
 
 from runner.errors import GalleyError
 from runner.local import embedded
@@ -42,6 +43,10 @@ def _clear_errors() -> Iterator[None]:
         yield
     except GalleyError as error:
         raise click.ClickException(str(error)) from None
+    except (BotoCoreError, ValueError) as error:
+        # Galley's own errors are GalleyErrors; these come from libraries reading what the user
+        # gave them (botocore and AWS_MAX_ATTEMPTS=abc, AWS_RETRY_MODE=bogus, ...): one line too.
+        raise click.ClickException(f"{type(error).__name__}: {error}") from None
 
 
 def _app() -> Any:
@@ -91,7 +96,12 @@ def local_() -> None:
 
 
 @local_.command("up")
-@click.option("--port", type=int, default=None, help="moto's port (default: a free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="moto's port (default: a free one).",
+)
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
 @TEMPLATE_OPTION

@@ -20,9 +20,9 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _payload(event: dict[str, Any]) -> Any:
+def _payload(event: Any) -> Any:
     """The request: an HTTP API event's JSON body, or a direct invocation's event itself."""
-    if "requestContext" not in event or "body" not in event:
+    if not isinstance(event, dict) or "requestContext" not in event or "body" not in event:
         return event
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):

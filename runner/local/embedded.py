@@ -209,7 +209,12 @@ def read_state(path: Path = DEFAULT_STATE_FILE) -> LocalResources:
         raise ProcessError(
             f"no local stack is running ({path} not found); start one with `galley local up`"
         )
-    resources = LocalResources.load(path)
+    try:
+        resources = LocalResources.load(path)
+    except (ValueError, TypeError) as error:  # not JSON, or not the fields galley wrote
+        raise ProcessError(
+            f"{path} is not a local stack's state ({error}); remove it and run `galley local up`"
+        ) from None
     if not _responds(resources.endpoint_url):
         raise ProcessError(
             f"the local stack recorded in {path} does not answer at {resources.endpoint_url}; "

@@ -84,6 +84,16 @@ class DeployedStack:
     not_deployed: list[str] = field(default_factory=list)
 
 
+def _schedule_input(name: str, raw: str) -> Any:
+    """A schedule's Input, JSON text; StackError names the schedule if it is not JSON."""
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise StackError(f"schedule {name}: Input is not JSON ({error})") from None
+
+
 def load_template(path: Path) -> dict[str, Any]:
     """Parse a SAM/CloudFormation YAML template, short-form intrinsics (!Ref, !Sub ...) included."""
     from samtranslator.yaml_helper import yaml_parse
@@ -153,7 +163,7 @@ def schedules(
                 ScheduleSpec(
                     name=f"{logical_id}.{event_id}",
                     expression=str(_resolve(props.get("ScheduleExpression", ""), substitutions)),
-                    input=json.loads(raw_input) if raw_input else {},
+                    input=_schedule_input(f"{logical_id}.{event_id}", raw_input),
                 )
             )
     return found

@@ -19,9 +19,11 @@ which task ids were sent and which to send again (with the same ids).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -173,7 +175,27 @@ def message_request(
     A message larger than ``threshold`` bytes has its arguments stored by ``offload`` (an S3
     upload, see runner.wire.payloads) and carries a pointer instead.
     """
+    try:
+        return _message_request(call, queue_url, threshold=threshold, offload=offload)
+    except CallError:
+        raise
+    except (ValueError, TypeError, OverflowError) as error:
+        # what the message cannot carry: an empty name, a NaN countdown, a lone surrogate...
+        raise CallError(f"task {call.task_name!r}: {error}") from None
+
+
+def _message_request(
+    call: Call,
+    queue_url: str,
+    *,
+    threshold: int = limits.MAX_MESSAGE_BYTES,
+    offload: Offload | None = None,
+) -> tuple[str, dict[str, Any]]:
     contracts.check(call.task_name, call.args, call.kwargs)  # InvalidTaskInput: nothing sent
+    for what, text in (("task name", call.task_name), ("task id", call.task_id)):
+        if text is not None and not _is_utf8(text):
+            # a lone surrogate: JSON carries it, but no worker could name the task or its result
+            raise CallError(f"task {call.task_name!r}: the {what} {text!r} is not UTF-8 text")
     queue = queue_name_from_url(queue_url)
     fifo = queue.endswith(".fifo")
     delay = _delay_seconds(call, fifo)
@@ -219,11 +241,27 @@ def _delay_seconds(call: Call, fifo: bool) -> int | None:
     countdown = call.countdown
     if not countdown:
         return None
+    if not math.isfinite(countdown):
+        raise CallError(f"task {call.task_name!r}: countdown must be a finite number of seconds")
     if countdown < 0:
         raise CallError(f"task {call.task_name!r}: countdown must be >= 0, got {countdown!r}")
+    try:
+        datetime.now(UTC) + timedelta(seconds=countdown)
+    except OverflowError:
+        raise CallError(
+            f"task {call.task_name!r}: countdown {countdown!r} s ends past the last date there is"
+        ) from None
     if fifo:
         raise CallError(f"task {call.task_name!r}: FIFO queues take no per-message delay")
     return delays.first_hop(countdown)  # whoever receives it early sends it on
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _send_batch(

@@ -33,6 +33,8 @@ def _parse(text: str, option: str, kind: type, expected: str) -> Any:
         raise JobError(f"{option} is not valid JSON: {error.msg} at position {error.pos}") from None
     except RecursionError:
         raise JobError(f"{option} is nested too deeply to read") from None
+    except ValueError as error:  # e.g. an integer over Python's 4300-digit limit
+        raise JobError(f"{option} cannot be read: {error}") from None
     if not isinstance(value, kind):
         raise JobError(f"{option} must be {expected}, got {type(value).__name__}")
     return value

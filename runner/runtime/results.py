@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery, states
 
-from runner.errors import WaitTimeout
+from runner.errors import JobError, WaitTimeout
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,19 @@ class JobStatus:
         return data
 
 
+def check_task_id(task_id: str) -> None:
+    """A job id must be text an S3 key can hold: JobError says what is wrong with it."""
+    if not task_id:
+        raise JobError("the job id is empty")
+    try:
+        task_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JobError(f"job id {task_id!r} is not valid UTF-8 text") from None
+
+
 def status(app: Celery, task_id: str) -> JobStatus:
     """The job's current state; an unknown id is PENDING, as in Celery."""
+    check_task_id(task_id)
     # One read: AsyncResult.state and .info would each fetch the object, and a job finishing in
     # between pairs one state with another state's result.
     meta = app.backend.get_task_meta(task_id)

@@ -30,6 +30,11 @@ def run(
         (["tasks.reports.summarize_csv", "--args", "[]"], "arguments do not fit"),
         # found by the adversarial review: a RecursionError traceback
         (["tasks.reports.summarize_csv", "--args", "[" * 5000 + "]" * 5000], "nested too deeply"),
+        # found by the review of the restructure: a ValueError traceback (Python's digit limit)
+        (
+            ["tasks.reports.summarize_csv", "--args", "[" + "9" * 5000 + "]"],
+            "--args cannot be read",
+        ),
     ],
 )
 def test_bad_enqueue_is_refused_and_nothing_is_sent(
@@ -88,4 +93,37 @@ def test_a_wait_that_could_never_end_is_refused(
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Invalid value for '--timeout'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("task_id", "message"),
+    [("", "the job id is empty"), ("bad-\udcff", "is not valid UTF-8 text")],
+)
+def test_a_job_id_no_result_can_have_is_a_clear_error(
+    stack: embedded.LocalResources, task_id: str, message: str
+) -> None:
+    """Found by the review of the restructure: tracebacks (ValueError, UnicodeEncodeError)."""
+    result = run("result", task_id, env=support.attached_env(stack))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_state_file_that_is_not_galleys_is_a_clear_error(tmp_path: Path) -> None:
+    """Found by the review of the restructure: a JSONDecodeError traceback."""
+    state = tmp_path / "state.json"
+    state.write_text("{bad")
+    result = run("local", "env", "--state-file", str(state), env=support.attached_env_plain())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is not a local stack's state" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_aws_variable_botocore_cannot_read_is_one_line(stack: embedded.LocalResources) -> None:
+    """Found by the review of the restructure: AWS_MAX_ATTEMPTS=abc gave a traceback."""
+    env = {**support.attached_env(stack), "AWS_MAX_ATTEMPTS": "abc"}
+    result = run("result", "some-id", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Error: ValueError: invalid literal for int()" in result.stderr
     assert "Traceback" not in result.stderr

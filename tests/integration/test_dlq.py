@@ -346,3 +346,25 @@ def test_show_and_list_print_what_json_cannot_hold(
 class Opaque:
     def __repr__(self) -> str:
         return "<opaque>"
+
+
+def test_list_and_show_print_a_task_id_with_a_lone_surrogate(
+    stack: embedded.LocalResources,
+) -> None:
+    """Found by the review of the restructure: such a dead letter (the worker dead-letters it:
+    tests/e2e/test_unencodable_ids.py) made `galley dlq list` and `show` fail on printing."""
+    # GIVEN a dead letter whose task id holds a lone surrogate (legal in its JSON text)
+    sqs, _ = support.clients(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    task_id = "job-\udf3c-1"
+    body = codec.encode("tasks.x", [1], {}, queue=queue, task_id=task_id)
+    dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url)
+    # WHEN it is listed and shown
+    listed = galley(stack, "list")
+    shown = galley(stack, "show", task_id)
+    # THEN both print, the surrogate as an escape
+    for result in (listed, shown):
+        assert result.exception is None, result.output
+        assert result.exit_code == 0, result.output
+    assert "job-\\udf3c-1" in listed.stdout
+    assert "id:           job-\\udf3c-1" in shown.stdout

@@ -61,6 +61,10 @@ def test_direct_invoke_enqueues(attach: embedded.LocalResources) -> None:
         ('{"task": "tasks.x", "unexpected": 1}', "unexpected"),
         ('{"task": "tasks.x", "args": "not a list"}', "args"),
         ('{"task": "tasks.x", "countdown": -1}', "countdown"),
+        # found by the review of the restructure: OverflowError instead of a 400
+        ('{"task": "tasks.x", "countdown": 1e400}', "countdown"),
+        ('{"task": "tasks.x", "countdown": 1e12}', "countdown"),
+        ('{"task": "", "args": []}', "task"),
     ],
 )
 def test_bad_requests_get_400_with_the_reason_and_send_nothing(
@@ -160,3 +164,11 @@ def test_consumer_reports_malformed_records_it_can_name_and_skips_the_rest(
 
     wait_for(both_dead_lettered, timeout=20, what="the two garbage bodies in the DLQ")
     assert sorted(dead) == ["garbage from an odd source", "garbage without a receipt handle"]
+
+
+@pytest.mark.parametrize("odd", [None, [], "text", 3])
+def test_an_event_that_is_not_an_object_gets_400(attach: embedded.LocalResources, odd: Any) -> None:
+    """Found by the review of the restructure: a None event raised TypeError."""
+    response = enqueue.handler(odd, None)
+    assert response["statusCode"] == 400
+    assert support.queue_depth(attach, attach.queue_url) == 0

@@ -26,3 +26,23 @@ def test_the_project_template_is_found_from_any_directory(
 def test_a_named_template_that_is_missing_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="template not found: .*nowhere.yaml"):
         sam.load_template(tmp_path / "nowhere.yaml")
+
+
+def test_a_schedule_input_that_is_not_json_names_the_schedule() -> None:
+    """Found by the review of the restructure: a JSONDecodeError traceback from `local up`."""
+    template = {
+        "Resources": {
+            "Fn": {
+                "Properties": {
+                    "Events": {
+                        "Nightly": {
+                            "Type": "ScheduleV2",
+                            "Properties": {"ScheduleExpression": "rate(1 day)", "Input": "{bad"},
+                        }
+                    }
+                }
+            }
+        }
+    }
+    with pytest.raises(StackError, match="schedule Fn.Nightly: Input is not JSON"):
+        sam.schedules(template, {})

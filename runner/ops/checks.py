@@ -1,7 +1,8 @@
 """Start-up checks against AWS: the queues, the dead-letter queue and the results bucket exist,
 can be reached, and agree with the settings.
 
-Used by the Celery worker at start, the Lambda consumer at cold start and `galley doctor`. Pure
+Used by the Celery worker at start and by `galley doctor` (the Lambda consumer checks only its
+settings and that a dead-letter queue is set, at cold start). Pure
 functions over the boto3 clients the caller passes (:func:`clients` builds them with short
 timeouts). No AWS, botocore or network fault escapes: each becomes a :class:`Problem` naming the
 environment variable to fix. When AWS cannot be reached at all (or refuses the credentials), that

@@ -781,7 +781,7 @@ class Scenario:
                 jobs.append(job)
             else:
                 counted.strays += 1
-        self.not_dead_lettered(sent, waiting, counted)
+        self.not_dead_lettered(sent, waiting, counted, dead)
         return counted, jobs
 
     def dead_job(self, body: str, reason: str) -> str | None:
@@ -797,7 +797,11 @@ class Scenario:
         return str(message.args[1])
 
     def not_dead_lettered(
-        self, sent: list[garbage.Garbage], waiting: Counter[str], counted: GarbageCount
+        self,
+        sent: list[garbage.Garbage],
+        waiting: Counter[str],
+        counted: GarbageCount,
+        dead: list[tuple[str, str]],
     ) -> None:
         """Garbage sent and not in the DLQ must have been a runnable job: it ran, or expired."""
         ran = {
@@ -818,11 +822,26 @@ class Scenario:
             elif self.result_state(task_id) == "REVOKED":  # its expires header had passed
                 counted.expired += 1
             else:
-                counted.unaccounted.append(f"{item.kind}: {item.body[:120]!r}")
+                counted.unaccounted.append(
+                    f"{item.kind} (id {task_id!r}; {self.dead_as(task_id, dead)}): "
+                    f"{item.body[:120]!r}"
+                )
+
+    def dead_as(self, task_id: str, dead: list[tuple[str, str]]) -> str:
+        """Whether a DLQ message with another body carries ``task_id``, for the report."""
+        for body, reason in dead:
+            try:
+                if codec.decode(body).id == task_id:
+                    return f"in the DLQ with another body, reason {reason[:200]!r}"
+            except WireError:
+                continue
+        return "no DLQ message has its id"
 
     def result_state(self, task_id: str) -> str | None:
         """The state Celery's S3 result backend stored for ``task_id``, if any."""
         key = f"{RESULTS_PREFIX}celery-task-meta-{task_id}"
+        if task_id != task_id.encode("utf-8", "replace").decode():
+            return None  # no S3 key can name it: nothing was stored
         try:
             body = self.s3.get_object(Bucket=self.resources.bucket, Key=key)["Body"].read()
         except self.s3.exceptions.NoSuchKey:

@@ -97,6 +97,13 @@ def block_prefix(block: int) -> str:
     return f"{chaos_tasks.MARKERS}job-{block:04d}"
 
 
+#: Two runs of one attempt on two workers finishing this close together began together: one
+#: message handed to both by one instant's two receives. moto's ReceiveMessage marks messages
+#: received without a lock; 12 threads receiving one 200-message queue got 2 of 1,000 messages
+#: twice (visibility 300 s, nothing released). SQS itself may, rarely, do the same.
+SIMULTANEOUS_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class ChaosConfig:
     """The scenario's knobs; everything time-like derives from the visibility timeout."""
@@ -202,7 +209,8 @@ class Report:
     #: Workers that were not killed by the harness and died anyway.
     died: list[int] = field(default_factory=list)
     #: Duplicated executions by cause (see Scenario.duplicates): "kill -9", "frozen moto",
-    #: "retry sent twice", and "other" (none of those: listed in ``unexplained``).
+    #: "retry sent twice", "moto receive race", and "other" (none of those: listed in
+    #: ``unexplained``).
     duplicate_causes: Counter[str] = field(default_factory=Counter)
     unexplained: list[str] = field(default_factory=list)
     #: Network fault bursts the proxy switched on, and requests they hit, by kind.
@@ -267,7 +275,8 @@ class Report:
                 " visibility timeout passes; a frozen moto lets in-flight messages time out and"
                 " be delivered again; retries carry the same job id; a network fault that"
                 " swallows the answer to a SendMessage already done (a retry's publish) makes"
-                " its retry a second copy"
+                " its retry a second copy; two concurrent receives can return one message"
+                " (moto's receive race)"
             )
         if self.lost:
             lines.append(f"LOST: {', '.join(self.lost[:20])}")
@@ -716,7 +725,9 @@ class Scenario:
         run on a worker killed with kill -9 (a crash between effect and ack); an earlier run
         while moto was frozen past the visibility timeout (or just after: its marker PUT waited
         for moto); the same retry run twice (its publish retried after the answer was lost:
-        SendMessage is not idempotent); else "other", listed."""
+        SendMessage is not idempotent); the same attempt run by two workers at the same moment
+        (moto's ReceiveMessage takes no lock: two concurrent receives can return one message; a
+        visibility lapse would space the runs a visibility timeout apart); else "other", listed."""
         causes: Counter[str] = Counter()
         unexplained: list[str] = []
         margin = self.config.visibility_timeout
@@ -740,6 +751,13 @@ class Scenario:
                     r["retries"] == this["retries"] for r in records[:index]
                 ):
                     causes["retry sent twice"] += 1
+                elif any(
+                    r["worker_pid"] != this["worker_pid"]
+                    and r["retries"] == this["retries"]
+                    and float(this["at"]) - float(r["at"]) < SIMULTANEOUS_SECONDS
+                    for r in records[:index]
+                ):
+                    causes["moto receive race"] += 1
                 else:
                     causes["other"] += 1
                     runs = [

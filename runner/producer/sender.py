@@ -45,8 +45,7 @@ from runner.errors import (
 from runner.wire import codec, payloads
 from runner.wire.saferepr import saferepr
 
-#: ``runner.runtime.idempotency.HEADER`` (not imported: that module is for workers).
-IDEMPOTENCY_HEADER = "galley_idempotency_key"
+IDEMPOTENCY_HEADER = codec.IDEMPOTENCY_HEADER
 
 #: Stores a call's arguments and returns the pointer the message carries instead.
 Offload = Callable[[str, Sequence[Any], Mapping[str, Any] | None], dict[str, str]]

@@ -45,6 +45,7 @@ __all__ = [
     "BODY_ENCODING",
     "CONTENT_ENCODING",
     "JSON_CONTENT_TYPE",
+    "IDEMPOTENCY_HEADER",
     "PERSISTENT_DELIVERY_MODE",
     "PICKLE_CONTENT_TYPE",
     "REPR_MAXLEVELS",
@@ -64,6 +65,9 @@ PERSISTENT_DELIVERY_MODE = 2
 #: ``task_repr_maxlevels``: how Celery shortens ``argsrepr``/``kwargsrepr``.
 REPR_MAXSIZE = 1024
 REPR_MAXLEVELS = 3
+#: Galley's header for an explicit idempotency key (runner.runtime.idempotency reads it; the
+#: producer and ``apply_async(headers=...)`` set it).
+IDEMPOTENCY_HEADER = "galley_idempotency_key"
 
 _NODE_ID = uuid.uuid4().int
 

@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runner.errors import IdempotencyKeyError
+from runner.wire import codec
 
 #: Where the records live in the results bucket (its lifecycle rule expires them).
 PREFIX = "idempotency/"
 #: The message header carrying an explicit key (``apply_async(headers={HEADER: key})``).
-HEADER = "galley_idempotency_key"
+HEADER = codec.IDEMPOTENCY_HEADER
 #: Task attribute: a callable receiving the task's ``*args, **kwargs`` and returning the key.
 KEY_ATTRIBUTE = "idempotency_key"
 

@@ -1,5 +1,6 @@
 """The ``galley`` command: parses, calls the library, formats. No logic of its own.
 
 - main.py: ``galley`` and its commands (local, enqueue, result, doctor, demo, ...);
-- dlq.py: ``galley dlq``.
+- dlq.py: ``galley dlq``;
+- failures.py: how every command turns a known failure into one line.
 """

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runner.cli.failures import one_line_errors
 from runner.core import aws, settings
-from runner.errors import GalleyError, WireError
+from runner.errors import WireError
 from runner.ops import dlq as ops
 from runner.wire import kombu_json
 
@@ -33,15 +34,12 @@ def _queue_option(command: _F) -> _F:
 
 @contextmanager
 def _clear_errors() -> Iterator[None]:
-    """Known failures become one-line `Error: ...` messages (exit 1), not tracebacks."""
-    try:
-        yield
-    except GalleyError as error:
-        raise click.ClickException(str(error)) from None
-    except (ClientError, BotoCoreError) as error:
-        raise click.ClickException(f"SQS: {error}") from None
-    except ValueError as error:  # a library's, from what the user gave it (see cli/main.py)
-        raise click.ClickException(f"{type(error).__name__}: {error}") from None
+    """Every command's one-line errors, an SQS fault named as such."""
+    with one_line_errors():
+        try:
+            yield
+        except (ClientError, BotoCoreError) as error:
+            raise click.ClickException(f"SQS: {error}") from None
 
 
 def _echo(text: str, *, err: bool = False) -> None:

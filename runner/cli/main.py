@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError
 
-from runner.errors import GalleyError
+from runner.cli.failures import one_line_errors
 from runner.local import embedded
 from runner.local import sam as stack_
 from runner.local.process import StopRequested
@@ -34,19 +31,6 @@ TEMPLATE_OPTION = click.option(
     show_default=True,
     help="The SAM template the local stack is deployed from.",
 )
-
-
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Known failures become one-line errors (exit 1) instead of tracebacks."""
-    try:
-        yield
-    except GalleyError as error:
-        raise click.ClickException(str(error)) from None
-    except (BotoCoreError, ValueError) as error:
-        # Galley's own errors are GalleyErrors; these come from libraries reading what the user
-        # gave them (botocore and AWS_MAX_ATTEMPTS=abc, AWS_RETRY_MODE=bogus, ...): one line too.
-        raise click.ClickException(f"{type(error).__name__}: {error}") from None
 
 
 def _app() -> Any:
@@ -125,7 +109,7 @@ def local_up(
         option = "" if state_file == embedded.DEFAULT_STATE_FILE else f" --state-file {state_file}"
         click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
-    with _clear_errors(), StopRequested() as stop:
+    with one_line_errors(), StopRequested() as stop:
         code = embedded.serve(
             stop,
             port=port,
@@ -144,7 +128,7 @@ def local_up(
 @STATE_OPTION
 def local_env(state_file: Path) -> None:
     """Print `export` lines that attach a shell to the running local stack."""
-    with _clear_errors():
+    with one_line_errors():
         click.echo(embedded.read_state(state_file).exports())
 
 
@@ -160,7 +144,7 @@ def enqueue(
     """Send TASK (e.g. tasks.reports.summarize_csv) to the queue; prints its id."""
     from runner.runtime import jobs, results
 
-    with _clear_errors():
+    with one_line_errors():
         args, kwargs = jobs.parse_json_args(args_json, kwargs_json)
         app = _app()
         task_id = jobs.submit(app, task, args, kwargs)
@@ -177,7 +161,7 @@ def result(task_id: str, wait: bool, timeout: float) -> None:
     """Print a job's state and result as JSON (exit 1 if it failed)."""
     from runner.runtime import results
 
-    with _clear_errors():
+    with one_line_errors():
         app = _app()
         status = (
             results.wait(app, task_id, timeout=timeout) if wait else results.status(app, task_id)
@@ -196,7 +180,7 @@ def demo() -> None:
     """Start a local stack, run the example jobs, show their results, stop."""
     from runner.local import demo as demo_
 
-    with _clear_errors(), StopRequested(interrupt=True):
+    with one_line_errors(), StopRequested(interrupt=True):
         code = demo_.run(click.echo)
     raise SystemExit(code)
 
@@ -210,7 +194,7 @@ def doctor() -> None:
     from runner.core.settings import WorkerSettings, load
     from runner.ops import checks
 
-    with _clear_errors():
+    with one_line_errors():
         config = load(WorkerSettings)
         sqs, s3 = checks.clients(config)
     report = checks.run_checks(config, sqs, s3)

@@ -346,16 +346,21 @@ def test_empty_batch_sends_nothing(attach: embedded.LocalResources) -> None:
 # --- the producer is boto3 only ---
 
 
+def _python(code: str) -> str:
+    """What a fresh interpreter running ``code`` in the repository prints; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _loaded_after_import(statement: str) -> list[str]:
     code = (
         f"import json, sys; {statement}; "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'})))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout))
+    return list(json.loads(_python(code)))
 
 
 def test_importing_the_producer_loads_neither_celery_nor_kombu() -> None:
@@ -393,12 +398,8 @@ def test_checking_a_typed_call_loads_neither_celery_nor_kombu() -> None:
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
         "& {'celery', 'kombu', 'botocore'} | {m for m in sys.modules if m.startswith('tasks')})))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
     # tasks (the package) is loaded for tasks.schemas; the task modules and Celery are not
-    assert json.loads(done.stdout) == ["botocore", "tasks", "tasks.schemas"]
+    assert json.loads(_python(code)) == ["botocore", "tasks", "tasks.schemas"]
 
 
 def test_an_import_path_of_the_flat_layout_names_its_new_place() -> None:
@@ -414,9 +415,5 @@ def test_an_import_path_of_the_flat_layout_names_its_new_place() -> None:
         "except ModuleNotFoundError as error:\n"
         "    print(error)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
     moved = "runner.app moved to runner.runtime.app (or: from runner import app)"
-    assert done.stdout.strip() == moved
+    assert _python(code).strip() == moved

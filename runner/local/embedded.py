@@ -143,7 +143,7 @@ class MotoServer:
         else:
             check_port_free(self.port)
         env = {**os.environ, **DUMMY_CREDENTIALS, **self.extra_env}
-        argv = python_module("moto.server", "-H", HOST, "-p", str(self.port))
+        argv = python_module("runner.local.motoserver", "-H", HOST, "-p", str(self.port))
         self.child = Child(argv, env=env, log=self.log)
         try:
             wait_for(self._ready, timeout=timeout, what=f"moto server on {self.url}")

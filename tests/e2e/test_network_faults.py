@@ -169,12 +169,12 @@ def test_settle_faults_delay_outcomes_but_never_change_them(
     # GIVEN a worker behind the proxy on a queue with a 4 s visibility timeout
     stack = make_stack(visibility_timeout=SETTLE_VISIBILITY, max_receive_count=10)
     jobs = Jobs(stack, app_for(stack), worker(behind(proxy, stack), **TASKS))
-    # AND a job running
+    # WHEN DeleteMessageBatch fails (503) from before a job is sent until well past the
+    # visibility timeout after it ends (injected first: nothing else deletes before the job
+    # ends, and a job that ends before a slow test injects would never meet the fault)
+    proxy.inject("http_error", service="sqs", action="DeleteMessageBatch", status=503)
     running, running_result = jobs.send("faults.work", 1)
     jobs.started(running)
-    # WHEN DeleteMessageBatch fails (503) from before it ends until well past the visibility
-    # timeout
-    proxy.inject("http_error", service="sqs", action="DeleteMessageBatch", status=503)
     jobs.finished(running)
     jobs.hold(2.5 * SETTLE_VISIBILITY)
     assert proxy.injected()["http_error"] >= 2  # its delete was tried, and tried again

@@ -25,6 +25,7 @@ from runner.errors import (
     LeaseLost,
     ResultNotJSON,
 )
+from runner.local import motoserver
 from runner.runtime import idempotency
 from runner.runtime.idempotency import Outcome
 
@@ -43,6 +44,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
+    motoserver.serialize_s3_objects()  # conditional writes atomic, as S3's are
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=32))
         client.create_bucket(Bucket=BUCKET)

@@ -136,18 +136,39 @@ def local_env(state_file: Path) -> None:
 @click.argument("task")
 @click.option("--args", "args_json", default=None, help="Positional arguments, a JSON array.")
 @click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
+@click.option(
+    "--queue",
+    type=click.Choice(["jobs", "long"]),
+    default=None,
+    help="The queue by role: jobs, or long (the Fargate workers'). Default: the task's route.",
+)
+@click.option("--countdown", type=SECONDS, default=None, help="Run it this many seconds from now.")
+@click.option(
+    "--eta",
+    default=None,
+    metavar="WHEN",
+    help="Run it at this ISO 8601 time (e.g. 2026-12-01T09:00:00+00:00; UTC if no offset).",
+)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @TIMEOUT_OPTION
 def enqueue(
-    task: str, args_json: str | None, kwargs_json: str | None, wait: bool, timeout: float
+    task: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    countdown: float | None,
+    eta: str | None,
+    wait: bool,
+    timeout: float,
 ) -> None:
-    """Send TASK (e.g. tasks.reports.summarize_csv) to the queue; prints its id."""
+    """Send TASK (e.g. tasks.reports.summarize_csv) to its queue; prints its id."""
     from runner.runtime import jobs, results
 
     with one_line_errors():
         args, kwargs = jobs.parse_json_args(args_json, kwargs_json)
+        timing = jobs.parse_timing(countdown, eta)
         app = _app()
-        task_id = jobs.submit(app, task, args, kwargs)
+        task_id = jobs.submit(app, task, args, kwargs, queue=queue, **timing)
         click.echo(task_id)
         if wait:
             _print_status(results.wait(app, task_id, timeout=timeout))

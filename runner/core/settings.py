@@ -21,6 +21,7 @@ from runner.errors import SettingsError
 QUEUE_URL = "GALLEY_QUEUE_URL"
 LONG_QUEUE_URL = "GALLEY_LONG_QUEUE_URL"
 DLQ_URL = "GALLEY_DLQ_URL"
+LONG_DLQ_URL = "GALLEY_LONG_DLQ_URL"
 RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
 RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
 VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
@@ -41,6 +42,7 @@ ALL_VARIABLES = (
     QUEUE_URL,
     LONG_QUEUE_URL,
     DLQ_URL,
+    LONG_DLQ_URL,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
     VISIBILITY_TIMEOUT,
@@ -169,7 +171,10 @@ class ProducerSettings(AwsSettings):
 class WorkerSettings(ProducerSettings):
     """A process that runs jobs and stores their results: Celery worker, Lambda consumer, CLI."""
 
+    #: The dead-letter queue of the jobs queue, and of the long-jobs queue; a worker takes
+    #: its queue's from the queue's RedrivePolicy when unset.
     dlq_url: str | None = None
+    long_dlq_url: str | None = None
     results_bucket: str
     results_prefix: str = "results/"
     #: Must equal the queue's VisibilityTimeout: kombu sends it with every ReceiveMessage.
@@ -199,12 +204,12 @@ class WorkerSettings(ProducerSettings):
     def extra_task_modules(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]
 
-    @field_validator("dlq_url")
+    @field_validator("dlq_url", "long_dlq_url")
     @classmethod
     def _dlq_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_queue_url(value)
 
-    @field_validator("queue_url", "long_queue_url", "dlq_url")
+    @field_validator("queue_url", "long_queue_url", "dlq_url", "long_dlq_url")
     @classmethod
     def _standard_queues_only(cls, value: str | None) -> str | None:
         return None if value is None else _refuse_fifo(value)

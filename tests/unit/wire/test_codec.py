@@ -36,7 +36,7 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
-from runner.core.settings import WorkerSettings
+from runner.core.settings import ProducerSettings, WorkerSettings
 from runner.errors import WireError
 from runner.producer import sender
 from runner.runtime.app import create_app
@@ -95,7 +95,7 @@ def celery_side(monkeypatch: pytest.MonkeyPatch) -> Iterator[CelerySide]:
         url = sqs.create_queue(QueueName="galley-jobs")["QueueUrl"]
         app = create_app(WorkerSettings(queue_url=url, results_bucket="galley-results"))
         try:
-            yield CelerySide(app, sqs, url, "galley-jobs", sent)
+            yield CelerySide(app, sqs, url, "jobs", sent)
         finally:
             app.close()
 
@@ -258,7 +258,7 @@ def test_producer_request_is_celerys_with_sqs_delay(celery_side: CelerySide) -> 
         countdown=45,
         task_id=task_id,
         client=celery_side.sqs,
-        queue_url=celery_side.queue_url,
+        settings=ProducerSettings(queue_url=celery_side.queue_url),
     )
     galley = celery_side.sent[-1]
     celery = celery_side.send(
@@ -316,8 +316,8 @@ def test_decode_reads_what_celery_put_on_the_queue(pinned: CelerySide) -> None:
     assert message.eta == NOW + timedelta(seconds=90)
     assert message.retries == 2
     assert (message.root_id, message.parent_id) == ("t-42", "p-1")
-    assert message.delivery_info == {"exchange": "", "routing_key": "galley-jobs"}
-    assert message.routing_key == "galley-jobs"
+    assert message.delivery_info == {"exchange": "", "routing_key": "jobs"}
+    assert message.routing_key == "jobs"
     assert message.properties["delivery_tag"] == TAG
     assert message.headers["argsrepr"] == "[[{'name': 'a'}], 'bucket', 'in/']"
     assert message.embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

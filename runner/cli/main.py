@@ -206,6 +206,30 @@ def doctor() -> None:
     click.echo("all checks passed")
 
 
+@main.command()
+@TEMPLATE_OPTION
+def schedules(template: Path) -> None:
+    """Check beat_schedule (tasks/schedules.py) against the template's EventBridge schedules.
+
+    One line per entry: its EventBridge expression and the template event that fires it, or
+    what differs and the YAML to paste. Exit 1 on any difference, so CI can run it.
+    """
+    from runner.local import schedule_check
+
+    with one_line_errors():
+        report = schedule_check.check(template)
+    marks = _MARKS if _fancy(sys.stdout) else _PLAIN_MARKS
+    for finding in report.findings:
+        click.echo(f"{marks['ok' if finding.status == 'ok' else 'fail']} {finding}")
+        if finding.snippet:
+            click.echo(finding.snippet)
+    if report.differences:
+        raise click.ClickException(
+            f"{len(report.differences)} difference(s) between beat_schedule and {template}"
+        )
+    click.echo(f"beat_schedule and {template} agree: {len(report.findings)} schedule(s)")
+
+
 _MARKS = {"ok": "\u2713", "fail": "\u2717", "skipped": "-"}
 _PLAIN_MARKS = {"ok": "ok  ", "fail": "FAIL", "skipped": "skip"}
 

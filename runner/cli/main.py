@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runner.cli import schedules as schedules_
 from runner.cli.failures import one_line_errors
 from runner.local import embedded
 from runner.local import sam as stack_
@@ -106,9 +107,12 @@ def local_up(
                 if at
                 else f"  schedule {name}: will not fire again"
             )
+        for line in schedules_.differences(template):
+            click.echo(f"  {line}")
         option = "" if state_file == embedded.DEFAULT_STATE_FILE else f" --state-file {state_file}"
         click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
+    schedules_.echo_fires()
     with one_line_errors(), StopRequested() as stop:
         code = embedded.serve(
             stop,
@@ -206,30 +210,6 @@ def doctor() -> None:
     click.echo("all checks passed")
 
 
-@main.command()
-@TEMPLATE_OPTION
-def schedules(template: Path) -> None:
-    """Check beat_schedule (tasks/schedules.py) against the template's EventBridge schedules.
-
-    One line per entry: its EventBridge expression and the template event that fires it, or
-    what differs and the YAML to paste. Exit 1 on any difference, so CI can run it.
-    """
-    from runner.local import schedule_check
-
-    with one_line_errors():
-        report = schedule_check.check(template)
-    marks = _MARKS if _fancy(sys.stdout) else _PLAIN_MARKS
-    for finding in report.findings:
-        click.echo(f"{marks['ok' if finding.status == 'ok' else 'fail']} {finding}")
-        if finding.snippet:
-            click.echo(finding.snippet)
-    if report.differences:
-        raise click.ClickException(
-            f"{len(report.differences)} difference(s) between beat_schedule and {template}"
-        )
-    click.echo(f"beat_schedule and {template} agree: {len(report.findings)} schedule(s)")
-
-
 _MARKS = {"ok": "\u2713", "fail": "\u2717", "skipped": "-"}
 _PLAIN_MARKS = {"ok": "ok  ", "fail": "FAIL", "skipped": "skip"}
 
@@ -243,6 +223,7 @@ def _fancy(stream: Any) -> bool:
 from runner.cli.dlq import dlq  # noqa: E402
 
 main.add_command(dlq)
+main.add_command(schedules_.schedules)
 
 
 if __name__ == "__main__":

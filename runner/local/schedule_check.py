@@ -74,6 +74,20 @@ class Finding:
             return f"{head}: template.yaml differs: {self.detail}; replace the event with:"
         return head
 
+    @property
+    def brief(self) -> str:
+        """One line for `galley local up`: the difference, and what fires (the template's)."""
+        entry = f"beat_schedule entry {self.name}"
+        if self.status == "extra":
+            return f"{self.event} fires here and on AWS but is not in beat_schedule ({SOURCE})"
+        if self.status == "missing":
+            return f"{entry} is not in template.yaml: it fires neither here nor on AWS"
+        if self.status == "differs":
+            return f"{entry} differs from {self.event} ({self.detail}): the template's fires"
+        if self.status == "refused":
+            return f"{entry} cannot run on EventBridge Scheduler ({self.detail}): it never fires"
+        return f"{self.name} -> {self.event}"
+
 
 @dataclass(frozen=True)
 class Report:

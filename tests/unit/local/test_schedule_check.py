@@ -75,11 +75,11 @@ def test_a_missing_schedule_is_reported_with_a_snippet_that_fixes_it(tmp_path: P
     # GIVEN a beat_schedule with an entry the template does not have
     beat = {
         "nightly-import-summary": NIGHTLY,
-        "refresh_uploads": {
-            "task": "tasks.uploads.wait_for_object",
+        "publish_latest_upload": {
+            "task": "tasks.uploads.publish_upload",
             "schedule": timedelta(minutes=5),
-            "args": ["${ResultsBucket}", "uploads/latest.csv"],
-            "kwargs": {"attempt": 1},
+            "args": ["${ResultsBucket}"],
+            "kwargs": {"key": "uploads/latest.csv"},
         },
     }
     # WHEN it is compared
@@ -87,7 +87,7 @@ def test_a_missing_schedule_is_reported_with_a_snippet_that_fixes_it(tmp_path: P
     # THEN the new entry is missing, with its expression, and a snippet for ScheduleFunction
     (missing,) = report.differences
     assert missing.status == "missing"
-    assert missing.event == "ScheduleFunction.RefreshUploads"
+    assert missing.event == "ScheduleFunction.PublishLatestUpload"
     assert missing.expression == "rate(5 minutes)"
     assert missing.snippet is not None
     assert "ScheduleExpression: rate(5 minutes)" in missing.snippet
@@ -101,12 +101,12 @@ def test_a_missing_schedule_is_reported_with_a_snippet_that_fixes_it(tmp_path: P
     # AND the template is still valid SAM, and the local stack reads the new schedule
     sam.translate(template, sam.LOCAL_PARAMETERS)
     found = {spec.name: spec for spec in sam.schedules(template, {"ResultsBucket": "b"})}
-    assert found["ScheduleFunction.RefreshUploads"].input == {
-        "task": "tasks.uploads.wait_for_object",
-        "args": ["b", "uploads/latest.csv"],
-        "kwargs": {"attempt": 1},
+    assert found["ScheduleFunction.PublishLatestUpload"].input == {
+        "task": "tasks.uploads.publish_upload",
+        "args": ["b"],
+        "kwargs": {"key": "uploads/latest.csv"},
     }
-    assert found["ScheduleFunction.RefreshUploads"].expression == "rate(5 minutes)"
+    assert found["ScheduleFunction.PublishLatestUpload"].expression == "rate(5 minutes)"
 
 
 def test_galley_schedules_exits_non_zero_on_a_difference_and_prints_the_fix(

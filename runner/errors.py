@@ -27,7 +27,8 @@ what is wrong. The tree::
     ├── StackError               the template could not be translated or deployed
     ├── ProcessError             a child process did not start or became unhealthy
     │   └── PortInUseError
-    └── ScheduleExpressionError  a schedule expression Galley cannot read
+    ├── ScheduleExpressionError  a schedule expression Galley cannot read
+    └── BeatScheduleError        a beat_schedule entry EventBridge Scheduler cannot run
 """
 
 from __future__ import annotations
@@ -156,3 +157,8 @@ class PortInUseError(ProcessError):
 
 class ScheduleExpressionError(GalleyError, ValueError):
     """A schedule expression is malformed or uses a feature Galley does not support."""
+
+
+class BeatScheduleError(GalleyError, ValueError):
+    """A beat_schedule entry cannot become an EventBridge Scheduler schedule; the message says
+    which entry and why."""

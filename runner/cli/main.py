@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runner.cli import schedules as schedules_
 from runner.cli.failures import one_line_errors
 from runner.local import embedded
 from runner.local import sam as stack_
@@ -106,9 +107,12 @@ def local_up(
                 if at
                 else f"  schedule {name}: will not fire again"
             )
+        for line in schedules_.differences(template):
+            click.echo(f"  {line}")
         option = "" if state_file == embedded.DEFAULT_STATE_FILE else f" --state-file {state_file}"
         click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
+    schedules_.echo_fires()
     with one_line_errors(), StopRequested() as stop:
         code = embedded.serve(
             stop,
@@ -240,6 +244,7 @@ def _fancy(stream: Any) -> bool:
 from runner.cli.dlq import dlq  # noqa: E402
 
 main.add_command(dlq)
+main.add_command(schedules_.schedules)
 
 
 if __name__ == "__main__":

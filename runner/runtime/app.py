@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from runner.core import aws, contracts, queues
 from runner.core.settings import TASK_MODULES, WorkerSettings, load
 from runner.errors import InProgressElsewhere, PayloadError, SettingsError
-from runner.runtime import backend, idempotency, publish
+from runner.runtime import backend, idempotency, publish, schedules
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
 from runner.worker import startup, transport
@@ -111,6 +111,8 @@ def celery_config(settings: WorkerSettings, consume: str = queues.JOBS) -> dict[
         "worker_consumer": "runner.worker.refusals:Consumer",
         "task_time_limit": settings.effective_time_limit,
         "include": task_modules() + settings.extra_task_modules,
+        # --- periodic jobs: tasks/schedules.py; on AWS, EventBridge Scheduler fires them ---
+        "beat_schedule": schedules.for_app(settings),
     }
 
 

@@ -89,7 +89,7 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
             letter.task_id or letter.message_id,
             str(letter.receive_count),
             _when(letter.first_seen),
-            _cut(letter.reason),
+            ops.shorten_reason(letter.reason, REASON_WIDTH),
         )
         for letter in letters
     ]
@@ -208,8 +208,3 @@ def _printable(value: Any) -> Any:
 
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
-
-
-def _cut(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 3] + "..."

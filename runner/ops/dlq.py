@@ -174,6 +174,12 @@ def redrive(
     return result
 
 
+def shorten_reason(reason: str, width: int) -> str:
+    """``reason`` on one line, cut to at most ``width`` characters for a table."""
+    line = " ".join(reason.split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 def count(sqs: Any, dlq_url: str) -> int:
     """Visible + in-flight + delayed messages (SQS's approximate numbers)."""
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]

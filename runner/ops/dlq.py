@@ -16,6 +16,7 @@ first receive in the DLQ is a peek: its ``first_seen`` is when someone first loo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ PEEK_VISIBILITY_SECONDS = 30
 #: How long a redrive holds a message between receiving it and deleting it from the DLQ.
 REDRIVE_VISIBILITY_SECONDS = 120
 DEFAULT_LIMIT = 100
+#: Marks a reason shortened for a table (one character: a cut reason keeps more of itself).
+ELLIPSIS = "\u2026"
 #: Message attributes Galley adds when it dead-letters; a redrive leaves them behind.
 GALLEY_ATTRIBUTES = frozenset({REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, FAILED_AT_ATTRIBUTE})
 
@@ -175,9 +178,21 @@ def redrive(
 
 
 def shorten_reason(reason: str, width: int) -> str:
-    """``reason`` on one line, cut to at most ``width`` characters for a table."""
+    """``reason`` on one line (every run of whitespace a single space) and at most ``width``
+    characters: whole if it fits, else cut at the last word boundary that leaves room for
+    :data:`ELLIPSIS` — before a space, or at the end of a run of word characters (so an ARN
+    wider than the column still shows its start: ``arn:aws:iam…``). Never mid-word: a single
+    word wider than the column leaves only the ellipsis.
+    """
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
     line = " ".join(reason.split())
-    return line if len(line) <= width else line[: width - 3] + "..."
+    if len(line) <= width:
+        return line
+    room = width - len(ELLIPSIS)
+    before_space = line.rfind(" ", 0, room + 1)
+    word_ends = [m.end() for m in _WORD.finditer(line, 0, room + 1) if m.end() <= room]
+    return line[: max(before_space, *word_ends, 0)] + ELLIPSIS
 
 
 def count(sqs: Any, dlq_url: str) -> int:
@@ -194,6 +209,9 @@ def purge(sqs: Any, dlq_url: str) -> None:
 
 
 # --- internals ---
+
+#: A run of word characters: a reason may be cut where one ends.
+_WORD = re.compile(r"\w+")
 
 
 class _Sources:

@@ -69,7 +69,7 @@ def dlq() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=ops.DEFAULT_LIMIT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_(queue: str | None, limit: int, as_json: bool) -> None:
-    """List the messages with task, id, receive count, first-seen time and the reason.
+    """List the messages with task, id, receive count, when each failed (UTC) and the reason.
 
     Reading a message counts as a receive: each listing adds one to every receive count.
     """
@@ -82,13 +82,13 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     if not letters:
         _echo(f"no messages in {url}")
         return
-    rows = [("TASK", "ID", "RECEIVES", "FIRST SEEN", "REASON")]
+    rows = [("TASK", "ID", "RECEIVES", "FAILED AT", "REASON")]
     rows += [
         (
             letter.task or "(undecodable)",
             letter.task_id or letter.message_id,
             str(letter.receive_count),
-            _when(letter.first_seen),
+            _when(letter.failed_at) + ("*" if _sent_at_only(letter) else ""),
             ops.shorten_reason(letter.reason, REASON_WIDTH),
         )
         for letter in letters
@@ -97,6 +97,8 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     for row in rows:
         padded = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
         _echo("  ".join([*padded, row[4]]))
+    if any(_sent_at_only(letter) for letter in letters):
+        _echo(f"* {ops.SENT_AT_NOTE}")
     more = " (--limit reached)" if len(letters) == limit else ""
     _echo(f"{len(letters)} message(s) in {url}{more}")
 
@@ -116,6 +118,7 @@ def show(queue: str | None, message_id: str) -> None:
 
 
 def _show(letter: ops.DeadLetter) -> None:
+    sent = _sent_at_only(letter)
     fields: list[tuple[str, Any]] = [("message id", letter.message_id)]
     try:
         message = letter.decoded()
@@ -133,9 +136,8 @@ def _show(letter: ops.DeadLetter) -> None:
     fields += [
         ("reason", letter.reason),
         ("source queue", letter.source_queue),
-        ("failed at", letter.failed_at),
+        ("failed at", _when(letter.failed_at) + (f" ({ops.SENT_AT_NOTE})" if sent else "")),
         ("receives", letter.receive_count),
-        ("first seen", _when(letter.first_seen)),
     ]
     for name, value in fields:
         _echo(f"{name + ':':<14}{'-' if value is None else value}")
@@ -204,6 +206,11 @@ def _printable(value: Any) -> Any:
         return kombu_json.JSONEncoder().default(value)
     except TypeError:
         return repr(value)
+
+
+def _sent_at_only(letter: ops.DeadLetter) -> bool:
+    """True if the message recorded no failure time and shows when it was sent instead."""
+    return letter.failed_at_source == ops.SENT_TIMESTAMP
 
 
 def _when(moment: datetime | None) -> str:

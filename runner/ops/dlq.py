@@ -9,8 +9,11 @@ receive returns messages not seen yet) and then makes them all visible again. Th
 listing adds one to every message's ``ApproximateReceiveCount``, and for a few seconds (at most
 :data:`PEEK_VISIBILITY_SECONDS` if this process dies) the messages are invisible to anyone else;
 a DLQ has no consumer, so nothing waits on them. For a message Galley dead-lettered itself the
-first receive in the DLQ is a peek: its ``first_seen`` is when someone first looked, while
-``failed_at`` is when it failed.
+first receive in the DLQ is a peek: its ``first_seen`` is when someone first looked. When the job
+failed is ``failed_at``: the ``galley-failed-at`` attribute Galley records as it dead-letters. A
+message SQS moved by the queue's redrive policy has none; its ``SentTimestamp`` stands in, and
+SQS keeps that from the original send when it moves a message, so it is when the job was sent,
+a bound on when it failed (``failed_at_source`` says which).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ PEEK_VISIBILITY_SECONDS = 30
 #: How long a redrive holds a message between receiving it and deleting it from the DLQ.
 REDRIVE_VISIBILITY_SECONDS = 120
 DEFAULT_LIMIT = 100
+#: ``DeadLetter.failed_at_source`` of a message without ``galley-failed-at``.
+SENT_TIMESTAMP = "SentTimestamp"
+#: What ``failed_at`` means when it comes from :data:`SENT_TIMESTAMP`.
+SENT_AT_NOTE = "no failure time recorded; this is when it was sent to its queue"
 #: Marks a reason shortened for a table (one character: a cut reason keeps more of itself).
 ELLIPSIS = "\u2026"
 #: Message attributes Galley adds when it dead-letters; a redrive leaves them behind.
@@ -59,7 +66,10 @@ class DeadLetter:
     first_seen: datetime | None
     #: SentTimestamp: the original send for a message SQS moved, the failure for Galley's.
     sent_at: datetime | None
-    failed_at: str | None
+    #: When the job failed (UTC): ``galley-failed-at``, else ``sent_at``.
+    failed_at: datetime | None
+    #: Where ``failed_at`` comes from: ``galley-failed-at`` or :data:`SENT_TIMESTAMP`.
+    failed_at_source: str | None
     reason: str
     source_queue: str | None
     message_attributes: dict[str, Any] = field(repr=False, compare=False)
@@ -82,7 +92,8 @@ class DeadLetter:
             "receive_count": self.receive_count,
             "first_seen": _iso(self.first_seen),
             "sent_at": _iso(self.sent_at),
-            "failed_at": self.failed_at,
+            "failed_at": _iso(self.failed_at),
+            "failed_at_source": self.failed_at_source,
             "reason": self.reason,
             "source_queue": self.source_queue,
             "decode_error": self.decode_error,
@@ -263,7 +274,12 @@ def _letter(raw: dict[str, Any], sources: _Sources) -> DeadLetter:
             f"moved by the queue's redrive policy after {receives or 'maxReceiveCount'} receives"
             " (no reason recorded; see the worker logs)"
         )
-    sent_at = _millis(system.get("SentTimestamp"))
+    sent_at = _millis(system.get(SENT_TIMESTAMP))
+    failed_at, failed_at_source = _moment(_string(attributes, FAILED_AT_ATTRIBUTE)), None
+    if failed_at is not None:
+        failed_at_source = FAILED_AT_ATTRIBUTE
+    elif sent_at is not None:
+        failed_at, failed_at_source = sent_at, SENT_TIMESTAMP
     return DeadLetter(
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
@@ -274,7 +290,8 @@ def _letter(raw: dict[str, Any], sources: _Sources) -> DeadLetter:
         receive_count=int(system.get("ApproximateReceiveCount", 0)),
         first_seen=_millis(system.get("ApproximateFirstReceiveTimestamp")) or sent_at,
         sent_at=sent_at,
-        failed_at=_string(attributes, FAILED_AT_ATTRIBUTE),
+        failed_at=failed_at,
+        failed_at_source=failed_at_source,
         reason=reason,
         source_queue=source,
         message_attributes=attributes,
@@ -359,6 +376,17 @@ def _string(attributes: dict[str, Any], name: str) -> str | None:
 
 def _millis(value: str | None) -> datetime | None:
     return None if value in (None, "") else datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time in UTC (a time without an offset is taken as UTC); None if unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

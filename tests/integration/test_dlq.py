@@ -4,6 +4,7 @@ duplicates, purge only when confirmed."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -126,7 +127,7 @@ def test_list_shows_task_id_reason_and_receives_without_consuming(seeded: Seeded
     table = galley(stack, "list")
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FIRST", "SEEN", "REASON"]
+    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FAILED", "AT", "REASON"]
     for task_id, (task, reason) in seeded.jobs.items():
         row = next(line for line in lines if task_id in line)
         assert row.split()[:3] == [task, task_id, "2"]
@@ -134,6 +135,39 @@ def test_list_shows_task_id_reason_and_receives_without_consuming(seeded: Seeded
     assert any(line.startswith("(undecodable)") and seeded.garbage_id in line for line in lines)
     assert lines[-1] == f"4 message(s) in {stack.dlq_url}"
     assert support.queue_depth(stack, stack.dlq_url) == 4
+
+
+def test_list_and_show_give_when_each_job_failed(seeded: Seeded) -> None:
+    stack, sqs = seeded.stack, seeded.sqs
+    # GIVEN a job Galley dead-lettered two days ago (the seeded ones failed just now), and the
+    # seeded job SQS moved by its redrive policy, which records no failure time
+    failed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    old_id = str(uuid.uuid4())
+    body = codec.encode("tasks.x", [], queue="q", task_id=old_id)
+    dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url, now=failed)
+    sent = datetime.now(UTC)
+    # WHEN the DLQ is listed as JSON
+    listed = galley(stack, "list", "--json")
+    # THEN each job has its failure time: the one Galley recorded, else when SQS had it sent
+    assert listed.exit_code == 0, listed.output
+    items = {item["task_id"] or item["message_id"]: item for item in json.loads(listed.stdout)}
+    assert items[old_id]["failed_at"] == failed.isoformat()
+    moved = items[seeded.moved_task_id]
+    assert moved["failed_at"] == moved["sent_at"]
+    assert items[old_id]["failed_at_source"] == "galley-failed-at"
+    assert moved["failed_at_source"] == "SentTimestamp"
+    assert sent - timedelta(minutes=1) <= datetime.fromisoformat(moved["failed_at"]) <= sent
+    # AND the table shows them under FAILED AT, the sent time marked and explained
+    lines = galley(stack, "list").stdout.splitlines()
+    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FAILED", "AT", "REASON"]
+    assert f"  {failed:%Y-%m-%d %H:%M:%S}  " in next(line for line in lines if old_id in line)
+    moved_row = next(line for line in lines if seeded.moved_task_id in line)
+    assert f"  {datetime.fromisoformat(moved['failed_at']):%Y-%m-%d %H:%M:%S}*  " in moved_row
+    assert lines[-2] == f"* {dlq.SENT_AT_NOTE}"
+    # AND show explains the sent time too
+    shown = galley(stack, "show", seeded.moved_task_id)
+    moved_at = datetime.fromisoformat(moved["failed_at"])
+    assert f"failed at:    {moved_at:%Y-%m-%d %H:%M:%S} ({dlq.SENT_AT_NOTE})" in shown.stdout
 
 
 def test_peek_reads_past_one_receive_batch_and_honours_the_limit(
@@ -156,6 +190,7 @@ def test_show_decodes_a_message_and_explains_an_undecodable_one(seeded: Seeded) 
     assert f"id:           {task_id}" in result.stdout
     assert f"reason:       {reason}" in result.stdout
     assert "retries:      0" in result.stdout
+    assert re.search(r"^failed at:    \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", result.stdout, re.M)
     assert f'"id": "{task_id}"' in result.stdout  # the headers
     garbage = galley(stack, "show", seeded.garbage_id)
     assert garbage.exit_code == 0, garbage.output

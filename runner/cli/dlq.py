@@ -156,8 +156,9 @@ def _show(letter: ops.DeadLetter) -> None:
 def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None) -> None:
     """Send messages back to the queue they failed on (or --to), then delete them here.
 
-    Nothing is lost: a message leaves the DLQ only after it was sent. Its body is unchanged, so
-    its task id too: a rerun is the same job.
+    Nothing is lost: a message leaves the DLQ only after it was sent. A job goes back as it
+    failed (task id, arguments, idempotency key) with its retry count set back to 0, so a rerun
+    is the same job with all its retries.
     """
     if all_ == bool(ids):
         raise click.UsageError("give message IDs or --all (not both)")
@@ -168,7 +169,8 @@ def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None)
         result = ops.redrive(sqs, url, to=to, ids=None if all_ else ids)
     for moved in result.moved:
         name = moved.task or "(undecodable)"
-        _echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}")
+        reset = f" (retries {moved.spent_retries} -> 0)" if moved.spent_retries else ""
+        _echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}{reset}")
     for failed in result.failed:
         _echo(f"not moved {failed.task_id or failed.message_id}: {failed.reason}", err=True)
     _echo(f"{len(result.moved)} moved, {len(result.failed)} not moved")

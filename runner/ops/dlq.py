@@ -1,7 +1,9 @@
 """A dead-letter queue, for `galley dlq`: list and show its messages, redrive them, purge it.
 
 Redrive is Galley's own (receive, send to the source queue, delete), not SQS's
-StartMessageMoveTask, so that it works the same against moto and AWS.
+StartMessageMoveTask, so that it works the same against moto and AWS, and so that a job goes
+back with its retries: Celery's ``retries`` header is set back to 0 (SQS's move task would send
+the body as it is, and a job that had spent them would fail again at once).
 
 SQS has no true peek: reading a message means receiving it (runner/ops/sqs_sweep.py). :func:`peek`
 receives each message with a short visibility timeout, holds it until the listing ends (so every
@@ -28,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runner.core import delays
 from runner.core.batching import batched_by_size
 from runner.core.deadletter import FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
 from runner.errors import DlqError, WireError
@@ -107,6 +110,8 @@ class Moved:
     task: str | None
     queue: str
     new_message_id: str
+    #: The retry count the job had spent, set back to 0 for this run (0: nothing changed).
+    spent_retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,11 +158,14 @@ def redrive(
     queue, or to ``to`` when given.
 
     Each message is sent (same body, its own message attributes minus Galley's) and deleted from
-    the DLQ only after the send succeeded, so none is lost. The one window: if this process dies
-    between the send and the delete, the message is in both queues — with the same body, so the
-    same Celery task id — and the DLQ copy reappears after :data:`REDRIVE_VISIBILITY_SECONDS`.
-    Only messages sent before the redrive started are moved: a job that fails again at once and
-    comes back meanwhile stays in the DLQ instead of going round in a loop.
+    the DLQ only after the send succeeded, so none is lost. The body is the job's own with one
+    change: a task message's ``retries`` header is set back to 0, so the job has all its retries
+    again (arguments, task id, idempotency key and payload pointer stay as they are). The one
+    window: if this process dies between the send and the delete, the message is in both queues
+    — with the same task id — and the DLQ copy reappears after
+    :data:`REDRIVE_VISIBILITY_SECONDS`. Only messages sent before the redrive started are moved:
+    a job that fails again at once and comes back meanwhile stays in the DLQ instead of going
+    round in a loop.
     """
     if to is not None and to.rstrip("/") == dlq_url.rstrip("/"):
         raise DlqError("--to is the dead-letter queue itself")
@@ -167,7 +175,7 @@ def redrive(
     sources, started = _Sources(sqs, dlq_url, None), datetime.now(UTC)
     with Sweep(sqs, dlq_url, REDRIVE_VISIBILITY_SECONDS) as sweep:
         for batch in sweep.batches(None):
-            targets: dict[str, list[DeadLetter]] = {}
+            targets: dict[str, list[_Outgoing]] = {}
             for letter in (_letter(raw, sources) for raw in batch):
                 if (letter.sent_at and letter.sent_at >= started) or (
                     wanted is not None and not letter.selected_by(wanted)
@@ -175,13 +183,13 @@ def redrive(
                     continue  # not asked for, or back in the DLQ since this redrive started
                 matched.update({letter.message_id, letter.task_id})
                 target = to or letter.source_queue
-                if target is None:
-                    why = "its source queue is not known; give the queue with --to"
+                if why := _stays(letter, target, started):
                     result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
                 else:
-                    targets.setdefault(target, []).append(letter)
-            for target, letters in targets.items():
-                for chunk in batched_by_size(letters, _entry_bytes):
+                    assert target is not None
+                    targets.setdefault(target, []).append(_outgoing(letter))
+            for target, outgoing in targets.items():
+                for chunk in batched_by_size(outgoing, _entry_bytes):
                     _move(sqs, sweep, target, chunk, result)
     for missing in sorted((wanted or set()) - matched):
         result.failed.append(NotMoved(missing, None, f"not in the dead-letter queue {dlq_url}"))
@@ -298,11 +306,37 @@ def _letter(raw: dict[str, Any], sources: _Sources) -> DeadLetter:
     )
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """A dead letter as a redrive sends it."""
+
+    letter: DeadLetter
+    body: str
+    spent_retries: int
+
+
+def _outgoing(letter: DeadLetter) -> _Outgoing:
+    """``letter`` with its retry count set back to 0 if it is a task message that spent some."""
+    if letter.task_id is not None:
+        retries = letter.decoded().headers.get("retries")
+        if type(retries) is int and retries > 0:
+            return _Outgoing(letter, codec.with_headers(letter.body, retries=0), retries)
+    return _Outgoing(letter, letter.body, 0)
+
+
+def _stays(letter: DeadLetter, target: str | None, now: datetime) -> str | None:
+    """Why a redrive leaves ``letter`` in the DLQ, or None to send it to ``target``."""
+    if target is None:
+        return "its source queue is not known; give the queue with --to"
+    return None
+
+
 def _move(
-    sqs: Any, sweep: Sweep, target: str, letters: list[DeadLetter], result: RedriveResult
+    sqs: Any, sweep: Sweep, target: str, outgoing: list[_Outgoing], result: RedriveResult
 ) -> None:
-    """Send ``letters`` to ``target``; delete from the DLQ exactly those that were sent."""
-    entries = [_send_entry(str(i), letter) for i, letter in enumerate(letters)]
+    """Send ``outgoing`` to ``target``; delete from the DLQ exactly those that were sent."""
+    letters = [out.letter for out in outgoing]
+    entries = [_send_entry(str(i), out) for i, out in enumerate(outgoing)]
     try:
         response = sqs.send_message_batch(QueueUrl=target, Entries=entries)
     except (ClientError, BotoCoreError) as error:
@@ -335,12 +369,15 @@ def _move(
             result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
             continue
         sweep.forget(letter.message_id)
-        result.moved.append(Moved(letter.message_id, letter.task_id, letter.task, target, new_id))
+        spent = outgoing[i].spent_retries
+        result.moved.append(
+            Moved(letter.message_id, letter.task_id, letter.task, target, new_id, spent)
+        )
 
 
-def _send_entry(entry_id: str, letter: DeadLetter) -> dict[str, Any]:
-    entry: dict[str, Any] = {"Id": entry_id, "MessageBody": letter.body}
-    if kept := _kept(letter.message_attributes):
+def _send_entry(entry_id: str, out: _Outgoing) -> dict[str, Any]:
+    entry: dict[str, Any] = {"Id": entry_id, "MessageBody": out.body}
+    if kept := _kept(out.letter.message_attributes):
         entry["MessageAttributes"] = kept
     return entry
 
@@ -355,9 +392,9 @@ def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _entry_bytes(letter: DeadLetter) -> int:
+def _entry_bytes(out: _Outgoing) -> int:
     """What one SendMessageBatch entry counts towards the 1 MiB: its body and attributes."""
-    return len(letter.body.encode()) + _attributes_bytes(_kept(letter.message_attributes))
+    return len(out.body.encode()) + _attributes_bytes(_kept(out.letter.message_attributes))
 
 
 def _attributes_bytes(attributes: dict[str, Any]) -> int:
@@ -379,14 +416,11 @@ def _millis(value: str | None) -> datetime | None:
 
 
 def _moment(text: str | None) -> datetime | None:
-    """An ISO 8601 time in UTC (a time without an offset is taken as UTC); None if unreadable."""
-    if not text:
-        return None
+    """An ISO 8601 time as aware UTC (naive means UTC); None if absent or unreadable."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return delays.parse_eta(text)
+    except (TypeError, ValueError, OverflowError):
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,7 +21,7 @@ from runner.core.deadletter import REASON_ATTRIBUTE, dead_letter
 from runner.local import embedded
 from runner.local.process import wait_for
 from runner.ops import dlq
-from runner.wire import codec
+from runner.wire import codec, payloads
 from tests import support
 
 pytestmark = pytest.mark.integration
@@ -218,6 +218,33 @@ def test_redrive_all_returns_every_message_once_with_its_body(seeded: Seeded) ->
     attributes = [message.get("MessageAttributes", {}) for message in returned]
     assert not any(REASON_ATTRIBUTE in a for a in attributes)
     assert {"trace": {"StringValue": "abc", "DataType": "String"}} in attributes
+
+
+def test_redrive_gives_a_job_its_retries_back_and_keeps_the_rest(
+    stack: embedded.LocalResources,
+) -> None:
+    # GIVEN a job dead-lettered after its last retry, with an idempotency key and a payload
+    # pointer
+    sqs, _ = support.clients(stack)
+    queue, task_id = stack.queue_url.rsplit("/", 1)[1], str(uuid.uuid4())
+    headers = {
+        codec.IDEMPOTENCY_HEADER: "order-1",
+        payloads.HEADER: {"bucket": stack.bucket, "key": f"{payloads.PREFIX}{task_id}/a"},
+    }
+    body = codec.encode(
+        "tasks.x", [1], {"k": 2}, queue=queue, task_id=task_id, retries=3, extra_headers=headers
+    )
+    dead_letter(sqs, stack.dlq_url, body, reason="max retries", source_queue=stack.queue_url)
+    # WHEN it is redriven
+    result = galley(stack, "redrive", task_id)
+    # THEN it is back on its queue with its retry count at 0 and everything else as it was
+    assert result.exit_code == 0, result.output
+    [returned] = _drain(sqs, stack.queue_url)
+    before, after = codec.decode(body), codec.decode(returned["Body"])
+    assert after.retries == 0
+    assert after == replace(before, headers={**before.headers, "retries": 0})
+    # AND the output says so
+    assert f"moved tasks.x {task_id} -> {stack.queue_url} (retries 3 -> 0)" in result.stdout
 
 
 def test_redrive_selected_ids_moves_only_those(seeded: Seeded) -> None:

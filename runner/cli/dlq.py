@@ -158,7 +158,8 @@ def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None)
 
     Nothing is lost: a message leaves the DLQ only after it was sent. A job goes back as it
     failed (task id, arguments, idempotency key) with its retry count set back to 0, so a rerun
-    is the same job with all its retries.
+    is the same job with all its retries. A job past its expiry time stays here: its queue
+    would revoke it without running it.
     """
     if all_ == bool(ids):
         raise click.UsageError("give message IDs or --all (not both)")

@@ -165,7 +165,8 @@ def redrive(
     — with the same task id — and the DLQ copy reappears after
     :data:`REDRIVE_VISIBILITY_SECONDS`. Only messages sent before the redrive started are moved:
     a job that fails again at once and comes back meanwhile stays in the DLQ instead of going
-    round in a loop.
+    round in a loop. A job whose ``expires`` has passed stays too (reported in ``failed``): its
+    queue would revoke it without running it, and the DLQ copy would be gone.
     """
     if to is not None and to.rstrip("/") == dlq_url.rstrip("/"):
         raise DlqError("--to is the dead-letter queue itself")
@@ -328,7 +329,23 @@ def _stays(letter: DeadLetter, target: str | None, now: datetime) -> str | None:
     """Why a redrive leaves ``letter`` in the DLQ, or None to send it to ``target``."""
     if target is None:
         return "its source queue is not known; give the queue with --to"
+    expires = _expires(letter)
+    if expires is not None and now > expires:
+        return (
+            f"expired at {_iso(expires)}: its queue would revoke it without running it; "
+            "left in the dead-letter queue"
+        )
     return None
+
+
+def _expires(letter: DeadLetter) -> datetime | None:
+    """A task message's ``expires`` (aware UTC), or None (none, or not a task message)."""
+    if letter.task_id is None:
+        return None
+    try:
+        return delays.parse_eta(letter.decoded().headers.get("expires"))
+    except (WireError, TypeError, ValueError, OverflowError):
+        return None  # not a time the worker could read either: it dead-letters such a job
 
 
 def _move(

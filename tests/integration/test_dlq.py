@@ -247,6 +247,32 @@ def test_redrive_gives_a_job_its_retries_back_and_keeps_the_rest(
     assert f"moved tasks.x {task_id} -> {stack.queue_url} (retries 3 -> 0)" in result.stdout
 
 
+def test_redrive_leaves_an_expired_job_in_the_dlq_and_says_why(
+    stack: embedded.LocalResources,
+) -> None:
+    # GIVEN two dead-lettered jobs, one of them past its expiry time
+    sqs, _ = support.clients(stack)
+    queue, expired_id, live_id = stack.queue_url.rsplit("/", 1)[1], "expired-1", "live-1"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    for body in (
+        codec.encode("tasks.x", [], queue=queue, task_id=expired_id, expires=60, now=an_hour_ago),
+        codec.encode("tasks.x", [], queue=queue, task_id=live_id, expires=3600),
+    ):
+        dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url)
+    expired_at = an_hour_ago + timedelta(seconds=60)
+    # WHEN everything is redriven
+    result = galley(stack, "redrive", "--all")
+    # THEN the expired one stays in the DLQ (its queue would revoke it unrun), and says so
+    assert (
+        f"not moved {expired_id}: expired at {expired_at.isoformat(timespec='seconds')}"
+        in result.stderr
+    )
+    assert result.exit_code == 1
+    assert [letter.task_id for letter in dlq.peek(sqs, stack.dlq_url)] == [expired_id]
+    # AND the other one is back on its queue
+    assert [codec.decode(m["Body"]).id for m in _drain(sqs, stack.queue_url)] == [live_id]
+
+
 def test_redrive_selected_ids_moves_only_those(seeded: Seeded) -> None:
     stack = seeded.stack
     chosen = next(iter(seeded.jobs))

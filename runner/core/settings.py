@@ -21,6 +21,7 @@ from runner.errors import SettingsError
 QUEUE_URL = "GALLEY_QUEUE_URL"
 LONG_QUEUE_URL = "GALLEY_LONG_QUEUE_URL"
 DLQ_URL = "GALLEY_DLQ_URL"
+LONG_DLQ_URL = "GALLEY_LONG_DLQ_URL"
 RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
 RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
 VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
@@ -41,6 +42,7 @@ ALL_VARIABLES = (
     QUEUE_URL,
     LONG_QUEUE_URL,
     DLQ_URL,
+    LONG_DLQ_URL,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
     VISIBILITY_TIMEOUT,
@@ -249,11 +251,18 @@ class DlqSettings(AwsSettings):
     """`galley dlq`: the dead-letter queue it reads, redrives and purges (`--queue` overrides)."""
 
     dlq_url: str = Field(validation_alias=DLQ_URL)
+    #: The long-jobs queue's dead-letter queue (template.yaml: LongJobsDeadLetterQueue).
+    long_dlq_url: str | None = Field(default=None, validation_alias=LONG_DLQ_URL)
 
     @field_validator("dlq_url")
     @classmethod
     def _dlq_url_valid(cls, value: str) -> str:
         return _refuse_fifo(_check_queue_url(value))
+
+    @field_validator("long_dlq_url")
+    @classmethod
+    def _long_dlq_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _refuse_fifo(_check_queue_url(str(value)))
 
 
 _S = TypeVar("_S", bound=_Base)

@@ -23,12 +23,13 @@ REASON_WIDTH = 70
 
 
 def _queue_option(command: _F) -> _F:
+    roles = ", ".join(f"{name} (${role.variable})" for name, role in ops.ROLES.items())
     return click.option(
         "--queue",
         "queue",
         default=None,
-        metavar="URL",
-        help=f"The dead-letter queue (default: ${settings.DLQ_URL}).",
+        metavar="|".join([*ops.ROLES, "URL"]),
+        help=f"The dead-letter queue: {roles} or a queue URL [default: {ops.DEFAULT_ROLE}].",
     )(command)
 
 
@@ -49,11 +50,11 @@ def _echo(text: str, *, err: bool = False) -> None:
 
 
 def _connect(queue: str | None) -> tuple[Any, str]:
-    """An SQS client and the DLQ URL: ``--queue`` if given, else GALLEY_DLQ_URL."""
-    overrides = {"dlq_url": queue} if queue else {}
-    config = settings.load(settings.DlqSettings, **overrides)
+    """An SQS client and the URL of the DLQ ``--queue`` names (a role or a URL)."""
+    config = settings.load(settings.DlqSettings)
+    url = ops.queue_url(config, queue)
     client = aws.client("sqs", endpoint_url=config.endpoint_url, region=config.region)
-    return client, config.dlq_url
+    return client, url
 
 
 @click.group("dlq")

@@ -30,10 +30,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.core import delays
+from runner.core import delays, settings
 from runner.core.batching import batched_by_size
 from runner.core.deadletter import FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
-from runner.errors import DlqError, WireError
+from runner.errors import DlqError, SettingsError, WireError
 from runner.ops.sqs_sweep import Sweep
 from runner.wire import codec
 
@@ -50,6 +50,33 @@ SENT_AT_NOTE = "no failure time recorded; this is when it was sent to its queue"
 ELLIPSIS = "\u2026"
 #: Message attributes Galley adds when it dead-letters; a redrive leaves them behind.
 GALLEY_ATTRIBUTES = frozenset({REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, FAILED_AT_ATTRIBUTE})
+
+
+@dataclass(frozen=True)
+class Role:
+    """A dead-letter queue of the stack, as `--queue` names it."""
+
+    #: The DlqSettings field holding its URL, and the variable that is read from.
+    setting: str
+    variable: str
+    #: What it is, and the stack output holding its URL (template.yaml).
+    what: str
+    output: str
+
+
+#: `--queue` names the stack's dead-letter queues by role; anything else must be a queue URL.
+ROLES = {
+    "jobs": Role(
+        "dlq_url", settings.DLQ_URL, "the jobs dead-letter queue", "JobsDeadLetterQueueUrl"
+    ),
+    "long": Role(
+        "long_dlq_url",
+        settings.LONG_DLQ_URL,
+        "the long-jobs dead-letter queue",
+        "LongJobsDeadLetterQueueUrl",
+    ),
+}
+DEFAULT_ROLE = "jobs"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +153,32 @@ class NotMoved:
 class RedriveResult:
     moved: list[Moved] = field(default_factory=list)
     failed: list[NotMoved] = field(default_factory=list)
+
+
+def queue_url(config: settings.DlqSettings, queue: str | None = None) -> str:
+    """The dead-letter queue ``queue`` names: a role of :data:`ROLES` (default
+    :data:`DEFAULT_ROLE`), read from its variable, or a queue URL.
+
+    Raises :class:`SettingsError` naming the variable when the role's is not set, and
+    :class:`DlqError` for anything else that is not a standard queue's URL.
+    """
+    name = queue or DEFAULT_ROLE
+    role = ROLES.get(name)
+    if role is not None:
+        url: str | None = getattr(config, role.setting)
+        if url is None:
+            default = " (the default)" if name == DEFAULT_ROLE else ""
+            raise SettingsError(
+                f"{role.variable}: required for --queue {name}{default} but not set "
+                f"({role.what}'s URL: the stack's output {role.output})"
+            )
+        return url
+    if "://" not in name:
+        raise DlqError(f"--queue {name!r} is neither {', '.join(ROLES)} nor a queue URL")
+    try:
+        return settings.check_standard_queue_url(name)
+    except ValueError as error:
+        raise DlqError(f"--queue: {error}") from None
 
 
 def peek(

@@ -332,8 +332,31 @@ def test_without_a_dlq_setting_the_error_names_the_variable(stack: embedded.Loca
     env: dict[str, str | None] = {**stack.env(), "GALLEY_DLQ_URL": None}
     result = CliRunner().invoke(main, ["dlq", "list"], env=env)
     assert result.exit_code == 1
-    assert "GALLEY_DLQ_URL: required but not set" in result.output
+    assert "GALLEY_DLQ_URL: required for --queue jobs (the default) but not set" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_queue_long_works_on_the_long_jobs_dlq(stack: embedded.LocalResources) -> None:
+    # GIVEN a long-jobs DLQ holding one dead letter, named by GALLEY_LONG_DLQ_URL
+    sqs, _ = support.clients(stack)
+    long_dlq = sqs.create_queue(QueueName=f"long-{uuid.uuid4().hex[:8]}-dlq")["QueueUrl"]
+    dead_letter(sqs, long_dlq, "long body", reason="r", source_queue=stack.queue_url)
+    env = {**stack.env(), "GALLEY_LONG_DLQ_URL": long_dlq}
+    # WHEN each DLQ is listed by its role
+    long = CliRunner().invoke(main, ["dlq", "list", "--queue", "long", "--json"], env=env)
+    jobs = CliRunner().invoke(main, ["dlq", "list", "--queue", "jobs"], env=env)
+    # THEN --queue long reads the long-jobs DLQ, and --queue jobs the jobs DLQ
+    assert long.exit_code == 0, long.output
+    assert [item["reason"] for item in json.loads(long.stdout)] == ["r"]
+    assert jobs.exit_code == 0, jobs.output
+    assert jobs.stdout == f"no messages in {stack.dlq_url}\n"
+
+
+def test_queue_long_without_its_variable_names_it(stack: embedded.LocalResources) -> None:
+    result = galley(stack, "list", "--queue", "long")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: GALLEY_LONG_DLQ_URL: required for --queue long")
+    assert len(result.output.splitlines()) == 1
 
 
 def test_redrive_that_cannot_send_leaves_every_message_in_the_dlq(seeded: Seeded) -> None:

@@ -184,15 +184,17 @@ def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None)
 @_queue_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(queue: str | None, yes: bool) -> None:
-    """Delete every message in the dead-letter queue."""
+    """Delete every message in the dead-letter queue, once confirmed (declining purges
+    nothing and is no error)."""
     with _clear_errors():
         sqs, url = _connect(queue)
         count = ops.count(sqs, url)
     if count == 0:
         _echo(f"no messages in {url}")
         return
-    if not yes:
-        click.confirm(f"Delete {count} messages from {url}?", abort=True)
+    if not yes and not click.confirm(f"Delete {count} messages from {url}?"):
+        _echo("nothing purged")
+        return
     with _clear_errors():
         ops.purge(sqs, url)
     _echo(f"purged {url} ({count} messages)")

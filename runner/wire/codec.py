@@ -308,8 +308,8 @@ def envelope(message_body: str | bytes) -> dict[str, Any]:
 
 def with_headers(message_body: str, **headers: Any) -> str:
     """The same ``MessageBody`` with ``headers`` set (``retries=0``): the arguments byte for
-    byte, everything else as it was. Raises :class:`WireError` for a body :func:`decode`
-    could not read."""
+    byte, everything else as it was. Raises :class:`WireError` for a body that is not kombu's
+    envelope; give it one :func:`decode` reads."""
     return kombu_envelope.with_headers(message_body, headers)
 
 

@@ -87,6 +87,12 @@ def _check_queue_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def check_standard_queue_url(value: str) -> str:
+    """``value`` as the URL of a standard SQS queue (no trailing slash), or ValueError saying
+    why not: for a queue URL given some other way than a variable (`galley dlq --queue`)."""
+    return _refuse_fifo(_check_queue_url(value))
+
+
 def _refuse_fifo(value: str) -> str:
     """Galley's worker, Lambda consumer, hops and DLQ sends speak standard queues only."""
     if queue_name_from_url(value).endswith(".fifo"):
@@ -251,14 +257,19 @@ class ConsumerSettings(WorkerSettings):
 
 
 class DlqSettings(AwsSettings):
-    """`galley dlq`: the dead-letter queue it reads, redrives and purges (`--queue` overrides)."""
+    """`galley dlq`: the stack's dead-letter queues it reads, redrives and purges. Both are
+    optional here; the one `--queue` asks for must be set (runner.ops.dlq.queue_url says so)."""
 
-    dlq_url: str = Field(validation_alias=DLQ_URL)
+    #: The jobs queue's dead-letter queue (template.yaml: JobsDeadLetterQueue; `--queue jobs`).
+    dlq_url: str | None = Field(default=None, validation_alias=DLQ_URL)
+    #: The long-jobs queue's dead-letter queue (template.yaml: LongJobsDeadLetterQueue;
+    #: `--queue long`).
+    long_dlq_url: str | None = Field(default=None, validation_alias=LONG_DLQ_URL)
 
-    @field_validator("dlq_url")
+    @field_validator("dlq_url", "long_dlq_url")
     @classmethod
-    def _dlq_url_valid(cls, value: str) -> str:
-        return _refuse_fifo(_check_queue_url(value))
+    def _dlq_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else check_standard_queue_url(str(value))
 
 
 _S = TypeVar("_S", bound=_Base)

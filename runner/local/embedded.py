@@ -44,6 +44,7 @@ class LocalResources:
     bucket: str
     visibility_timeout: int
     long_queue_url: str | None = None
+    long_dlq_url: str | None = None
     moto_pid: int | None = None
     worker_pid: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -60,6 +61,7 @@ class LocalResources:
             settings.RESULTS_BUCKET: self.bucket,
             settings.VISIBILITY_TIMEOUT: str(self.visibility_timeout),
             **({settings.LONG_QUEUE_URL: self.long_queue_url} if self.long_queue_url else {}),
+            **({settings.LONG_DLQ_URL: self.long_dlq_url} if self.long_dlq_url else {}),
             **self.extra,
         }
 
@@ -276,6 +278,7 @@ def running_stack(
             queue_url=out[sam.OUTPUT_QUEUE_URL],
             dlq_url=out[sam.OUTPUT_DLQ_URL],
             long_queue_url=out[sam.OUTPUT_LONG_QUEUE_URL],
+            long_dlq_url=out[sam.OUTPUT_LONG_DLQ_URL],
             bucket=out[sam.OUTPUT_BUCKET],
             visibility_timeout=int(params["VisibilityTimeout"]),
             moto_pid=moto.child.pid,

@@ -363,6 +363,38 @@ def test_a_raw_body_without_body_encoding_round_trips() -> None:
     assert codec.decode(body).args == [1]
 
 
+@pytest.mark.parametrize("sqs_base64", [True, False])
+def test_with_headers_changes_only_the_headers_named(sqs_base64: bool) -> None:
+    # GIVEN a message with retries spent, typed arguments, an idempotency key, a payload pointer
+    message = codec.build(
+        "t.a",
+        [datetime(2020, 1, 1, tzinfo=UTC), Decimal("1.10"), b"\xff"],
+        {"k": "é"},
+        queue="q",
+        retries=3,
+        expires=60,
+        now=NOW,
+        extra_headers={
+            codec.IDEMPOTENCY_HEADER: "order-1",
+            "galley_payload": {"bucket": "b", "key": "payloads/x/y"},
+        },
+    )
+    body = codec.encode_message(message, sqs_base64=sqs_base64)
+    # WHEN its retry count is set back to 0
+    changed = codec.with_headers(body, retries=0)
+    # THEN it decodes to the same message with only that header changed
+    assert codec.decode(changed) == replace(message, headers={**message.headers, "retries": 0})
+    # AND the arguments travel byte for byte, in the same outer form (base64 or plain JSON)
+    outer = (lambda text: json.loads(base64.b64decode(text))) if sqs_base64 else json.loads
+    assert outer(changed)["body"] == outer(body)["body"]
+    assert list(outer(changed)["headers"]) == list(outer(body)["headers"])  # Celery's order
+
+
+def test_with_headers_refuses_what_decode_refuses() -> None:
+    with pytest.raises(WireError, match="neither base64 nor a JSON object"):
+        codec.with_headers("not a message {", retries=0)
+
+
 def test_build_derived_fields() -> None:
     message = codec.build("t.a", (1,), queue="q", countdown=10, delay_seconds=10, now=NOW)
     assert message.args == [1]

@@ -31,13 +31,14 @@ help:
 	@echo "             first time: make deploy WORKER_VPC_ID=vpc-... WORKER_SUBNETS=subnet-a,subnet-b"
 	@echo "make clean   remove .venv and caches"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt tasks/requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Galley needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV); pip's output: $(INSTALL_LOG)"
 	@: > $(INSTALL_LOG)
 	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install --upgrade pip)
 	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install -c constraints.txt -e '.[dev]')
+	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install -c constraints.txt -r tasks/requirements.txt)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -87,3 +87,11 @@ def test_python_examples_compile_and_import_what_exists(path: Path) -> None:
                 module = importlib.import_module(str(node.module))
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"{node.module}.{alias.name} ({path.name})"
+
+
+def test_the_function_the_guide_reads_the_image_of_is_the_consumer(sam: dict[str, Any]) -> None:
+    # GIVEN the by-hand steps of deploy.md, for the stack samconfig.toml names
+    assert "--function-name galley-consumer" in GUIDES[0].read_text()
+    # THEN that is the Lambda consumer's name in that stack
+    consumer = sam["Resources"]["ConsumerFunction"]["Properties"]
+    assert consumer["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-consumer"}

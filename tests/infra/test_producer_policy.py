@@ -4,6 +4,9 @@ The template is deployed into a moto server of its own that then enforces IAM (a
 tests/integration/test_checks.py). The "web app" is a fresh interpreter with nothing but that
 policy's user and the settings docs/web-apps.md lists, calling what the docs call; a second user
 allowed everything plays the worker.
+
+Not exercised here: ``enqueue_many``. AWS authorises SendMessageBatch with ``sqs:SendMessage``
+(the policy's one SQS action), but moto asks for ``sqs:SendMessageBatch`` by name.
 """
 
 from __future__ import annotations

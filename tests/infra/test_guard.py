@@ -264,8 +264,28 @@ def test_fargate_worker_runs_celery_from_the_same_image_safely(sam: Template) ->
     assert container["ReadonlyRootFilesystem"] is True
     assert container["StopTimeout"] >= 60
     assert container["User"] != "root" and not str(container["User"]).startswith("0")
+    # the worker consumes the long-jobs queue (-Q long) and knows both queues, so task_routes
+    # and queue= reach either from a job it runs
+    command = container["Command"]
+    assert command[command.index("-Q") + 1] == "long"
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert ref_target(env[settings.QUEUE_URL]) == "LongJobsQueue"
+    assert ref_target(env[settings.QUEUE_URL]) == "JobsQueue"
+    assert ref_target(env[settings.LONG_QUEUE_URL]) == "LongJobsQueue"
+    assert ref_target(env[settings.LONG_DLQ_URL]) == "LongJobsDeadLetterQueue"
+    assert settings.DLQ_URL not in env
+    assert ref_target(env[settings.VISIBILITY_TIMEOUT]) == "LongJobsVisibilityTimeout"
+    # AND its role lets the start-up checks read both queues and its DLQ, and send to the jobs
+    # queue
+    (role,) = [r for name, r in resources(sam, "AWS::IAM::Role").items() if name == "WorkerTaskRole"]
+    allowed: dict[str, set[str]] = {}
+    for policy in props(role)["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            for resource in _as_list(statement["Resource"]):
+                target = str(ref_target(resource) or resource)
+                allowed.setdefault(target, set()).update(_as_list(statement["Action"]))
+    assert {"sqs:GetQueueAttributes", "sqs:SendMessage"} <= allowed["JobsQueue"]
+    assert {"sqs:GetQueueAttributes", "sqs:SendMessage"} <= allowed["LongJobsDeadLetterQueue"]
+    assert "sqs:ReceiveMessage" not in allowed["JobsQueue"]
     entrypoint = (ROOT / "infra" / "entrypoint.sh").read_text()
     assert '"${1:-}" = "celery"' in entrypoint
 

@@ -211,7 +211,14 @@ def demo() -> None:
 
 
 @main.command()
-def doctor() -> None:
+@click.option(
+    "--queue",
+    type=click.Choice(["jobs", "long"]),
+    default="jobs",
+    show_default=True,
+    help="Check as the worker of this queue would (celery worker -Q QUEUE).",
+)
+def doctor(queue: str) -> None:
     """Check the settings against AWS: queues, dead-letter queue, visibility timeout, bucket.
 
     One line per check; exit 1 if any failed. Reads the same environment as the worker.
@@ -222,7 +229,7 @@ def doctor() -> None:
     with one_line_errors():
         config = load(WorkerSettings)
         sqs, s3 = checks.clients(config)
-    report = checks.run_checks(config, sqs, s3)
+    report = checks.run_checks(config, sqs, s3, consume=queue)
     marks = _MARKS if _fancy(sys.stdout) else _PLAIN_MARKS
     for check in report.checks:
         click.echo(f"{marks[check.status]} {check}")

@@ -370,10 +370,30 @@ def test_rejected_credentials_stop_the_checks(
 # --- galley doctor ---
 
 
-def doctor(env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def doctor(
+    env: dict[str, str], cwd: Path | None = None, *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        support.galley("doctor"), env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+        support.galley("doctor", *args),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+
+
+def test_doctor_checks_the_long_queue_as_its_worker_would(make_stack: MakeStack) -> None:
+    # GIVEN the jobs queue's visibility timeout in the environment, and a long queue of 300 s
+    stack = make_stack(visibility_timeout=120)
+    long = make_stack(visibility_timeout=300)
+    env = {**support.attached_env(stack), "GALLEY_LONG_QUEUE_URL": long.queue_url}
+    # WHEN `galley doctor --queue long` runs
+    result = doctor(env, None, "--queue", "long")
+    # THEN it checks the long queue, and names the visibility timeout that does not fit it
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL GALLEY_VISIBILITY_TIMEOUT: 120 differs from the long queue's" in result.stdout
+    assert f"ok   GALLEY_LONG_QUEUE_URL: queue {long.queue_url} exists" in result.stdout
 
 
 def test_doctor_on_a_good_stack_exits_0(stack: embedded.LocalResources) -> None:

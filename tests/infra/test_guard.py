@@ -276,9 +276,7 @@ def test_fargate_worker_runs_celery_from_the_same_image_safely(sam: Template) ->
     assert ref_target(env[settings.VISIBILITY_TIMEOUT]) == "LongJobsVisibilityTimeout"
     # AND its role lets the start-up checks read both queues and its DLQ, and send to the jobs
     # queue
-    (role,) = [
-        r for name, r in resources(sam, "AWS::IAM::Role").items() if name == "WorkerTaskRole"
-    ]
+    role = resources(sam, "AWS::IAM::Role")["WorkerTaskRole"]
     allowed: dict[str, set[str]] = {}
     for policy in props(role)["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:

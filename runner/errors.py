@@ -17,6 +17,7 @@ what is wrong. The tree::
     │   └── EnqueueError         SQS refused messages (``results`` has each outcome)
     │       └── QueueNotFoundError
     ├── JobError                 a job request (CLI) is malformed
+    ├── RoutingError             a send names a queue or exchange no queue of the app receives
     ├── WaitTimeout              a job or process was not ready by the deadline
     ├── IdempotencyKeyError      a task's key function failed or gave no key
     ├── IdempotencyError         the idempotency record could not be used
@@ -99,6 +100,11 @@ class QueueNotFoundError(EnqueueError):
 
 class JobError(GalleyError, ValueError):
     """The job cannot be sent; the message says which part of the request is wrong."""
+
+
+class RoutingError(GalleyError, ValueError):
+    """A send is routed where no queue of the app receives it (an unknown queue, or a named
+    exchange: on SQS no queue is bound to one, and kombu would drop the message unsaid)."""
 
 
 class WaitTimeout(GalleyError, TimeoutError):

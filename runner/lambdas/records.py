@@ -268,7 +268,7 @@ class Consumer:
             correlation_id=properties.get("correlation_id"),
             hostname=self.hostname,
             delivery_info={
-                "exchange": delivery_info.get("exchange"),
+                "exchange": "",  # as the worker's transport: a retry goes back to its queue
                 "routing_key": routing_key,
                 "priority": properties.get("priority"),
                 "redelivered": False,

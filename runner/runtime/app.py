@@ -21,8 +21,9 @@ from pydantic import BaseModel
 
 from runner.core import aws, contracts, queues
 from runner.core.settings import TASK_MODULES, WorkerSettings, load
-from runner.errors import InProgressElsewhere, PayloadError, SettingsError
+from runner.errors import InProgressElsewhere, PayloadError, RoutingError, SettingsError
 from runner.runtime import backend, idempotency, publish, schedules
+from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
 from runner.worker import startup, transport
@@ -208,7 +209,11 @@ class GalleyCelery(Celery):
     def send_task(
         self, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
     ) -> Any:
-        """Celery's send_task; arguments too large for SQS go through S3 (runner.wire.payloads)."""
+        """Celery's send_task; arguments too large for SQS go through S3 (runner.wire.payloads),
+        and a send that would reach no queue is refused (RoutingError), not dropped."""
+        problem = links.route_problem(self, options.get("route_name") or name, options)
+        if problem is not None:
+            raise RoutingError(problem)
         if args or kwargs:
             settings = self.galley_settings
             if _message_bytes(name, args, kwargs, settings) > settings.payload_threshold_bytes:

@@ -79,10 +79,37 @@ def _container(app: Celery, kind: str, kwargs: dict[str, Any], depth: int) -> st
 def _route(app: Celery, task: Any, options: dict[str, Any]) -> str | None:
     if not isinstance(task, str) or not task:
         return "a signature without a task name"
+    return route_problem(app, task, options, task_type=app.tasks.get(task))
+
+
+def route_problem(
+    app: Celery, task: str, options: dict[str, Any], task_type: Any = None
+) -> str | None:
+    """Why a send of ``task`` with ``options`` would reach no queue of ``app``, or None.
+
+    As Celery routes it: the options, else the queue the task declares (``@app.task(queue=
+    ...)``, which ``Task.apply_async`` adds to the options), else ``task_routes``, else the
+    default queue. A named
+    exchange reaches nothing: the app's queues are predefined SQS queues, bound to none, and
+    kombu drops a message no binding matches without a word.
+    """
+    options = dict(options)
+    # the registry as it is: Celery's send_task does not finalize the app to look a task up
+    task_type = task_type or options.get("task_type") or app._tasks.get(task)
+    declared = getattr(task_type, "queue", None)
+    if declared and not options.get("queue"):
+        options["queue"] = declared
     try:
-        app.amqp.router.route(dict(options), task)
+        route = app.amqp.router.route(options, task, task_type=task_type)
     except QueueNotFound as error:
         return f"task {task!r} is routed to a queue this app does not have: {error}"
     except Exception as error:  # anything else routing would raise after the body ran
         return f"task {task!r} cannot be routed: {type(error).__name__}: {error}"
+    exchange = route.get("exchange")
+    name = getattr(exchange, "name", exchange)
+    if name:
+        return (
+            f"task {task!r} is routed through exchange {name!r}, which no queue receives from "
+            "on SQS; route by queue instead (queue='long', or task_routes {'queue': ...})"
+        )
     return None

@@ -250,11 +250,15 @@ class Transport(SQSTransport):
     def _payload(
         envelope: dict[str, Any], queue: str, entry: Entry, sqs_message: dict[str, Any]
     ) -> dict[str, Any]:
-        """kombu's payload for ``envelope``: delivered on ``queue``, whatever the message says."""
+        """kombu's payload for ``envelope``: delivered on ``queue`` through the default exchange,
+        whatever the message says (Celery sends a retry to the exchange and routing key its
+        message was delivered with; a named exchange is bound to no queue here, and kombu would
+        drop the retry without a word)."""
         properties = envelope.setdefault("properties", {})
         info = properties["delivery_info"] = dict(properties.get("delivery_info") or {})
-        info.update(routing_key=queue, sqs_message=sqs_message, sqs_queue=entry.queue_url)
-        info.setdefault("exchange", "")
+        info.update(
+            exchange="", routing_key=queue, sqs_message=sqs_message, sqs_queue=entry.queue_url
+        )
         properties["delivery_tag"] = entry.receipt
         return envelope
 

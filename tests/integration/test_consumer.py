@@ -773,3 +773,49 @@ def test_a_job_whose_links_cannot_be_sent_is_refused_before_it_runs(
     assert outcome.action == "dead-lettered", outcome
     assert outcome.reason is not None and "refused before it ran: its callbacks" in outcome.reason
     assert AsyncResult(message.id, app=galley_app).state == "FAILURE"
+
+
+@pytest.mark.parametrize("exchange", ["celery", None])
+def test_a_retry_goes_back_to_its_queue_whatever_exchange_the_message_names(
+    consumer: Consumer, galley_app: Any, exchange: str | None
+) -> None:
+    stack = _stack(consumer)
+    sqs, _ = support.clients(stack)
+    # GIVEN a job that will ask to be retried, its message naming another exchange (or none)
+    task_id = str(uuid.uuid4())
+    plain = codec.encode(
+        "tasks.uploads.publish_upload",
+        [stack.bucket, "never-there.bin"],
+        {},
+        queue="jobs",
+        task_id=task_id,
+        sqs_base64=False,
+    )
+    envelope = json.loads(plain)
+    envelope["properties"]["delivery_info"] = (
+        {"exchange": exchange, "routing_key": "jobs"} if exchange else {"routing_key": "long"}
+    )
+    body = base64.b64encode(json.dumps(envelope).encode()).decode()
+    # WHEN the consumer runs it
+    (outcome,) = consumer.run_batch([record(body, stack)], Context(60_000))
+    # THEN its retry is a new message on the queue it came from (not dropped by an exchange no
+    # queue is bound to, nor sent to another queue)
+    assert outcome.action == "acked", f"{outcome.action}: {outcome.reason}"
+    assert AsyncResult(task_id, app=galley_app).state == "RETRY"
+    retried: list[dict[str, Any]] = []
+
+    def retry_arrived() -> bool:
+        for raw in sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            if codec.decode(raw["Body"]).id == task_id:
+                retried.append(raw)
+                sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=raw["ReceiptHandle"])
+            else:  # another test's message: give it back
+                sqs.change_message_visibility(
+                    QueueUrl=stack.queue_url, ReceiptHandle=raw["ReceiptHandle"], VisibilityTimeout=0
+                )
+        return bool(retried)
+
+    wait_for(retry_arrived, timeout=30, what="the retry message on the jobs queue")
+    assert codec.decode(retried[0]["Body"]).retries == 1

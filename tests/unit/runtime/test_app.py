@@ -146,3 +146,21 @@ def test_scale_in_protection_step_is_installed_and_off_by_default() -> None:
 
     assert ScaleInProtection in create_app(SETTINGS).steps["consumer"]
     assert SETTINGS.scale_in_protection is False
+
+
+def test_a_send_through_a_named_exchange_is_refused_not_dropped() -> None:
+    # GIVEN a route through a named exchange (on SQS no queue is bound to one: kombu would drop
+    # the message without a word, and the job would stay PENDING forever)
+    from runner.errors import RoutingError
+
+    app = create_app(WITH_LONG)
+    app.conf.task_routes = {"tasks.routed": {"exchange": "long", "routing_key": "long"}}
+    # WHEN it is sent, by route or by option, THEN it is refused before anything is sent
+    for name, options in [
+        ("tasks.routed", {}),
+        ("tasks.other", {"exchange": "jobs", "routing_key": "jobs"}),
+    ]:
+        with pytest.raises(RoutingError, match="is routed through exchange"):
+            app.send_task(name, args=[1], **options)
+    with pytest.raises(RoutingError, match="routed to a queue this app does not have"):
+        app.send_task("tasks.other", queue="galley-prod-long-jobs")

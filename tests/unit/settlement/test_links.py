@@ -60,3 +60,22 @@ def test_links_celery_builds_are_accepted() -> None:
     assert links.problem(APP, {}, embed(callbacks=[body, grouped, chained])) is None
     assert links.problem(APP, {}, embed(chord=dict(APP.signature("tasks.c")))) is None
     assert links.problem(APP, {}, None) is None
+
+
+def test_a_link_to_a_task_declared_on_a_queue_the_app_lacks_is_refused() -> None:
+    # GIVEN a task declared on the long queue (@app.task(queue="long")), and an app (a Lambda
+    # consumer) that does not know that queue
+    @APP.task(name="tests.links.declared_long", queue="long", shared=False)
+    def declared_long() -> None: ...
+
+    # WHEN a job's chain continues with it, THEN the job is refused before its body runs
+    # (Task.apply_async adds the declared queue when the link is sent)
+    found = links.problem(APP, {}, embed(chain=[sig("tests.links.declared_long")]))
+    assert found is not None and "routed to a queue this app does not have" in found
+
+
+def test_a_link_through_a_named_exchange_is_refused() -> None:
+    # GIVEN a link routed through a named exchange: bound to no queue on SQS, its message would
+    # be dropped by kombu without a word
+    found = links.problem(APP, {}, embed(callbacks=[sig(exchange="long", routing_key="long")]))
+    assert found is not None and "exchange 'long'" in found

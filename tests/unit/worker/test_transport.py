@@ -15,7 +15,7 @@ from runner.wire import codec
 from runner.worker import custody as custody_module
 from runner.worker import transport
 from runner.worker.custody import Options
-from runner.worker.ledger import Ledger
+from runner.worker.ledger import Entry, Ledger
 
 Q = "http://127.0.0.1:1/123456789012/jobs"
 
@@ -140,3 +140,19 @@ def test_a_connection_that_only_sends_starts_no_thread(monkeypatch: pytest.Monke
     # THEN no settler or heartbeat was started for it
     assert {t.name for t in threading.enumerate()} - before == set()
     assert custody_module.current() is None
+
+
+@pytest.mark.parametrize("delivery_info", [{}, {"exchange": "celery", "routing_key": "x"}, None])
+def test_a_message_is_delivered_on_its_queue_through_the_default_exchange(
+    delivery_info: dict[str, Any] | None,
+) -> None:
+    # GIVEN a message whose delivery_info names another exchange and routing key, or none
+    envelope: dict[str, Any] = {"properties": {"delivery_info": delivery_info}}
+    entry = Entry(queue_url=Q, receipt="r", message_id="m", body="")
+    # WHEN the transport hands it to Celery as received on the queue "long"
+    payload = transport.Transport._payload(envelope, "long", entry, {"MessageId": "m"})
+    # THEN it was delivered on "long" through the default exchange: a retry, which Celery sends
+    # to the exchange and routing key it was delivered with, goes back to the queue (a named
+    # exchange is bound to no queue on SQS, and the retry would be dropped)
+    info = payload["properties"]["delivery_info"]
+    assert (info["exchange"], info["routing_key"]) == ("", "long")

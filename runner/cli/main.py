@@ -88,18 +88,30 @@ def local_() -> None:
 )
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option(
+    "--verbose", is_flag=True, help="List each resource moto cannot emulate, with the reason."
+)
 @TEMPLATE_OPTION
 @STATE_OPTION
 def local_up(
-    port: int | None, worker: bool, concurrency: int, template: Path, state_file: Path
+    port: int | None,
+    worker: bool,
+    concurrency: int,
+    verbose: bool,
+    template: Path,
+    state_file: Path,
 ) -> None:
     """Start moto, deploy template.yaml into it, run a worker and the schedules; Ctrl-C stops."""
 
     def ready(running: embedded.LocalStack, scheduler: LocalScheduler) -> None:
         stack = running.resources
         click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
-        for item in running.deployed.not_deployed:
-            click.echo(f"  not deployed locally: {item}")
+        missing = running.deployed.not_deployed
+        if missing and verbose:
+            for item in missing:
+                click.echo(f"  not deployed locally: {item}")
+        elif missing:
+            click.echo(f"  not deployed locally: {stack_.summarize(missing)}; --verbose lists them")
         for name, at in scheduler.upcoming():
             click.echo(
                 f"  schedule {name}: next at {at:%Y-%m-%d %H:%M} UTC"

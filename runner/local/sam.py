@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,34 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class NotDeployed:
+    """A resource of the template the local stack does not have, and why."""
+
+    type: str
+    logical_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.logical_id}): {self.reason}"
+
+
+def summarize(missing: Sequence[NotDeployed]) -> str:
+    """What the local stack lacks, in one line: how many of each type, in the template's order."""
+    counts = Counter(item.type for item in missing)
+    kinds = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    noun = "resource" if len(missing) == 1 else "resources"
+    return f"{len(missing)} {noun} moto cannot emulate ({kinds})"
+
+
+@dataclass(frozen=True)
 class DeployedStack:
     """What a local deployment created, as the code needs it."""
 
     name: str
     outputs: dict[str, str]
     schedules: list[ScheduleSpec] = field(default_factory=list)
-    #: "Type (LogicalId): why" for everything the local stack does not have.
-    not_deployed: list[str] = field(default_factory=list)
+    #: Everything the local stack does not have, with the reason.
+    not_deployed: list[NotDeployed] = field(default_factory=list)
 
 
 def _schedule_input(name: str, raw: str) -> Any:
@@ -135,7 +156,7 @@ def translate(
     return translated
 
 
-def for_local(translated: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def for_local(translated: Mapping[str, Any]) -> tuple[dict[str, Any], list[NotDeployed]]:
     """The translated template minus what cannot run locally, and the list of what was removed."""
     template = json.loads(json.dumps(translated))
     removed = []
@@ -143,7 +164,7 @@ def for_local(translated: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
         reason = REMOVED_LOCALLY.get(resource["Type"])
         if reason:
             del template["Resources"][logical_id]
-            removed.append(f"{resource['Type']} ({logical_id}): {reason}")
+            removed.append(NotDeployed(resource["Type"], logical_id, reason))
     return template, removed
 
 
@@ -224,8 +245,11 @@ def deploy(
     }
     active = active_resources(template, params)
     skipped = [
-        f"{resource['Type']} ({logical_id}): "
-        + LOCAL_STAND_INS.get(resource["Type"], "not implemented by moto's CloudFormation")
+        NotDeployed(
+            resource["Type"],
+            logical_id,
+            LOCAL_STAND_INS.get(resource["Type"], "not implemented by moto's CloudFormation"),
+        )
         for logical_id, resource in template["Resources"].items()
         if logical_id in active and logical_id not in physical
     ]

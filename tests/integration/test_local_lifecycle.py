@@ -1,0 +1,123 @@
+"""`galley local up` as a user runs it, in a directory of its own: what it prints, how it stops,
+what it keeps across restarts. Each test starts the real command and stops what it started by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.local.process import Child, wait_for
+from tests import support
+
+READY_LINE = "attach a shell with"
+
+
+def _user_env() -> dict[str, str]:
+    """A user's shell: no Galley variables, the project's `galley` on PATH."""
+    env = support.attached_env_plain()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _recorded_pids(value: Any) -> set[int]:
+    """Every pid a state file names, whatever its layout (``*pid*`` keys, at any depth)."""
+    found: set[int] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "pid" in str(key) and isinstance(item, int) and item > 0:
+                found.add(item)
+            else:
+                found |= _recorded_pids(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _recorded_pids(item)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_leftovers(directory: Path) -> None:
+    """What a `local up` under test could not stop itself, stopped by the pids it recorded."""
+    for state in (directory / ".galley").glob("*.json"):
+        try:
+            pids = _recorded_pids(json.loads(state.read_text()))
+        except ValueError:
+            continue
+        for pid in pids:
+            if pid != os.getpid() and _alive(pid):
+                with_group = os.getpgid(pid) == pid
+                (os.killpg if with_group else os.kill)(pid, signal.SIGKILL)
+
+
+class LocalUp:
+    """Factory of `galley local up` processes in ``directory`` (its cwd, so its .galley/)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[Child] = []
+
+    def __call__(self, *args: str, ready: bool = True) -> Child:
+        log = self.directory / f"up-{len(self.started)}.log"
+        child = Child(
+            support.galley("local", "up", *args), env=_user_env(), cwd=self.directory, log=log
+        )
+        self.started.append(child)
+        if ready:
+            wait_for(lambda: self._ready(child), timeout=60, what="`galley local up` to be ready")
+        return child
+
+    @staticmethod
+    def _ready(child: Child) -> bool:
+        assert child.log_path is not None
+        text = child.log_path.read_text(errors="replace") if child.log_path.exists() else ""
+        if not child.alive():
+            raise AssertionError(f"galley local up exited early:\n{text}")
+        return READY_LINE in text
+
+    def close(self) -> None:
+        for child in self.started:
+            child.stop(grace=60)
+        _stop_leftovers(self.directory)
+
+
+@pytest.fixture
+def local_up(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    factory = LocalUp(tmp_path)
+    yield factory
+    factory.close()
+
+
+def _output(child: Child) -> str:
+    assert child.log_path is not None
+    return child.log_path.read_text(errors="replace")
+
+
+def test_what_moto_cannot_emulate_is_one_summary_line(local_up: Callable[..., Child]) -> None:
+    # GIVEN / WHEN the local stack starts
+    up = local_up("--no-worker")
+    # THEN one line says what the template has that moto cannot emulate, and how to see details
+    lines = [line for line in _output(up).splitlines() if "not deployed locally" in line]
+    assert len(lines) == 1, lines
+    assert "AWS::CloudWatch::Alarm" in lines[0]
+    assert "--verbose" in lines[0]
+
+
+def test_verbose_lists_each_resource_moto_cannot_emulate(local_up: Callable[..., Child]) -> None:
+    up = local_up("--no-worker", "--verbose")
+    out = _output(up)
+    assert "AWS::Lambda::EventSourceMapping (ConsumerFunctionJobs): Lambda needs Docker" in out
+    assert "AWS::CloudWatch::Alarm (JobsDeadLetterAlarm)" in out

@@ -97,8 +97,14 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+#: The signals that end a foreground command: Ctrl-C, ``kill``, and a closed terminal (SIGHUP).
+#: Left to their default, SIGTERM and SIGHUP end Python without its ``finally`` blocks, and the
+#: children (each in a session of its own) keep running.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class StopRequested:
-    """A flag set by SIGINT or SIGTERM while installed: a clean shutdown, Ctrl-C included.
+    """A flag set by any of :data:`STOP_SIGNALS` while installed: a clean shutdown.
 
     With ``interrupt=True`` the signal also raises KeyboardInterrupt, for code that is busy
     rather than looping on the flag; its ``finally`` blocks do the cleanup.
@@ -110,7 +116,7 @@ class StopRequested:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequested:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -121,3 +121,27 @@ def test_verbose_lists_each_resource_moto_cannot_emulate(local_up: Callable[...,
     out = _output(up)
     assert "AWS::Lambda::EventSourceMapping (ConsumerFunctionJobs): Lambda needs Docker" in out
     assert "AWS::CloudWatch::Alarm (JobsDeadLetterAlarm)" in out
+
+
+def _state_pids(directory: Path) -> set[int]:
+    return _recorded_pids(json.loads((directory / ".galley" / "local.json").read_text()))
+
+
+def _all_gone(pids: set[int]) -> bool:
+    return not any(_alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_a_signal_that_ends_local_up_stops_everything_it_started(
+    local_up: Callable[..., Child], tmp_path: Path, signum: signal.Signals
+) -> None:
+    # GIVEN a local stack with its worker
+    up = local_up("--concurrency", "1")
+    started = _state_pids(tmp_path) - {up.pid}
+    assert len(started) >= 2, started  # moto and the worker
+    # WHEN `local up` gets the signal (SIGHUP: its terminal was closed)
+    os.kill(up.pid, signum)
+    # THEN it exits, and moto and the worker are gone with it
+    assert up.proc.wait(timeout=60) == 0, _output(up)
+    wait_for(lambda: _all_gone(started), timeout=30, what=f"{sorted(started)} to exit")
+    assert "local stack stopped" in _output(up)

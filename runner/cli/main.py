@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from runner.cli.failures import one_line_errors
-from runner.local import embedded
+from runner.local import embedded, supervisor
 from runner.local import sam as stack_
 from runner.local.process import StopRequested
 from runner.local.scheduler import LocalScheduler
@@ -122,14 +122,14 @@ def local_up(
         click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
     with one_line_errors(), StopRequested() as stop:
-        code = embedded.serve(
+        code = supervisor.serve(
             stop,
             port=port,
-            with_worker=worker,
-            concurrency=concurrency,
+            workers=supervisor.local_workers(concurrency) if worker else [],
             template=template,
             state_file=state_file,
             on_ready=ready,
+            on_note=click.echo,
         )
     if code:
         raise click.ClickException("the worker exited unexpectedly; local stack stopped")

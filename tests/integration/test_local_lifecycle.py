@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from runner.local import process
 from runner.local.process import Child, wait_for
 from tests import support
 
@@ -43,11 +46,7 @@ def _recorded_pids(value: Any) -> set[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return process.alive(pid)
 
 
 def _stop_leftovers(directory: Path) -> None:
@@ -145,3 +144,86 @@ def test_a_signal_that_ends_local_up_stops_everything_it_started(
     assert up.proc.wait(timeout=60) == 0, _output(up)
     wait_for(lambda: _all_gone(started), timeout=30, what=f"{sorted(started)} to exit")
     assert "local stack stopped" in _output(up)
+    # AND the state file says so
+    assert _state(tmp_path)["status"] == "stopped"
+
+
+def _endpoint(up: Child) -> str:
+    """The endpoint `local up` announced."""
+    found = re.search(r"moto at (http://127\.0\.0\.1:\d+)", _output(up))
+    assert found, _output(up)
+    return found.group(1)
+
+
+def _state(directory: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((directory / ".galley" / "local.json").read_text())
+    return document
+
+
+def test_a_second_local_up_is_refused_naming_the_running_one(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a running local stack
+    first = local_up("--no-worker")
+    endpoint = _endpoint(first)
+    # WHEN a second `local up` starts in the same directory
+    second = local_up("--no-worker", ready=False)
+    # THEN it is refused at once, in one line naming the first and how to stop it
+    assert second.proc.wait(timeout=30) == 1
+    out = _output(second).strip()
+    assert len(out.splitlines()) == 1, out
+    assert "already running" in out
+    assert f"pid {first.pid}" in out
+    assert endpoint in out
+    # AND the first runs on, its state file untouched
+    assert first.alive()
+    assert _state(tmp_path)["pid"] == first.pid
+    assert _state(tmp_path)["status"] == "running"
+
+
+def _dead_pid() -> int:
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(child.stdout)
+
+
+def test_a_stale_state_file_does_not_block_a_start(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a state file saying "running", by a `local up` (and moto) long gone
+    dead = _dead_pid()
+    stale = {
+        "version": 1,
+        "status": "running",
+        "port": 9,
+        "pid": dead,
+        "processes": [{"kind": "moto", "name": "moto", "pid": dead}],
+    }
+    (tmp_path / ".galley").mkdir()
+    (tmp_path / ".galley" / "local.json").write_text(json.dumps(stale))
+    # WHEN the user starts the stack
+    up = local_up("--no-worker")
+    # THEN it starts, and records itself
+    assert _state(tmp_path)["pid"] == up.pid
+    assert "left running" not in _output(up)
+
+
+def test_what_a_killed_local_up_left_running_is_stopped_by_the_next(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a `local up` killed with SIGKILL: no cleanup, its moto keeps running
+    killed = local_up("--no-worker")
+    (moto_pid,) = _state_pids(tmp_path) - {killed.pid}
+    killed.proc.kill()
+    killed.proc.wait()
+    assert _alive(moto_pid)
+    # WHEN the user starts the stack again
+    up = local_up("--no-worker")
+    # THEN the leftover moto was stopped first, and the user told so
+    assert not _alive(moto_pid)
+    assert f"moto (pid {moto_pid})" in _output(up)
+    assert f"pid {killed.pid}" in _output(up)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from runner.errors import PortInUseError, ProcessError
-from runner.local import embedded
+from runner.local import embedded, state
 from runner.local.process import wait_for
 
 RESOURCES = embedded.LocalResources(
@@ -34,25 +35,21 @@ def test_exports_evaluate_in_a_shell_to_the_same_environment() -> None:
     assert seen["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5555"
 
 
-def test_state_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "local.json"
-    RESOURCES.save(path)
-    assert embedded.LocalResources.load(path) == RESOURCES
-
-
 def test_reading_missing_state_says_how_to_start(tmp_path: Path) -> None:
     with pytest.raises(ProcessError, match="galley local up"):
         embedded.read_state(tmp_path / "absent.json")
 
 
-def test_stale_state_is_reported(tmp_path: Path) -> None:
-    # GIVEN a state file pointing at a port nothing listens on
-    stale = embedded.LocalResources(
-        **{**RESOURCES.__dict__, "endpoint_url": f"http://127.0.0.1:{embedded.free_port()}"}
-    )
-    stale.save(tmp_path / "local.json")
-    with pytest.raises(ProcessError, match="does not answer"):
-        embedded.read_state(tmp_path / "local.json")
+def test_a_state_no_local_up_holds_is_no_running_stack(tmp_path: Path) -> None:
+    # GIVEN a state file that says "running", left by a `local up` that is gone
+    port = embedded.free_port()
+    resources = replace(RESOURCES, endpoint_url=f"http://127.0.0.1:{port}", extra={})
+    path = tmp_path / "local.json"
+    state.save(path, state.LocalState(status="running", port=port, pid=1, resources=resources))
+    # WHEN a shell asks how to attach
+    # THEN it is told no stack runs (nothing holds the lock), and how to start one
+    with pytest.raises(ProcessError, match="no local stack is running.*galley local up"):
+        embedded.read_state(path)
 
 
 def test_port_in_use_is_named() -> None:

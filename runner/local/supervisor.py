@@ -1,0 +1,173 @@
+"""`galley local up` in the foreground: one stack per state file, recorded while it runs, and
+everything it started stopped however it is asked to end.
+
+- one at a time: it holds the stack's lock (:mod:`runner.local.state`) from before moto starts to
+  after the last child has stopped; a second `local up` is refused, naming the first;
+- what a `local up` that did not clean up left running is stopped first (:mod:`.control`);
+- the state file follows the stack: ``starting``, ``running`` (with every pid), ``stopping``,
+  ``stopped``;
+- Ctrl-C, SIGTERM and SIGHUP (``stop``) end the loop; workers, then moto, are stopped in
+  ``finally`` blocks, so an error on the way stops them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runner.errors import StackRunningError
+from runner.local import control, embedded, sam, state
+from runner.local.process import Child, StopRequested, stop_children
+from runner.local.scheduler import LocalScheduler
+from runner.local.state import LocalState, ProcessRecord
+
+#: How long a stopping worker may take to finish its running jobs before it is killed.
+WORKER_GRACE_SECONDS = 30.0
+
+Clock = Callable[[], datetime]
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One worker `local up` runs: its name, processes, and environment on top of the stack's."""
+
+    name: str
+    concurrency: int = 2
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def local_workers(concurrency: int = 2) -> list[WorkerSpec]:
+    """The workers of `local up`: one, on the jobs queue. A worker per queue is one more entry."""
+    return [WorkerSpec("worker", concurrency=concurrency)]
+
+
+def serve(
+    stop: StopRequested,
+    *,
+    port: int | None = None,
+    workers: Sequence[WorkerSpec] = (),
+    template: Path = sam.DEFAULT_TEMPLATE,
+    state_file: Path = state.DEFAULT_STATE_FILE,
+    on_ready: Callable[[embedded.LocalStack, LocalScheduler], None] = lambda *_: None,
+    on_note: Note = lambda _: None,
+    clock: Clock = lambda: datetime.now(UTC),
+) -> int:
+    """Run the local stack until ``stop`` is set: the workers log to this terminal and the
+    template's schedules fire on their cadence.
+
+    Returns 0 on a requested stop, 1 if a worker died by itself.
+    """
+    with _claimed(state_file) as previous:
+        for line in control.stop_leftovers(previous):
+            on_note(line)
+        record = _Record(state_file, previous)
+        try:
+            return _run(stop, record, port, workers, template, on_ready, clock)
+        finally:
+            record.stopped(clock())
+
+
+@contextlib.contextmanager
+def _claimed(state_file: Path) -> Iterator[LocalState | None]:
+    """Hold the stack's lock for the block; yields the state the last `local up` left."""
+    lock = state.StackLock(state_file)
+    if not lock.try_acquire():
+        raise StackRunningError(
+            f"a local stack is already running here ({state.describe_running(state_file)}); "
+            "stop it first (Ctrl-C in its terminal)"
+        )
+    try:
+        yield state.read(state_file)
+    finally:
+        lock.release()
+
+
+def _run(
+    stop: StopRequested,
+    record: _Record,
+    port: int | None,
+    workers: Sequence[WorkerSpec],
+    template: Path,
+    on_ready: Callable[[embedded.LocalStack, LocalScheduler], None],
+    clock: Clock,
+) -> int:
+    port = port or embedded.free_port()
+    record.starting(port, clock())
+    log_dir = record.path.parent
+    with embedded.running_stack(port=port, template=template, log_dir=log_dir) as local_stack:
+        resources = local_stack.resources
+        scheduler = LocalScheduler(
+            local_stack.deployed.schedules, embedded.schedule_firer(resources), start=clock()
+        )
+        children: list[tuple[WorkerSpec, Child]] = []
+        try:
+            for spec in workers:
+                child = embedded.start_worker(
+                    resources, concurrency=spec.concurrency, extra_env=spec.env
+                )
+                children.append((spec, child))
+            record.running(local_stack, children)
+            on_ready(local_stack, scheduler)
+            while not stop:
+                if any(not child.alive() for _, child in children):
+                    return 1
+                scheduler.tick(clock())
+                stop.sleep(0.5)
+            return 0
+        finally:
+            record.stopping()
+            stop_children([child for _, child in children], grace=WORKER_GRACE_SECONDS)
+
+
+class _Record:
+    """The state file of the stack this process runs, written at each step."""
+
+    def __init__(self, path: Path, previous: LocalState | None) -> None:
+        self.path = path
+        self.previous = previous
+        self.current: LocalState | None = None
+
+    def _save(self, new: LocalState) -> None:
+        self.current = new
+        state.save(self.path, new)
+
+    def starting(self, port: int, now: datetime) -> None:
+        self._save(LocalState(status="starting", port=port, pid=os.getpid(), started_at=now))
+
+    def running(
+        self, local_stack: embedded.LocalStack, workers: Sequence[tuple[WorkerSpec, Child]]
+    ) -> None:
+        assert self.current is not None
+        processes = [ProcessRecord(kind="moto", name="moto", pid=local_stack.moto_pid)]
+        processes += [ProcessRecord(kind="worker", name=s.name, pid=c.pid) for s, c in workers]
+        self._save(
+            self.current.model_copy(
+                update={
+                    "status": "running",
+                    "processes": tuple(processes),
+                    "resources": local_stack.resources,
+                }
+            )
+        )
+
+    def stopping(self) -> None:
+        if self.current is not None:
+            self._save(self.current.model_copy(update={"status": "stopping"}))
+
+    def stopped(self, now: datetime) -> None:
+        """After the last child has stopped. A start that failed before recording anything
+        leaves the file as it found it."""
+        if self.current is None:
+            return
+        if self.current.resources is None and self.previous is None:
+            self.path.unlink(missing_ok=True)  # moto never came up: nothing worth keeping
+            return
+        done = {"status": "stopped", "pid": None, "processes": (), "stopped_at": now}
+        base = self.current if self.current.resources is not None else self.previous
+        assert base is not None
+        self._save(base.model_copy(update=done))

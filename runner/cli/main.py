@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from runner.cli.failures import one_line_errors
-from runner.local import embedded, supervisor
+from runner.local import control, embedded, supervisor
 from runner.local import sam as stack_
 from runner.local.process import StopRequested
 from runner.local.scheduler import LocalScheduler
@@ -142,6 +142,37 @@ def local_env(state_file: Path) -> None:
     """Print `export` lines that attach a shell to the running local stack."""
     with one_line_errors():
         click.echo(embedded.read_state(state_file).exports())
+
+
+@local_.command("status")
+@STATE_OPTION
+def local_status(state_file: Path) -> None:
+    """Whether a local stack runs here: pids, endpoint, bucket, queues and their depths, uptime.
+
+    Exit code 0 if it runs, 3 if not (as `systemctl status`).
+    """
+    with one_line_errors():
+        report = control.status(state_file)
+    for line in report.lines:
+        click.echo(line)
+    raise SystemExit(report.exit_code)
+
+
+@local_.command("down")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=control.DOWN_TIMEOUT_SECONDS,
+    show_default=True,
+    help="Seconds to wait for `local up` to stop everything before killing it.",
+)
+@STATE_OPTION
+def local_down(timeout: float, state_file: Path) -> None:
+    """Stop the running `galley local up` and everything it started (its data is kept)."""
+    with one_line_errors():
+        lines = control.down(state_file, timeout=timeout)
+    for line in lines:
+        click.echo(line)
 
 
 @main.command()

@@ -79,7 +79,7 @@ def _claimed(state_file: Path) -> Iterator[LocalState | None]:
     if not lock.try_acquire():
         raise StackRunningError(
             f"a local stack is already running here ({state.describe_running(state_file)}); "
-            "stop it first (Ctrl-C in its terminal)"
+            "stop it with `galley local down` (or Ctrl-C in its terminal)"
         )
     try:
         yield state.read(state_file)

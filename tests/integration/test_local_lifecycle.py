@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from runner.local import process
@@ -175,6 +176,7 @@ def test_a_second_local_up_is_refused_naming_the_running_one(
     assert "already running" in out
     assert f"pid {first.pid}" in out
     assert endpoint in out
+    assert "galley local down" in out
     # AND the first runs on, its state file untouched
     assert first.alive()
     assert _state(tmp_path)["pid"] == first.pid
@@ -227,3 +229,87 @@ def test_what_a_killed_local_up_left_running_is_stopped_by_the_next(
     assert not _alive(moto_pid)
     assert f"moto (pid {moto_pid})" in _output(up)
     assert f"pid {killed.pid}" in _output(up)
+
+
+def galley(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A `galley` command in ``directory``, as a user runs it in another terminal."""
+    return subprocess.run(
+        support.galley(*args),
+        env=_user_env(),
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_local_down_stops_a_running_stack_and_says_what_it_stopped(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a local stack with its worker
+    up = local_up("--concurrency", "1")
+    started = _state_pids(tmp_path)
+    # WHEN another terminal runs `galley local down`
+    down = galley(tmp_path, "local", "down")
+    # THEN it exits 0 naming each process it stopped and the endpoint
+    assert down.returncode == 0, down.stdout + down.stderr
+    for pid in started | {up.pid}:
+        assert f"pid {pid}" in down.stdout
+    assert _endpoint(up) in down.stdout
+    # AND all of them are gone; `local up` ended cleanly and its state file says "stopped"
+    wait_for(lambda: _all_gone(started | {up.pid}), timeout=30, what="the stack to be gone")
+    assert up.proc.wait(timeout=10) == 0, _output(up)
+    assert _state(tmp_path)["status"] == "stopped"
+
+
+def test_local_down_without_a_stack_says_so_and_succeeds(tmp_path: Path) -> None:
+    down = galley(tmp_path, "local", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.strip() == "no local stack running"
+
+
+def test_local_status_shows_the_running_stack_and_exits_0(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a running stack with one job waiting on its queue
+    up = local_up("--no-worker")
+    recorded = _state(tmp_path)
+    resources = recorded["resources"]
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=resources["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sqs.send_message(QueueUrl=resources["queue_url"], MessageBody="job")
+    # WHEN the user asks for its status
+    status = galley(tmp_path, "local", "status")
+    # THEN it is running (exit 0), with its pids, endpoint, bucket, queues and their depths
+    assert status.returncode == 0, status.stdout + status.stderr
+    out = status.stdout
+    assert "running" in out.splitlines()[0]
+    assert f"pid {up.pid}" in out
+    assert all(f"pid {pid}" in out for pid in _state_pids(tmp_path))
+    assert resources["endpoint_url"] in out
+    assert resources["bucket"] in out
+    assert re.search(re.escape(resources["queue_url"]) + r".*1 visible", out), out
+    assert resources["dlq_url"] in out
+    assert re.search(r"up \d+s|up \d+m", out), out
+
+
+def test_local_status_without_a_stack_exits_3(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN no stack ever started here
+    status = galley(tmp_path, "local", "status")
+    assert status.returncode == 3, status.stdout + status.stderr
+    assert "no local stack running" in status.stdout
+    # AND after one stopped: still 3, and it says where it was
+    up = local_up("--no-worker")
+    endpoint = _endpoint(up)
+    up.stop(grace=30)
+    status = galley(tmp_path, "local", "status")
+    assert status.returncode == 3, status.stdout + status.stderr
+    assert "no local stack running" in status.stdout
+    assert endpoint in status.stdout

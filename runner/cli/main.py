@@ -84,7 +84,12 @@ def local_() -> None:
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
-    help="moto's port (default: a free one).",
+    help="moto's port, kept for the next starts (default: the last start's, else a free one).",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start clean: a new port and bucket name, no results or messages of the last run.",
 )
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
@@ -95,6 +100,7 @@ def local_() -> None:
 @STATE_OPTION
 def local_up(
     port: int | None,
+    fresh: bool,
     worker: bool,
     concurrency: int,
     verbose: bool,
@@ -125,6 +131,7 @@ def local_up(
         code = supervisor.serve(
             stop,
             port=port,
+            fresh=fresh,
             workers=supervisor.local_workers(concurrency) if worker else [],
             template=template,
             state_file=state_file,

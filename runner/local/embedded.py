@@ -205,8 +205,10 @@ def running_stack(
     parameters: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     region: str = "us-east-1",
+    bucket_name: str | None = None,
 ) -> Iterator[LocalStack]:
-    """moto with template.yaml deployed into it, for the duration of the block."""
+    """moto with template.yaml deployed into it, for the duration of the block (the results
+    bucket named ``bucket_name``, if given)."""
     log = (log_dir / "moto.log") if log_dir else None
     with MotoServer(port, log=log) as moto:
         assert moto.child is not None
@@ -217,6 +219,7 @@ def running_stack(
             parameters=params,
             region=region,
             session=local_session(region),
+            bucket_name=bucket_name,
         )
         out = deployed.outputs
         resources = LocalResources(

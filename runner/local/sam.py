@@ -38,6 +38,7 @@ REQUIRED_OUTPUTS = (
     OUTPUT_BUCKET,
 )
 JOBS_QUEUE = "JobsQueue"
+RESULTS_BUCKET = "ResultsBucket"
 SCHEDULE_FUNCTION = "ScheduleFunction"
 
 #: Parameters of a local deployment: short timeouts, quick dead-lettering; the Fargate worker is
@@ -156,9 +157,20 @@ def translate(
     return translated
 
 
-def for_local(translated: Mapping[str, Any]) -> tuple[dict[str, Any], list[NotDeployed]]:
-    """The translated template minus what cannot run locally, and the list of what was removed."""
+def for_local(
+    translated: Mapping[str, Any], *, bucket_name: str | None = None
+) -> tuple[dict[str, Any], list[NotDeployed]]:
+    """The translated template minus what cannot run locally, and the list of what was removed.
+
+    With ``bucket_name`` the results bucket gets that name instead of one CloudFormation makes
+    up at each deployment (`galley local up` keeps its bucket's name across restarts).
+    """
     template = json.loads(json.dumps(translated))
+    if bucket_name is not None:
+        bucket = template["Resources"].get(RESULTS_BUCKET)
+        if bucket is None:
+            raise StackError(f"template.yaml has no {RESULTS_BUCKET} to name {bucket_name}")
+        bucket.setdefault("Properties", {})["BucketName"] = bucket_name
     removed = []
     for logical_id, resource in list(template["Resources"].items()):
         reason = REMOVED_LOCALLY.get(resource["Type"])
@@ -215,13 +227,15 @@ def deploy(
     region: str = "us-east-1",
     session: Any = None,
     timeout: float = 120,
+    bucket_name: str | None = None,
 ) -> DeployedStack:
-    """Translate ``template_path`` and create it in the CloudFormation at ``endpoint_url``."""
+    """Translate ``template_path`` and create it in the CloudFormation at ``endpoint_url``
+    (the results bucket named ``bucket_name``, if given)."""
     from runner.core import aws
 
     params = {**LOCAL_PARAMETERS, **(parameters or {})}
     sam = load_template(template_path)
-    template, removed = for_local(translate(sam, params, region))
+    template, removed = for_local(translate(sam, params, region), bucket_name=bucket_name)
     cfn = aws.client("cloudformation", endpoint_url=endpoint_url, session=session)
     cfn.create_stack(
         StackName=stack_name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -40,10 +41,24 @@ DEFAULT_STATE_FILE = Path(".galley") / "local.json"
 #: The layout of the state file; a file with another version is not read.
 STATE_VERSION: Literal[1] = 1
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The random part of the stack's bucket name: lowercase letters and digits, as S3 names allow.
+SUFFIX_PATTERN = r"^[a-z0-9]{8}$"
+_SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 Status = Literal["starting", "running", "stopping", "stopped"]
 #: What a recorded process is: how `galley local down` recognises it before signalling it.
 Kind = Literal["moto", "worker"]
+
+
+def new_suffix() -> str:
+    """A fresh random suffix for a stack's names (8 of [a-z0-9]: about 2.8e12 of them)."""
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(8))
+
+
+def bucket_name(suffix: str, stack_name: str) -> str:
+    """The local stack's results bucket: ``galley-local-results-<suffix>``. The suffix makes a
+    clash with a real bucket of that name unlikely, were a client to miss AWS_ENDPOINT_URL."""
+    return f"{stack_name}-results-{suffix}"
 
 
 def lock_path(state_file: Path) -> Path:
@@ -72,7 +87,10 @@ class LocalState(BaseModel):
 
     version: Literal[1] = STATE_VERSION
     status: Status
+    #: The stack's identity, kept across restarts: its port, and the suffix of its bucket's name
+    #: (made once, at the first start, or with --fresh).
     port: int = Field(ge=1, le=65535)
+    suffix: str = Field(pattern=SUFFIX_PATTERN)
     #: The `galley local up` process (holder of the lock while it runs).
     pid: PositiveInt | None = None
     #: Started in this order (moto first), stopped in reverse.
@@ -122,7 +140,7 @@ def read(path: Path) -> LocalState | None:
     except ValidationError as error:
         raise StateError(
             f"{path} is not a local stack's state written by this Galley ({_first_problem(error)});"
-            " remove it and run `galley local up`"
+            " remove it, or start afresh with `galley local up --fresh`"
         ) from None
 
 

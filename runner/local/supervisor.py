@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.errors import StackRunningError
+from runner.errors import PortInUseError, StackRunningError, StateError
 from runner.local import control, embedded, sam, state
 from runner.local.process import Child, StopRequested, stop_children
 from runner.local.scheduler import LocalScheduler
@@ -46,10 +46,29 @@ def local_workers(concurrency: int = 2) -> list[WorkerSpec]:
     return [WorkerSpec("worker", concurrency=concurrency)]
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What makes the stack the same across restarts: its port and the suffix of its names."""
+
+    port: int
+    suffix: str
+    #: The port came from the state file, not from --port or a free one.
+    remembered: bool = False
+
+    @classmethod
+    def choose(cls, previous: LocalState | None, *, port: int | None, fresh: bool) -> Identity:
+        """The last start's port and suffix (``--port`` replaces the port); new ones the first
+        time, or with ``fresh``."""
+        if previous is None or fresh:
+            return cls(port or embedded.free_port(), state.new_suffix())
+        return cls(port or previous.port, previous.suffix, remembered=port is None)
+
+
 def serve(
     stop: StopRequested,
     *,
     port: int | None = None,
+    fresh: bool = False,
     workers: Sequence[WorkerSpec] = (),
     template: Path = sam.DEFAULT_TEMPLATE,
     state_file: Path = state.DEFAULT_STATE_FILE,
@@ -58,23 +77,26 @@ def serve(
     clock: Clock = lambda: datetime.now(UTC),
 ) -> int:
     """Run the local stack until ``stop`` is set: the workers log to this terminal and the
-    template's schedules fire on their cadence.
+    template's schedules fire on their cadence. Its port and names are the last start's (see
+    :class:`Identity`); ``fresh`` makes new ones.
 
     Returns 0 on a requested stop, 1 if a worker died by itself.
     """
-    with _claimed(state_file) as previous:
+    with _claimed(state_file, fresh=fresh) as previous:
         for line in control.stop_leftovers(previous):
             on_note(line)
-        record = _Record(state_file, previous)
+        identity = Identity.choose(previous, port=port, fresh=fresh)
+        record = _Record(state_file, None if fresh else previous)
         try:
-            return _run(stop, record, port, workers, template, on_ready, clock)
+            return _run(stop, record, identity, workers, template, on_ready, clock)
         finally:
             record.stopped(clock())
 
 
 @contextlib.contextmanager
-def _claimed(state_file: Path) -> Iterator[LocalState | None]:
-    """Hold the stack's lock for the block; yields the state the last `local up` left."""
+def _claimed(state_file: Path, *, fresh: bool) -> Iterator[LocalState | None]:
+    """Hold the stack's lock for the block; yields the state the last `local up` left (with
+    ``fresh``, a state file that cannot be read is not an error: it is replaced)."""
     lock = state.StackLock(state_file)
     if not lock.try_acquire():
         raise StackRunningError(
@@ -82,7 +104,13 @@ def _claimed(state_file: Path) -> Iterator[LocalState | None]:
             "stop it with `galley local down` (or Ctrl-C in its terminal)"
         )
     try:
-        yield state.read(state_file)
+        try:
+            previous = state.read(state_file)
+        except StateError:
+            if not fresh:
+                raise
+            previous = None
+        yield previous
     finally:
         lock.release()
 
@@ -90,16 +118,14 @@ def _claimed(state_file: Path) -> Iterator[LocalState | None]:
 def _run(
     stop: StopRequested,
     record: _Record,
-    port: int | None,
+    identity: Identity,
     workers: Sequence[WorkerSpec],
     template: Path,
     on_ready: Callable[[embedded.LocalStack, LocalScheduler], None],
     clock: Clock,
 ) -> int:
-    port = port or embedded.free_port()
-    record.starting(port, clock())
-    log_dir = record.path.parent
-    with embedded.running_stack(port=port, template=template, log_dir=log_dir) as local_stack:
+    record.starting(identity, clock())
+    with _stack(identity, template, record.path) as local_stack:
         resources = local_stack.resources
         scheduler = LocalScheduler(
             local_stack.deployed.schedules, embedded.schedule_firer(resources), start=clock()
@@ -124,6 +150,27 @@ def _run(
             stop_children([child for _, child in children], grace=WORKER_GRACE_SECONDS)
 
 
+@contextlib.contextmanager
+def _stack(identity: Identity, template: Path, state_file: Path) -> Iterator[embedded.LocalStack]:
+    """The stack on the identity's port, with its bucket's name."""
+    try:
+        with embedded.running_stack(
+            port=identity.port,
+            template=template,
+            log_dir=state_file.parent,
+            bucket_name=state.bucket_name(identity.suffix, sam.DEFAULT_STACK_NAME),
+        ) as local_stack:
+            yield local_stack
+    except PortInUseError:
+        if not identity.remembered:
+            raise
+        raise PortInUseError(
+            f"port {identity.port} on {embedded.HOST}, this stack's since its first start (kept "
+            f"in {state_file}), is in use: stop whatever listens there, or start with --port "
+            '(attached shells then need `eval "$(galley local env)"` again)'
+        ) from None
+
+
 class _Record:
     """The state file of the stack this process runs, written at each step."""
 
@@ -136,8 +183,16 @@ class _Record:
         self.current = new
         state.save(self.path, new)
 
-    def starting(self, port: int, now: datetime) -> None:
-        self._save(LocalState(status="starting", port=port, pid=os.getpid(), started_at=now))
+    def starting(self, identity: Identity, now: datetime) -> None:
+        self._save(
+            LocalState(
+                status="starting",
+                port=identity.port,
+                suffix=identity.suffix,
+                pid=os.getpid(),
+                started_at=now,
+            )
+        )
 
     def running(
         self, local_stack: embedded.LocalStack, workers: Sequence[tuple[WorkerSpec, Child]]

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.local import process
+from runner.local import embedded, process
 from runner.local.process import Child, wait_for
 from tests import support
 
@@ -202,6 +202,7 @@ def test_a_stale_state_file_does_not_block_a_start(
         "version": 1,
         "status": "running",
         "port": 9,
+        "suffix": "abcd1234",
         "pid": dead,
         "processes": [{"kind": "moto", "name": "moto", "pid": dead}],
     }
@@ -313,3 +314,37 @@ def test_local_status_without_a_stack_exits_3(
     assert status.returncode == 3, status.stdout + status.stderr
     assert "no local stack running" in status.stdout
     assert endpoint in status.stdout
+
+
+def _restart(local_up: Callable[..., Child], directory: Path, *args: str) -> Child:
+    down = galley(directory, "local", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    return local_up("--no-worker", *args)
+
+
+def test_a_restart_keeps_the_endpoint_queue_urls_and_bucket(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a local stack that was started once
+    local_up("--no-worker")
+    before = _state(tmp_path)["resources"]
+    # WHEN it is stopped and started again
+    _restart(local_up, tmp_path)
+    # THEN an attached shell's exports still hold: same endpoint, queue URLs and bucket
+    assert _state(tmp_path)["resources"] == before
+
+
+def test_fresh_starts_with_new_names(local_up: Callable[..., Child], tmp_path: Path) -> None:
+    local_up("--no-worker")
+    before = _state(tmp_path)["resources"]
+    _restart(local_up, tmp_path, "--fresh")
+    after = _state(tmp_path)["resources"]
+    assert after["bucket"] != before["bucket"]  # and a port of its own (a free one: it may
+    # happen to be the last one, so that is not asserted)
+
+
+def test_a_port_given_once_is_kept(local_up: Callable[..., Child], tmp_path: Path) -> None:
+    port = embedded.free_port()
+    local_up("--no-worker", "--port", str(port))
+    up = _restart(local_up, tmp_path)
+    assert _endpoint(up) == f"http://127.0.0.1:{port}"

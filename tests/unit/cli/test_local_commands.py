@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.cli.main import main
+from runner.local import state
 
 # Each example overwrites the one file the commands read: the shared tmp_path is on purpose.
 FUZZ = settings(
@@ -79,3 +81,24 @@ def test_local_up_refuses_a_damaged_state_file_in_one_line(tmp_path: Path, raw: 
     assert str(state_file) in line
     assert "is not a local stack's state" in line
     assert not (tmp_path / "moto.log").exists()
+
+
+def test_a_remembered_port_in_use_says_whose_it_is_and_what_to_do(tmp_path: Path) -> None:
+    # GIVEN a stack that ran on a port something else now listens on
+    state_file = tmp_path / "local.json"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        last = state.LocalState(status="stopped", port=port, suffix="abcd1234")
+        state.save(state_file, last)
+        # WHEN it is started again
+        result = CliRunner().invoke(main, ["local", "up", "--state-file", str(state_file)])
+    # THEN one line says the port is this stack's, and how to go on
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"port {port} on 127.0.0.1, this stack's since its first start" in line
+    assert "--port" in line
+    # AND the state file still holds the stack's names
+    kept = state.read(state_file)
+    assert kept is not None and (kept.port, kept.suffix) == (port, "abcd1234")

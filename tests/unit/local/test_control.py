@@ -48,7 +48,9 @@ def test_leftovers_of_a_stopped_stack_are_not_looked_for(tmp_path: Path) -> None
     leftover = _sleeper("-A", "runner.app", "worker")
     try:
         record = state.ProcessRecord(kind="worker", name="worker", pid=leftover.pid)
-        stopped = state.LocalState(status="stopped", port=5555, processes=(record,))
+        stopped = state.LocalState(
+            status="stopped", port=5555, suffix="abcd1234", processes=(record,)
+        )
         assert control.stop_leftovers(stopped) == []
         assert alive(leftover.pid)
         # WHEN the state says it still ran

@@ -45,7 +45,12 @@ def test_a_state_no_local_up_holds_is_no_running_stack(tmp_path: Path) -> None:
     port = embedded.free_port()
     resources = replace(RESOURCES, endpoint_url=f"http://127.0.0.1:{port}", extra={})
     path = tmp_path / "local.json"
-    state.save(path, state.LocalState(status="running", port=port, pid=1, resources=resources))
+    state.save(
+        path,
+        state.LocalState(
+            status="running", port=port, suffix="abcd1234", pid=1, resources=resources
+        ),
+    )
     # WHEN a shell asks how to attach
     # THEN it is told no stack runs (nothing holds the lock), and how to start one
     with pytest.raises(ProcessError, match="no local stack is running.*galley local up"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ RESOURCES = LocalResources(
 RUNNING = state.LocalState(
     status="running",
     port=PORT,
+    suffix="k3j9x2a1",
     pid=4242,
     processes=(
         state.ProcessRecord(kind="moto", name="moto", pid=4243),
@@ -87,11 +89,13 @@ def test_no_file_is_no_state(tmp_path: Path) -> None:
         (b"", "Invalid JSON"),
         (b"[]", "Input should be an object"),
         (b'{"endpoint_url": "http://127.0.0.1:1"}', "status: Field required"),
-        (b'{"version": 1, "status": "stopped", "port": 1, "x": 1}', "Extra inputs"),
+        (b'{"version": 1, "status": "stopped", "port": 1, "suffix": "abcdefgh", "x": 1}', "Extra"),
+        (b'{"version": 1, "status": "stopped", "port": 1, "suffix": "../../x"}', "suffix"),
         (b'{"version": 2, "status": "running", "port": 1}', "version"),
-        (b'{"version": 1, "status": "running", "port": "41327"}', "port"),
-        (b'{"version": 1, "status": "running", "port": 70000}', "port"),
-        (b'{"version": 1, "status": "running", "port": 1, "pid": -3}', "pid"),
+        (b'{"version": 1, "status": "running", "port": "41327", "suffix": "abcd1234"}', "port"),
+        (b'{"version": 1, "status": "running", "port": 70000, "suffix": "abcd1234"}', "port"),
+        (b'{"version": 1, "status": "up", "port": 1, "suffix": "abcd1234"}', "status"),
+        (b'{"version": 1, "status": "running", "port": 1, "suffix": "abcd1234", "pid": -3}', "pid"),
         (b"\xff\xfe\x00", "Invalid JSON"),
     ],
 )
@@ -205,3 +209,11 @@ def test_the_running_stack_is_described_by_pid_and_endpoint(tmp_path: Path) -> N
     assert state.describe_running(path) == f"pid 4242, http://127.0.0.1:{PORT}"
     path.write_text("{bad")
     assert "cannot be read" in state.describe_running(path)
+
+
+def test_a_new_suffix_makes_a_valid_bucket_name() -> None:
+    suffixes = {state.new_suffix() for _ in range(50)}
+    assert len(suffixes) == 50
+    for suffix in suffixes:
+        name = state.bucket_name(suffix, "galley-local")
+        assert re.fullmatch(r"galley-local-results-[a-z0-9]{8}", name)

@@ -29,6 +29,7 @@ what is wrong. The tree::
     │   ├── PortInUseError
     │   └── StackRunningError    a local stack already runs here
     ├── StateError               the local stack's state file cannot be read
+    ├── LocalDataError           the local stack's saved data cannot be read
     └── ScheduleExpressionError  a schedule expression Galley cannot read
 """
 
@@ -162,6 +163,10 @@ class StackRunningError(ProcessError):
 
 class StateError(GalleyError, ValueError):
     """The local stack's state file cannot be read, or is not a state Galley wrote."""
+
+
+class LocalDataError(GalleyError, ValueError):
+    """The local stack's saved data (queues' messages, buckets' objects) cannot be read."""
 
 
 class ScheduleExpressionError(GalleyError, ValueError):

@@ -12,6 +12,7 @@ import click
 from runner.cli.failures import one_line_errors
 from runner.local import control, embedded, supervisor
 from runner.local import sam as stack_
+from runner.local import state as local_state
 from runner.local.process import StopRequested
 from runner.local.scheduler import LocalScheduler
 
@@ -112,6 +113,9 @@ def local_up(
     def ready(running: embedded.LocalStack, scheduler: LocalScheduler) -> None:
         stack = running.resources
         click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
+        data = local_state.data_path(state_file)
+        for line in supervisor.restored_lines(running.restored, data):
+            click.echo(line)
         missing = running.deployed.not_deployed
         if missing and verbose:
             for item in missing:

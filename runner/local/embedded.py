@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import socket
 import urllib.error
@@ -18,8 +19,8 @@ from pathlib import Path
 import boto3
 
 from runner.core import settings
-from runner.errors import PortInUseError, ProcessError
-from runner.local import sam, state
+from runner.errors import LocalDataError, PortInUseError, ProcessError
+from runner.local import sam, snapshot, state
 from runner.local.process import Child, python_module, wait_for
 from runner.local.resources import DUMMY_CREDENTIALS, LocalResources
 
@@ -73,8 +74,13 @@ def responds(url: str) -> bool:
         return False
 
 
+#: How long moto may take to stop: with ``data``, it writes the stack's messages and objects.
+MOTO_STOP_GRACE_SECONDS = 60.0
+
+
 class MotoServer:
-    """moto's HTTP server in a child process on 127.0.0.1."""
+    """moto's HTTP server in a child process on 127.0.0.1; with ``data``, the stack's messages
+    and objects are kept in that file across restarts (:mod:`runner.local.snapshot`)."""
 
     def __init__(
         self,
@@ -82,11 +88,15 @@ class MotoServer:
         *,
         log: Path | None = None,
         env: Mapping[str, str] | None = None,
+        data: Path | None = None,
     ) -> None:
         self.port = port
         self.log = log
         self.extra_env = dict(env or {})
+        self.data = data
         self.child: Child | None = None
+        #: The server's exit code once stopped (0: it stopped cleanly, its data saved).
+        self.exit_code: int | None = None
 
     @property
     def url(self) -> str:
@@ -99,6 +109,8 @@ class MotoServer:
             check_port_free(self.port)
         env = {**os.environ, **DUMMY_CREDENTIALS, **self.extra_env}
         argv = python_module(COMMAND_MARKERS["moto"], "-H", HOST, "-p", str(self.port))
+        if self.data is not None:
+            argv += ["--data", str(self.data)]
         self.child = Child(argv, env=env, log=self.log)
         try:
             wait_for(self._ready, timeout=timeout, what=f"moto server on {self.url}")
@@ -114,9 +126,25 @@ class MotoServer:
             raise ProcessError(f"moto server exited with code {self.child.proc.returncode}")
         return responds(self.url)
 
+    def restore(self) -> snapshot.RestoreReport:
+        """Put the data file's messages and objects back (call once the stack is deployed).
+        :class:`LocalDataError` if the file cannot be read; nothing is restored then."""
+        url = f"{self.url}{snapshot.RESTORE_PATH}"  # http://127.0.0.1 only
+        request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310
+                return snapshot.RestoreReport.model_validate_json(response.read())
+        except urllib.error.HTTPError as error:
+            body = error.read().decode(errors="replace")
+            try:
+                message = str(json.loads(body)["error"])
+            except (ValueError, KeyError, TypeError):
+                message = f"moto answered {error.code}: {body[:200]}"
+            raise LocalDataError(message) from None
+
     def stop(self) -> None:
         if self.child is not None:
-            self.child.stop(grace=5)
+            self.exit_code = self.child.stop(grace=MOTO_STOP_GRACE_SECONDS if self.data else 5)
             self.child = None
 
     def __enter__(self) -> MotoServer:
@@ -194,7 +222,10 @@ class LocalStack:
 
     resources: LocalResources
     deployed: sam.DeployedStack
+    moto: MotoServer
     moto_pid: int
+    #: What came back from the data file, if the stack keeps its data.
+    restored: snapshot.RestoreReport | None = None
 
 
 @contextlib.contextmanager
@@ -206,11 +237,13 @@ def running_stack(
     log_dir: Path | None = None,
     region: str = "us-east-1",
     bucket_name: str | None = None,
+    data: Path | None = None,
 ) -> Iterator[LocalStack]:
     """moto with template.yaml deployed into it, for the duration of the block (the results
-    bucket named ``bucket_name``, if given)."""
+    bucket named ``bucket_name``, if given; with ``data``, the messages and objects saved there
+    put back after the deployment, and saved there again as moto stops)."""
     log = (log_dir / "moto.log") if log_dir else None
-    with MotoServer(port, log=log) as moto:
+    with MotoServer(port, log=log, data=data) as moto:
         assert moto.child is not None
         params = {**sam.LOCAL_PARAMETERS, **(parameters or {})}
         deployed = sam.deploy(
@@ -232,7 +265,8 @@ def running_stack(
             bucket=out[sam.OUTPUT_BUCKET],
             visibility_timeout=int(params["VisibilityTimeout"]),
         )
-        yield LocalStack(resources, deployed, moto.child.pid)
+        restored = moto.restore() if data is not None else None
+        yield LocalStack(resources, deployed, moto, moto.child.pid, restored)
 
 
 def schedule_firer(resources: LocalResources) -> Callable[[sam.ScheduleSpec], object]:

@@ -61,6 +61,11 @@ def bucket_name(suffix: str, stack_name: str) -> str:
     return f"{stack_name}-results-{suffix}"
 
 
+def data_path(state_file: Path) -> Path:
+    """The stack's saved data beside ``state_file``: ``.galley/local-data.json``."""
+    return state_file.with_name(f"{state_file.stem}-data.json")
+
+
 def lock_path(state_file: Path) -> Path:
     """The lock file beside ``state_file``: ``.galley/local.json`` -> ``.galley/local.lock``."""
     return state_file.with_suffix(".lock")

@@ -1,9 +1,13 @@
-"""`galley local up` in the foreground: one stack per state file, recorded while it runs, and
-everything it started stopped however it is asked to end.
+"""`galley local up` in the foreground: one stack per state file, recorded while it runs, the
+same port, names and data at every start, and everything it started stopped however it is asked
+to end.
 
 - one at a time: it holds the stack's lock (:mod:`runner.local.state`) from before moto starts to
   after the last child has stopped; a second `local up` is refused, naming the first;
 - what a `local up` that did not clean up left running is stopped first (:mod:`.control`);
+- the port and the bucket's name are the last start's (:class:`Identity`), and moto puts back
+  the messages and objects it saved as it last stopped (:mod:`.snapshot`); ``fresh`` starts
+  clean;
 - the state file follows the stack: ``starting``, ``running`` (with every pid), ``stopping``,
   ``stopped``;
 - Ctrl-C, SIGTERM and SIGHUP (``stop``) end the loop; workers, then moto, are stopped in
@@ -20,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import PortInUseError, StackRunningError, StateError
-from runner.local import control, embedded, sam, state
+from runner.local import control, embedded, sam, snapshot, state
 from runner.local.process import Child, StopRequested, stop_children
 from runner.local.scheduler import LocalScheduler
 from runner.local.state import LocalState, ProcessRecord
@@ -86,9 +90,11 @@ def serve(
         for line in control.stop_leftovers(previous):
             on_note(line)
         identity = Identity.choose(previous, port=port, fresh=fresh)
+        if fresh:
+            snapshot.discard(state.data_path(state_file))
         record = _Record(state_file, None if fresh else previous)
         try:
-            return _run(stop, record, identity, workers, template, on_ready, clock)
+            return _run(stop, record, identity, workers, template, on_ready, on_note, clock)
         finally:
             record.stopped(clock())
 
@@ -122,10 +128,11 @@ def _run(
     workers: Sequence[WorkerSpec],
     template: Path,
     on_ready: Callable[[embedded.LocalStack, LocalScheduler], None],
+    on_note: Note,
     clock: Clock,
 ) -> int:
     record.starting(identity, clock())
-    with _stack(identity, template, record.path) as local_stack:
+    with _stack(identity, template, record.path, on_note) as local_stack:
         resources = local_stack.resources
         scheduler = LocalScheduler(
             local_stack.deployed.schedules, embedded.schedule_firer(resources), start=clock()
@@ -151,15 +158,22 @@ def _run(
 
 
 @contextlib.contextmanager
-def _stack(identity: Identity, template: Path, state_file: Path) -> Iterator[embedded.LocalStack]:
-    """The stack on the identity's port, with its bucket's name."""
+def _stack(
+    identity: Identity, template: Path, state_file: Path, on_note: Note
+) -> Iterator[embedded.LocalStack]:
+    """The stack on the identity's port, with its bucket's name and its data; once moto has
+    stopped, a note says whether the data was saved."""
+    data = state.data_path(state_file)
+    moto: embedded.MotoServer | None = None
     try:
         with embedded.running_stack(
             port=identity.port,
             template=template,
             log_dir=state_file.parent,
             bucket_name=state.bucket_name(identity.suffix, sam.DEFAULT_STACK_NAME),
+            data=data,
         ) as local_stack:
+            moto = local_stack.moto
             yield local_stack
     except PortInUseError:
         if not identity.remembered:
@@ -169,6 +183,35 @@ def _stack(identity: Identity, template: Path, state_file: Path) -> Iterator[emb
             f"in {state_file}), is in use: stop whatever listens there, or start with --port "
             '(attached shells then need `eval "$(galley local env)"` again)'
         ) from None
+    finally:
+        if moto is not None:
+            on_note(_saved(moto.exit_code, data))
+
+
+def _saved(moto_exit_code: int | None, data: Path) -> str:
+    if moto_exit_code == 0:
+        return f"  results, dead letters and queued jobs saved in {data}"
+    return (
+        f"  moto did not stop cleanly (exit code {moto_exit_code}): what changed in this run may"
+        f" not be saved in {data}; see {data.parent / 'moto.log'}"
+    )
+
+
+def restored_lines(report: snapshot.RestoreReport | None, data: Path) -> list[str]:
+    """What the restore put back, in a line, and what it could not, in another."""
+    if report is None or report.saved_at is None:
+        return []
+    messages, objects = sum(report.messages.values()), sum(report.objects.values())
+    lines = [
+        f"  data of the last run restored from {data} (saved {report.saved_at:%Y-%m-%d %H:%M:%S}"
+        f" UTC): {messages} messages, {objects} objects"
+    ]
+    if report.unrestored:
+        lines.append(
+            f"  not restored (template.yaml no longer has them): {', '.join(report.unrestored)};"
+            f" kept in {report.unrestored_file}"
+        )
+    return lines
 
 
 class _Record:

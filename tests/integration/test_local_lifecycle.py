@@ -221,6 +221,9 @@ def test_what_a_killed_local_up_left_running_is_stopped_by_the_next(
     # GIVEN a `local up` killed with SIGKILL: no cleanup, its moto keeps running
     killed = local_up("--no-worker")
     (moto_pid,) = _state_pids(tmp_path) - {killed.pid}
+    resources = _state(tmp_path)["resources"]
+    _, s3 = _clients(resources)
+    s3.put_object(Bucket=resources["bucket"], Key="results/r1", Body=b"kept")
     killed.proc.kill()
     killed.proc.wait()
     assert _alive(moto_pid)
@@ -230,6 +233,8 @@ def test_what_a_killed_local_up_left_running_is_stopped_by_the_next(
     assert not _alive(moto_pid)
     assert f"moto (pid {moto_pid})" in _output(up)
     assert f"pid {killed.pid}" in _output(up)
+    # AND stopped cleanly: what it held was saved, and is back
+    assert s3.get_object(Bucket=resources["bucket"], Key="results/r1")["Body"].read() == b"kept"
 
 
 def galley(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -261,6 +266,7 @@ def test_local_down_stops_a_running_stack_and_says_what_it_stopped(
     wait_for(lambda: _all_gone(started | {up.pid}), timeout=30, what="the stack to be gone")
     assert up.proc.wait(timeout=10) == 0, _output(up)
     assert _state(tmp_path)["status"] == "stopped"
+    assert "saved in .galley/local-data.json" in _output(up)
 
 
 def test_local_down_without_a_stack_says_so_and_succeeds(tmp_path: Path) -> None:
@@ -348,3 +354,90 @@ def test_a_port_given_once_is_kept(local_up: Callable[..., Child], tmp_path: Pat
     local_up("--no-worker", "--port", str(port))
     up = _restart(local_up, tmp_path)
     assert _endpoint(up) == f"http://127.0.0.1:{port}"
+
+
+def _clients(resources: dict[str, Any]) -> tuple[Any, Any]:
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    endpoint = resources["endpoint_url"]
+    return (
+        session.client("sqs", endpoint_url=endpoint),
+        session.client("s3", endpoint_url=endpoint),
+    )
+
+
+def test_results_dead_letters_and_jobs_in_flight_survive_a_restart(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a stack holding a result, a dead letter with its reason, a job in flight (received,
+    # not deleted: its worker was stopped mid-job) and a job delayed for ten minutes
+    local_up("--no-worker")
+    resources = _state(tmp_path)["resources"]
+    sqs, s3 = _clients(resources)
+    bucket, queue, dlq = resources["bucket"], resources["queue_url"], resources["dlq_url"]
+    result_key = "results/celery-task-meta-3f1c0d9e"
+    s3.put_object(
+        Bucket=bucket, Key=result_key, Body=b'{"status": "SUCCESS"}', ContentType="application/json"
+    )
+    etag = s3.head_object(Bucket=bucket, Key=result_key)["ETag"]
+    reason = {"galley-reason": {"DataType": "String", "StringValue": "unknown task"}}
+    dead_id = sqs.send_message(QueueUrl=dlq, MessageBody="dead", MessageAttributes=reason)[
+        "MessageId"
+    ]
+    sqs.send_message(QueueUrl=queue, MessageBody="in flight")
+    (held,) = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=600)["Messages"]
+    sqs.send_message(QueueUrl=queue, MessageBody="later", DelaySeconds=600)
+    # WHEN the stack is stopped and started again
+    up = _restart(local_up, tmp_path)
+    # THEN the result is there, byte for byte, with its ETag and content type
+    stored = s3.get_object(Bucket=bucket, Key=result_key)
+    assert stored["Body"].read() == b'{"status": "SUCCESS"}'
+    assert stored["ETag"] == etag and stored["ContentType"] == "application/json"
+    # AND the dead letter, with its id and reason
+    (dead,) = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    assert dead["MessageId"] == dead_id and dead["MessageAttributes"] == {
+        "galley-reason": {"DataType": "String", "StringValue": "unknown task"}
+    }
+    # AND the job that was in flight is visible again, its receive counted
+    (back,) = sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
+    assert back["MessageId"] == held["MessageId"] and back["Body"] == "in flight"
+    assert back["Attributes"]["ApproximateReceiveCount"] == "2"
+    # AND the delayed job is still delayed
+    attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert "data of the last run restored" in _output(up)
+
+
+def test_fresh_discards_the_data_of_the_last_run(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a stack that kept a dead letter through a restart
+    local_up("--no-worker")
+    sqs, _ = _clients(_state(tmp_path)["resources"])
+    sqs.send_message(QueueUrl=_state(tmp_path)["resources"]["dlq_url"], MessageBody="dead")
+    _restart(local_up, tmp_path)
+    # WHEN it is started with --fresh
+    _restart(local_up, tmp_path, "--fresh")
+    # THEN its dead-letter queue is empty
+    resources = _state(tmp_path)["resources"]
+    sqs, _ = _clients(resources)
+    attrs = sqs.get_queue_attributes(QueueUrl=resources["dlq_url"], AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_saved_data_that_cannot_be_read_is_one_line_and_kept(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a stack that was stopped, and its saved data damaged since
+    local_up("--no-worker")
+    assert galley(tmp_path, "local", "down").returncode == 0
+    data = tmp_path / ".galley" / "local-data.json"
+    data.write_text('{"format": "galley-local-data", "version": 1, "queues": 7}')
+    # WHEN it is started again
+    up = local_up("--no-worker", ready=False)
+    # THEN it refuses in one line naming the file and the way out, and leaves the file alone
+    assert up.proc.wait(timeout=60) == 1
+    (line,) = _output(up).strip().splitlines()
+    assert str(Path(".galley") / "local-data.json") in line and "--fresh" in line
+    assert data.read_text().endswith('"queues": 7}')

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from runner.cli.failures import one_line_errors
-from runner.local import control, embedded, supervisor
+from runner.local import control, embedded, supervisor, workers
 from runner.local import sam as stack_
 from runner.local import state as local_state
 from runner.local.process import StopRequested
@@ -93,6 +93,12 @@ def local_() -> None:
     help="Start clean: a new port and bucket name, no results or messages of the last run.",
 )
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="Restart the worker when a module in tasks/ changes (running jobs finish first).",
+)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
 @click.option(
     "--verbose", is_flag=True, help="List each resource moto cannot emulate, with the reason."
@@ -103,6 +109,7 @@ def local_up(
     port: int | None,
     fresh: bool,
     worker: bool,
+    reload: bool,
     concurrency: int,
     verbose: bool,
     template: Path,
@@ -136,7 +143,8 @@ def local_up(
             stop,
             port=port,
             fresh=fresh,
-            workers=supervisor.local_workers(concurrency) if worker else [],
+            workers=workers.local_workers(concurrency) if worker else [],
+            reload=reload,
             template=template,
             state_file=state_file,
             on_ready=ready,

@@ -10,6 +10,7 @@ to end.
   clean;
 - the state file follows the stack: ``starting``, ``running`` (with every pid), ``stopping``,
   ``stopped``;
+- the workers (:mod:`.workers`) restart when a module in ``tasks/`` changes;
 - Ctrl-C, SIGTERM and SIGHUP (``stop``) end the loop; workers, then moto, are stopped in
   ``finally`` blocks, so an error on the way stops them too.
 """
@@ -18,36 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import PortInUseError, StackRunningError, StateError
 from runner.local import control, embedded, sam, snapshot, state
-from runner.local.process import Child, StopRequested, stop_children
+from runner.local.process import Child, StopRequested
 from runner.local.scheduler import LocalScheduler
 from runner.local.state import LocalState, ProcessRecord
-
-#: How long a stopping worker may take to finish its running jobs before it is killed.
-WORKER_GRACE_SECONDS = 30.0
+from runner.local.workers import (
+    TaskWatcher,
+    WorkerPool,
+    WorkerSpec,
+    task_directories,
+)
 
 Clock = Callable[[], datetime]
 Note = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """One worker `local up` runs: its name, processes, and environment on top of the stack's."""
-
-    name: str
-    concurrency: int = 2
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-def local_workers(concurrency: int = 2) -> list[WorkerSpec]:
-    """The workers of `local up`: one, on the jobs queue. A worker per queue is one more entry."""
-    return [WorkerSpec("worker", concurrency=concurrency)]
 
 
 @dataclass(frozen=True)
@@ -74,6 +64,7 @@ def serve(
     port: int | None = None,
     fresh: bool = False,
     workers: Sequence[WorkerSpec] = (),
+    reload: bool = True,
     template: Path = sam.DEFAULT_TEMPLATE,
     state_file: Path = state.DEFAULT_STATE_FILE,
     on_ready: Callable[[embedded.LocalStack, LocalScheduler], None] = lambda *_: None,
@@ -82,9 +73,10 @@ def serve(
 ) -> int:
     """Run the local stack until ``stop`` is set: the workers log to this terminal and the
     template's schedules fire on their cadence. Its port and names are the last start's (see
-    :class:`Identity`); ``fresh`` makes new ones.
+    :class:`Identity`); ``fresh`` makes new ones. With ``reload`` the workers are restarted when
+    a module in ``tasks/`` changes (:mod:`.workers`).
 
-    Returns 0 on a requested stop, 1 if a worker died by itself.
+    Returns 0 on a requested stop, 1 if a worker died by itself (without ``reload``).
     """
     with _claimed(state_file, fresh=fresh) as previous:
         for line in control.stop_leftovers(previous):
@@ -94,7 +86,10 @@ def serve(
             snapshot.discard(state.data_path(state_file))
         record = _Record(state_file, None if fresh else previous)
         try:
-            return _run(stop, record, identity, workers, template, on_ready, on_note, clock)
+            watcher = TaskWatcher(task_directories()) if reload and workers else None
+            return _run(
+                stop, record, identity, workers, watcher, template, on_ready, on_note, clock
+            )
         finally:
             record.stopped(clock())
 
@@ -125,7 +120,8 @@ def _run(
     stop: StopRequested,
     record: _Record,
     identity: Identity,
-    workers: Sequence[WorkerSpec],
+    specs: Sequence[WorkerSpec],
+    watcher: TaskWatcher | None,
     template: Path,
     on_ready: Callable[[embedded.LocalStack, LocalScheduler], None],
     on_note: Note,
@@ -137,24 +133,53 @@ def _run(
         scheduler = LocalScheduler(
             local_stack.deployed.schedules, embedded.schedule_firer(resources), start=clock()
         )
-        children: list[tuple[WorkerSpec, Child]] = []
+        pool = WorkerPool(specs, resources)
         try:
-            for spec in workers:
-                child = embedded.start_worker(
-                    resources, concurrency=spec.concurrency, extra_env=spec.env
-                )
-                children.append((spec, child))
-            record.running(local_stack, children)
+            pool.start()
+            record.running(local_stack, pool.children)
             on_ready(local_stack, scheduler)
             while not stop:
-                if any(not child.alive() for _, child in children):
+                if not _watch_workers(pool, watcher, on_note):
                     return 1
+                if watcher is not None and _reload(pool, watcher, stop, on_note):
+                    record.running(local_stack, pool.children)
                 scheduler.tick(clock())
                 stop.sleep(0.5)
             return 0
         finally:
             record.stopping()
-            stop_children([child for _, child in children], grace=WORKER_GRACE_SECONDS)
+            pool.stop()
+
+
+def _watch_workers(pool: WorkerPool, watcher: TaskWatcher | None, on_note: Note) -> bool:
+    """False if a worker exited by itself and nothing will start it again (no reload)."""
+    for spec, child in pool.newly_exited():
+        if watcher is None:
+            return False
+        on_note(
+            f"{spec.name} (pid {child.pid}) exited with code {child.proc.returncode}; "
+            "it starts again when a module in tasks/ changes"
+        )
+    return True
+
+
+def _reload(pool: WorkerPool, watcher: TaskWatcher, stop: StopRequested, on_note: Note) -> bool:
+    """Restart the workers if ``tasks/`` changed; True if they were."""
+    changed = watcher.changes()
+    if not changed or stop:
+        return False
+    shown = ", ".join(_shown(path) for path in changed[:3]) + (" ..." if changed[3:] else "")
+    on_note(f"{shown} changed: restarting the worker (running jobs finish first)")
+    pool.restart()
+    return True
+
+
+def _shown(path: Path) -> str:
+    """``tasks/jobs.py`` when under the current directory, else the full path."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @contextlib.contextmanager

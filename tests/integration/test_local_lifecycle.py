@@ -441,3 +441,46 @@ def test_saved_data_that_cannot_be_read_is_one_line_and_kept(
     (line,) = _output(up).strip().splitlines()
     assert str(Path(".galley") / "local-data.json") in line and "--fresh" in line
     assert data.read_text().endswith('"queues": 7}')
+
+
+TASK_MODULE = """from runner import app
+
+
+@app.task(name="tasks.hello.greet")
+def greet() -> str:
+    return "hello"
+"""
+NEW_TASK = """
+
+@app.task(name="tasks.hello.greet_again")
+def greet_again() -> str:
+    return "hello again"
+"""
+
+
+def _worker_pid(directory: Path) -> int | None:
+    recorded = _state(directory)
+    pids = [p["pid"] for p in recorded.get("processes", []) if p["kind"] == "worker"]
+    return pids[0] if pids else None
+
+
+def test_a_changed_task_module_restarts_the_worker_with_the_new_code(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a project whose tasks/ the worker loads, and the stack running with its worker
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "hello.py").write_text(TASK_MODULE)
+    up = local_up("--concurrency", "1")
+    wait_for(lambda: _output(up).count(" ready.") == 1, timeout=30, what="the worker")
+    first = _worker_pid(tmp_path)
+    assert first is not None and "tasks.hello.greet_again" not in _output(up)
+    # WHEN a task module changes (a task is added)
+    (package / "hello.py").write_text(TASK_MODULE + NEW_TASK)
+    # THEN the worker is restarted: the old one gone, a new one recorded that has the new task
+    wait_for(lambda: _output(up).count(" ready.") == 2, timeout=40, what="the new worker")
+    assert "tasks/hello.py changed: restarting the worker" in _output(up)
+    assert "tasks.hello.greet_again" in _output(up)
+    assert _worker_pid(tmp_path) not in (None, first)
+    assert first is not None and not _alive(first)

@@ -30,6 +30,7 @@ from runner.local.state import (
     StackLock,
     held_elsewhere,
     read,
+    read_any,
     save,
 )
 
@@ -174,7 +175,7 @@ def _duration(seconds: float) -> str:
 
 #: How long `galley local down` waits for `local up` to stop everything before it kills it:
 #: the workers' grace to finish running jobs, then moto writing the data.
-DOWN_TIMEOUT_SECONDS = 90.0
+DOWN_TIMEOUT_SECONDS = 120.0
 
 
 def down(state_file: Path, *, timeout: float = DOWN_TIMEOUT_SECONDS) -> list[str]:
@@ -182,7 +183,7 @@ def down(state_file: Path, *, timeout: float = DOWN_TIMEOUT_SECONDS) -> list[str
     workers and moto itself; if it has not ended within ``timeout``, SIGKILL, and its children
     are stopped by their pids. Returns what to print; "no local stack running" if none ran."""
     lock = StackLock(state_file)
-    if not lock.path.exists():
+    if not lock.path.exists() and not state_file.exists():
         return ["no local stack running"]
     if lock.try_acquire():
         try:
@@ -218,7 +219,7 @@ def down(state_file: Path, *, timeout: float = DOWN_TIMEOUT_SECONDS) -> list[str
 def _clean_up_after_the_gone(state_file: Path) -> list[str]:
     """Holding the lock: stop what a `local up` that is gone left, and record it stopped."""
     try:
-        last = read(state_file)
+        last = read_any(state_file)
     except StateError as error:
         return [f"no local stack running ({error})"]
     lines = stop_leftovers(last)

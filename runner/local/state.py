@@ -149,6 +149,47 @@ def read(path: Path) -> LocalState | None:
         ) from None
 
 
+class _LegacyState(BaseModel):
+    """The state file of Galley before the lock: the resources, ``moto_pid`` and ``worker_pid``
+    at the top level, deleted when `local up` ended cleanly (so one left behind names processes
+    a `local up` killed by SIGHUP or SIGKILL did not stop)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    endpoint_url: str = Field(pattern=rf"^http://{re.escape(HOST)}:[0-9]{{1,5}}$")
+    moto_pid: PositiveInt | None = None
+    worker_pid: PositiveInt | None = None
+
+
+def read_legacy(path: Path) -> LocalState | None:
+    """A state file in the layout of Galley before the lock, as a ``running`` state (its port,
+    its processes, a new suffix: the old bucket name was CloudFormation's); None if it is not
+    one."""
+    try:
+        old = _LegacyState.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return None
+    port = int(old.endpoint_url.rsplit(":", 1)[1])
+    if not 1 <= port <= 65535:
+        return None
+    processes = [ProcessRecord(kind="moto", name="moto", pid=old.moto_pid)] if old.moto_pid else []
+    if old.worker_pid:
+        processes.append(ProcessRecord(kind="worker", name="worker", pid=old.worker_pid))
+    return LocalState(status="running", port=port, suffix=new_suffix(), processes=tuple(processes))
+
+
+def read_any(path: Path, *, fresh: bool = False) -> LocalState | None:
+    """:func:`read`, taking a state file of an older Galley for what it is (:func:`read_legacy`),
+    and with ``fresh`` any other file that is not a state for none."""
+    try:
+        return read(path)
+    except StateError:
+        legacy = read_legacy(path)
+        if legacy is None and not fresh:
+            raise
+        return legacy
+
+
 def _first_problem(error: ValidationError) -> str:
     """The first validation problem, cleaned to one short line (keys come from the file)."""
     first = error.errors(include_url=False, include_input=False)[0]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.errors import PortInUseError, StackRunningError, StateError
+from runner.errors import PortInUseError, StackRunningError
 from runner.local import control, embedded, sam, snapshot, state
 from runner.local.process import Child, StopRequested
 from runner.local.scheduler import LocalScheduler
@@ -96,8 +96,9 @@ def serve(
 
 @contextlib.contextmanager
 def _claimed(state_file: Path, *, fresh: bool) -> Iterator[LocalState | None]:
-    """Hold the stack's lock for the block; yields the state the last `local up` left (with
-    ``fresh``, a state file that cannot be read is not an error: it is replaced)."""
+    """Hold the stack's lock for the block; yields the state the last `local up` left (one of
+    an older Galley included; with ``fresh``, a state file that cannot be read is not an error:
+    it is replaced)."""
     lock = state.StackLock(state_file)
     if not lock.try_acquire():
         raise StackRunningError(
@@ -105,13 +106,7 @@ def _claimed(state_file: Path, *, fresh: bool) -> Iterator[LocalState | None]:
             "stop it with `galley local down` (or Ctrl-C in its terminal)"
         )
     try:
-        try:
-            previous = state.read(state_file)
-        except StateError:
-            if not fresh:
-                raise
-            previous = None
-        yield previous
+        yield state.read_any(state_file, fresh=fresh)
     finally:
         lock.release()
 

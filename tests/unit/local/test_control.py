@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.errors import StateError
 from runner.local import control, state
 from runner.local.process import alive, wait_for
 
@@ -77,3 +79,42 @@ def test_status_without_a_state_file_is_not_running(tmp_path: Path) -> None:
     assert not report.running
     assert report.exit_code == control.STATUS_NOT_RUNNING == 3
     assert report.lines == ["no local stack running"]
+
+
+def test_down_stops_what_an_older_galley_left_after_a_sighup(tmp_path: Path) -> None:
+    """The reported bug: SIGHUP to `local up` left moto and the worker running, and the state
+    file (in the layout of Galley before the lock) naming them."""
+    # GIVEN processes that look like that moto and that worker, and the old state file
+    moto = _sleeper("runner.local.motoserver", "-H", "127.0.0.1", "-p", "5555")
+    worker = _sleeper("-A", "runner.app", "worker")
+    path = tmp_path / "local.json"
+    legacy = {
+        "endpoint_url": "http://127.0.0.1:5555",
+        "region": "us-east-1",
+        "queue_url": "http://127.0.0.1:5555/123456789012/galley-local-jobs",
+        "moto_pid": moto.pid,
+        "worker_pid": worker.pid,
+        "extra": {},
+    }
+    path.write_text(json.dumps(legacy))
+    try:
+        # WHEN `galley local down` runs
+        lines = control.down(path, timeout=5)
+        # THEN both are stopped and named, and the file is now a stopped state on that port
+        assert f"moto (pid {moto.pid})" in lines[0] and f"worker (pid {worker.pid})" in lines[0]
+        wait_for(lambda: moto.poll() is not None and worker.poll() is not None, timeout=10)
+        now = state.read(path)
+        assert now is not None and (now.status, now.port) == ("stopped", 5555)
+    finally:
+        for child in (moto, worker):
+            child.kill()
+            child.wait()
+
+
+def test_a_file_that_is_neither_state_nor_legacy_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "local.json"
+    path.write_text(json.dumps({"endpoint_url": "https://example.com", "moto_pid": 1}))
+    assert state.read_legacy(path) is None
+    with pytest.raises(StateError):
+        state.read_any(path)
+    assert state.read_any(path, fresh=True) is None

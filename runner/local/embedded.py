@@ -238,13 +238,16 @@ def running_stack(
     region: str = "us-east-1",
     bucket_name: str | None = None,
     data: Path | None = None,
+    on_moto_started: Callable[[int], None] = lambda _: None,
 ) -> Iterator[LocalStack]:
     """moto with template.yaml deployed into it, for the duration of the block (the results
     bucket named ``bucket_name``, if given; with ``data``, the messages and objects saved there
-    put back after the deployment, and saved there again as moto stops)."""
+    put back after the deployment, and saved there again as moto stops). ``on_moto_started``
+    gets moto's pid as soon as it runs, before the deployment."""
     log = (log_dir / "moto.log") if log_dir else None
     with MotoServer(port, log=log, data=data) as moto:
         assert moto.child is not None
+        on_moto_started(moto.child.pid)
         params = {**sam.LOCAL_PARAMETERS, **(parameters or {})}
         deployed = sam.deploy(
             moto.url,

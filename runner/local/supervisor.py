@@ -123,7 +123,7 @@ def _run(
     clock: Clock,
 ) -> int:
     record.starting(identity, clock())
-    with _stack(identity, template, record.path, on_note) as local_stack:
+    with _stack(identity, template, record, on_note) as local_stack:
         resources = local_stack.resources
         scheduler = LocalScheduler(
             local_stack.deployed.schedules, embedded.schedule_firer(resources), start=clock()
@@ -179,10 +179,11 @@ def _shown(path: Path) -> str:
 
 @contextlib.contextmanager
 def _stack(
-    identity: Identity, template: Path, state_file: Path, on_note: Note
+    identity: Identity, template: Path, record: _Record, on_note: Note
 ) -> Iterator[embedded.LocalStack]:
-    """The stack on the identity's port, with its bucket's name and its data; once moto has
-    stopped, a note says whether the data was saved."""
+    """The stack on the identity's port, with its bucket's name and its data; moto's pid is
+    recorded as soon as it runs. Once moto has stopped, a note says whether the data was saved."""
+    state_file = record.path
     data = state.data_path(state_file)
     moto: embedded.MotoServer | None = None
     try:
@@ -192,6 +193,7 @@ def _stack(
             log_dir=state_file.parent,
             bucket_name=state.bucket_name(identity.suffix, sam.DEFAULT_STACK_NAME),
             data=data,
+            on_moto_started=record.moto_started,
         ) as local_stack:
             moto = local_stack.moto
             yield local_stack
@@ -256,6 +258,13 @@ class _Record:
                 started_at=now,
             )
         )
+
+    def moto_started(self, pid: int) -> None:
+        """Recorded at once: were this process killed during the deployment, the next `local up`
+        or `local down` finds moto by this pid."""
+        assert self.current is not None
+        moto = ProcessRecord(kind="moto", name="moto", pid=pid)
+        self._save(self.current.model_copy(update={"processes": (moto,)}))
 
     def running(
         self, local_stack: embedded.LocalStack, workers: Sequence[tuple[WorkerSpec, Child]]

@@ -484,3 +484,31 @@ def test_a_changed_task_module_restarts_the_worker_with_the_new_code(
     assert "tasks.hello.greet_again" in _output(up)
     assert _worker_pid(tmp_path) not in (None, first)
     assert first is not None and not _alive(first)
+
+
+def test_moto_of_a_local_up_killed_while_deploying_is_found_by_the_next(
+    local_up: Callable[..., Child], tmp_path: Path
+) -> None:
+    # GIVEN a `local up` killed with SIGKILL as soon as its moto runs, before the deployment
+    # is done
+    killed = local_up("--no-worker", ready=False)
+    state_file = tmp_path / ".galley" / "local.json"
+
+    def moto_recorded() -> dict[str, Any] | None:
+        try:
+            recorded = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return recorded if recorded.get("processes") else None
+
+    wait_for(lambda: moto_recorded() is not None, timeout=30, interval=0.02, what="moto's pid")
+    killed.proc.kill()
+    killed.proc.wait()
+    recorded = moto_recorded()
+    assert recorded is not None and recorded["status"] == "starting"
+    (moto_pid,) = _recorded_pids(recorded["processes"])
+    # WHEN the stack is started again
+    up = local_up("--no-worker")
+    # THEN that moto was stopped first
+    assert not _alive(moto_pid)
+    assert f"moto (pid {moto_pid})" in _output(up)

@@ -17,24 +17,28 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 # the last lines of LOG and stop.
 logged = $(2) >> $(1) 2>&1 || { echo "failed: $(2); last lines of $(1):"; tail -n 40 $(1); exit 1; }
 
-.PHONY: help install tools demo test unit lint format bench chaos requirements clean
+.PHONY: help install tools demo test unit lint format bench chaos requirements deploy clean
 
 help:
 	@echo "make demo    start a local stack, run the example jobs, show results, stop"
 	@echo "make test    lint + the whole suite (unit, integration, e2e)"
+	@echo "make unit    the unit tests only"
 	@echo "make lint    ruff check, ruff format --check, mypy, lint-imports (the tiers' contract)"
 	@echo "make tools   sam CLI and checkov in venvs of their own (make test needs them)"
 	@echo "make bench   benchmarks under tests/perf (printed, not asserted)"
 	@echo "make chaos   the chaos suite with N = 10,000 jobs (make test runs N = 300)"
+	@echo "make deploy  build, deploy to AWS, put the Fargate worker on the new image (docs/deploy.md)"
+	@echo "             first time: make deploy WORKER_VPC_ID=vpc-... WORKER_SUBNETS=subnet-a,subnet-b"
 	@echo "make clean   remove .venv and caches"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt tasks/requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Galley needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV); pip's output: $(INSTALL_LOG)"
 	@: > $(INSTALL_LOG)
 	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install --upgrade pip)
 	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install -c constraints.txt -e '.[dev]')
+	@$(call logged,$(INSTALL_LOG),$(BIN)/python -m pip install -c constraints.txt -r tasks/requirements.txt)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -80,6 +84,13 @@ bench: install
 CHAOS_N ?= 10000
 chaos: install
 	GALLEY_CHAOS_N=$(CHAOS_N) $(BIN)/python -m pytest tests/chaos -s -p no:cacheprovider $(PYTEST_ARGS)
+
+# Production: sam build + sam deploy, then the Fargate worker onto the image the Lambda functions
+# now run (infra/deploy.sh says how; docs/deploy.md why). Needs Docker, the AWS CLI, credentials.
+# DEPLOY_ARGS go to `sam deploy`, e.g. DEPLOY_ARGS=--no-confirm-changeset in CI.
+DEPLOY_ARGS ?=
+deploy: $(SAM)
+	SAM=$(SAM) infra/deploy.sh $(DEPLOY_ARGS)
 
 # Regenerate the worker image's pinned runtime requirements from constraints.txt.
 requirements:

@@ -30,7 +30,8 @@ what is wrong. The tree::
     │   └── StackRunningError    a local stack already runs here
     ├── StateError               the local stack's state file cannot be read
     ├── LocalDataError           the local stack's saved data cannot be read
-    └── ScheduleExpressionError  a schedule expression Galley cannot read
+    ├── ScheduleExpressionError  a schedule expression Galley cannot read
+    └── BeatScheduleError        a beat_schedule entry EventBridge Scheduler cannot run
 """
 
 from __future__ import annotations
@@ -171,3 +172,8 @@ class LocalDataError(GalleyError, ValueError):
 
 class ScheduleExpressionError(GalleyError, ValueError):
     """A schedule expression is malformed or uses a feature Galley does not support."""
+
+
+class BeatScheduleError(GalleyError, ValueError):
+    """A beat_schedule entry cannot become an EventBridge Scheduler schedule; the message says
+    which entry and why."""

@@ -103,10 +103,16 @@ def queue_depth(stack: embedded.LocalResources, url: str) -> int:
 
 
 def start_worker(
-    stack: embedded.LocalResources, log: Path, *, concurrency: int = 2, **env: str
+    stack: embedded.LocalResources,
+    log: Path,
+    *,
+    concurrency: int = 2,
+    queue: str = "jobs",
+    **env: str,
 ) -> Child:
-    """A real prefork ``celery -A runner.app worker``; returns once it reports ready."""
-    worker = embedded.start_worker(stack, log=log, concurrency=concurrency, **env)
+    """A real prefork ``celery -A runner.app worker`` on the queue with role ``queue``; returns
+    once it reports ready."""
+    worker = embedded.start_worker(stack, log=log, concurrency=concurrency, queue=queue, **env)
 
     def ready() -> bool:
         if not worker.alive():

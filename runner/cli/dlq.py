@@ -23,12 +23,13 @@ REASON_WIDTH = 70
 
 
 def _queue_option(command: _F) -> _F:
+    roles = ", ".join(f"{name} (${role.variable})" for name, role in ops.ROLES.items())
     return click.option(
         "--queue",
         "queue",
         default=None,
-        metavar="URL",
-        help=f"The dead-letter queue (default: ${settings.DLQ_URL}).",
+        metavar="|".join([*ops.ROLES, "URL"]),
+        help=f"The dead-letter queue: {roles} or a queue URL [default: {ops.DEFAULT_ROLE}].",
     )(command)
 
 
@@ -49,11 +50,11 @@ def _echo(text: str, *, err: bool = False) -> None:
 
 
 def _connect(queue: str | None) -> tuple[Any, str]:
-    """An SQS client and the DLQ URL: ``--queue`` if given, else GALLEY_DLQ_URL."""
-    overrides = {"dlq_url": queue} if queue else {}
-    config = settings.load(settings.DlqSettings, **overrides)
+    """An SQS client and the URL of the DLQ ``--queue`` names (a role or a URL)."""
+    config = settings.load(settings.DlqSettings)
+    url = ops.queue_url(config, queue)
     client = aws.client("sqs", endpoint_url=config.endpoint_url, region=config.region)
-    return client, config.dlq_url
+    return client, url
 
 
 @click.group("dlq")
@@ -69,7 +70,7 @@ def dlq() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=ops.DEFAULT_LIMIT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_(queue: str | None, limit: int, as_json: bool) -> None:
-    """List the messages with task, id, receive count, first-seen time and the reason.
+    """List the messages with task, id, receive count, when each failed (UTC) and the reason.
 
     Reading a message counts as a receive: each listing adds one to every receive count.
     """
@@ -82,14 +83,14 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     if not letters:
         _echo(f"no messages in {url}")
         return
-    rows = [("TASK", "ID", "RECEIVES", "FIRST SEEN", "REASON")]
+    rows = [("TASK", "ID", "RECEIVES", "FAILED AT", "REASON")]
     rows += [
         (
             letter.task or "(undecodable)",
             letter.task_id or letter.message_id,
             str(letter.receive_count),
-            _when(letter.first_seen),
-            _cut(letter.reason),
+            _when(letter.failed_at) + ("*" if _sent_at_only(letter) else ""),
+            ops.shorten_reason(letter.reason, REASON_WIDTH),
         )
         for letter in letters
     ]
@@ -97,6 +98,8 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     for row in rows:
         padded = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
         _echo("  ".join([*padded, row[4]]))
+    if any(_sent_at_only(letter) for letter in letters):
+        _echo(f"* {ops.SENT_AT_NOTE}")
     more = " (--limit reached)" if len(letters) == limit else ""
     _echo(f"{len(letters)} message(s) in {url}{more}")
 
@@ -116,6 +119,7 @@ def show(queue: str | None, message_id: str) -> None:
 
 
 def _show(letter: ops.DeadLetter) -> None:
+    sent = _sent_at_only(letter)
     fields: list[tuple[str, Any]] = [("message id", letter.message_id)]
     try:
         message = letter.decoded()
@@ -133,9 +137,8 @@ def _show(letter: ops.DeadLetter) -> None:
     fields += [
         ("reason", letter.reason),
         ("source queue", letter.source_queue),
-        ("failed at", letter.failed_at),
+        ("failed at", _when(letter.failed_at) + (f" ({ops.SENT_AT_NOTE})" if sent else "")),
         ("receives", letter.receive_count),
-        ("first seen", _when(letter.first_seen)),
     ]
     for name, value in fields:
         _echo(f"{name + ':':<14}{'-' if value is None else value}")
@@ -154,8 +157,10 @@ def _show(letter: ops.DeadLetter) -> None:
 def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None) -> None:
     """Send messages back to the queue they failed on (or --to), then delete them here.
 
-    Nothing is lost: a message leaves the DLQ only after it was sent. Its body is unchanged, so
-    its task id too: a rerun is the same job.
+    Nothing is lost: a message leaves the DLQ only after it was sent. A job goes back as it
+    failed (task id, arguments, idempotency key) with its retry count set back to 0, so a rerun
+    is the same job with all its retries. A job past its expiry time stays here: its queue
+    would revoke it without running it.
     """
     if all_ == bool(ids):
         raise click.UsageError("give message IDs or --all (not both)")
@@ -166,7 +171,8 @@ def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None)
         result = ops.redrive(sqs, url, to=to, ids=None if all_ else ids)
     for moved in result.moved:
         name = moved.task or "(undecodable)"
-        _echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}")
+        reset = f" (retries {moved.spent_retries} -> 0)" if moved.spent_retries else ""
+        _echo(f"moved {name} {moved.task_id or moved.message_id} -> {moved.queue}{reset}")
     for failed in result.failed:
         _echo(f"not moved {failed.task_id or failed.message_id}: {failed.reason}", err=True)
     _echo(f"{len(result.moved)} moved, {len(result.failed)} not moved")
@@ -178,15 +184,17 @@ def redrive(queue: str | None, ids: tuple[str, ...], all_: bool, to: str | None)
 @_queue_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(queue: str | None, yes: bool) -> None:
-    """Delete every message in the dead-letter queue."""
+    """Delete every message in the dead-letter queue, once confirmed (declining purges
+    nothing and is no error)."""
     with _clear_errors():
         sqs, url = _connect(queue)
         count = ops.count(sqs, url)
     if count == 0:
         _echo(f"no messages in {url}")
         return
-    if not yes:
-        click.confirm(f"Delete {count} messages from {url}?", abort=True)
+    if not yes and not click.confirm(f"Delete {count} messages from {url}?"):
+        _echo("nothing purged")
+        return
     with _clear_errors():
         ops.purge(sqs, url)
     _echo(f"purged {url} ({count} messages)")
@@ -206,10 +214,10 @@ def _printable(value: Any) -> Any:
         return repr(value)
 
 
+def _sent_at_only(letter: ops.DeadLetter) -> bool:
+    """True if the message recorded no failure time and shows when it was sent instead."""
+    return letter.failed_at_source == ops.SENT_TIMESTAMP
+
+
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
-
-
-def _cut(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 3] + "..."

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runner.cli import schedules as schedules_
 from runner.cli.failures import one_line_errors
 from runner.local import control, embedded, supervisor, workers
 from runner.local import sam as stack_
@@ -135,9 +136,12 @@ def local_up(
                 if at
                 else f"  schedule {name}: will not fire again"
             )
+        for line in schedules_.differences(template):
+            click.echo(f"  {line}")
         option = "" if state_file == embedded.DEFAULT_STATE_FILE else f" --state-file {state_file}"
         click.echo(f'attach a shell with:  eval "$(galley local env{option})"')
 
+    schedules_.echo_fires()
     with one_line_errors(), StopRequested() as stop:
         code = supervisor.serve(
             stop,
@@ -198,18 +202,39 @@ def local_down(timeout: float, state_file: Path) -> None:
 @click.argument("task")
 @click.option("--args", "args_json", default=None, help="Positional arguments, a JSON array.")
 @click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
+@click.option(
+    "--queue",
+    type=click.Choice(["jobs", "long"]),
+    default=None,
+    help="The queue by role: jobs, or long (the Fargate workers'). Default: the task's route.",
+)
+@click.option("--countdown", type=SECONDS, default=None, help="Run it this many seconds from now.")
+@click.option(
+    "--eta",
+    default=None,
+    metavar="WHEN",
+    help="Run it at this ISO 8601 time (e.g. 2026-12-01T09:00:00+00:00; UTC if no offset).",
+)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @TIMEOUT_OPTION
 def enqueue(
-    task: str, args_json: str | None, kwargs_json: str | None, wait: bool, timeout: float
+    task: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    countdown: float | None,
+    eta: str | None,
+    wait: bool,
+    timeout: float,
 ) -> None:
-    """Send TASK (e.g. tasks.reports.summarize_csv) to the queue; prints its id."""
+    """Send TASK (e.g. tasks.reports.summarize_csv) to its queue; prints its id."""
     from runner.runtime import jobs, results
 
     with one_line_errors():
         args, kwargs = jobs.parse_json_args(args_json, kwargs_json)
+        timing = jobs.parse_timing(countdown, eta)
         app = _app()
-        task_id = jobs.submit(app, task, args, kwargs)
+        task_id = jobs.submit(app, task, args, kwargs, queue=queue, **timing)
         click.echo(task_id)
         if wait:
             _print_status(results.wait(app, task_id, timeout=timeout))
@@ -248,7 +273,14 @@ def demo() -> None:
 
 
 @main.command()
-def doctor() -> None:
+@click.option(
+    "--queue",
+    type=click.Choice(["jobs", "long"]),
+    default="jobs",
+    show_default=True,
+    help="Check as the worker of this queue would (celery worker -Q QUEUE).",
+)
+def doctor(queue: str) -> None:
     """Check the settings against AWS: queues, dead-letter queue, visibility timeout, bucket.
 
     One line per check; exit 1 if any failed. Reads the same environment as the worker.
@@ -259,7 +291,7 @@ def doctor() -> None:
     with one_line_errors():
         config = load(WorkerSettings)
         sqs, s3 = checks.clients(config)
-    report = checks.run_checks(config, sqs, s3)
+    report = checks.run_checks(config, sqs, s3, consume=queue)
     marks = _MARKS if _fancy(sys.stdout) else _PLAIN_MARKS
     for check in report.checks:
         click.echo(f"{marks[check.status]} {check}")
@@ -281,6 +313,7 @@ def _fancy(stream: Any) -> bool:
 from runner.cli.dlq import dlq  # noqa: E402
 
 main.add_command(dlq)
+main.add_command(schedules_.schedules)
 
 
 if __name__ == "__main__":

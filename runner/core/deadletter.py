@@ -1,7 +1,8 @@
 """Sending a message that cannot be run to its dead-letter queue, with the reason attached.
 
-The body is kept byte for byte, so a redrive runs exactly the original job; the reason, the queue
-it came from and the time travel as message attributes that `galley dlq` shows.
+The body is kept byte for byte, so a redrive runs the original job (`galley dlq redrive` sets only
+its retry count back to 0); the reason, the queue it came from and the time travel as message
+attributes that `galley dlq` shows.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from runner.errors import SettingsError
 QUEUE_URL = "GALLEY_QUEUE_URL"
 LONG_QUEUE_URL = "GALLEY_LONG_QUEUE_URL"
 DLQ_URL = "GALLEY_DLQ_URL"
+LONG_DLQ_URL = "GALLEY_LONG_DLQ_URL"
 RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
 RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
 VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
@@ -41,6 +42,7 @@ ALL_VARIABLES = (
     QUEUE_URL,
     LONG_QUEUE_URL,
     DLQ_URL,
+    LONG_DLQ_URL,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
     VISIBILITY_TIMEOUT,
@@ -83,6 +85,12 @@ def _check_queue_url(value: str) -> str:
     if not _QUEUE_NAME.match(name):
         raise ValueError(f"{segments[1]!r} is not a valid SQS queue name")
     return value.rstrip("/")
+
+
+def check_standard_queue_url(value: str) -> str:
+    """``value`` as the URL of a standard SQS queue (no trailing slash), or ValueError saying
+    why not: for a queue URL given some other way than a variable (`galley dlq --queue`)."""
+    return _refuse_fifo(_check_queue_url(value))
 
 
 def _refuse_fifo(value: str) -> str:
@@ -169,7 +177,10 @@ class ProducerSettings(AwsSettings):
 class WorkerSettings(ProducerSettings):
     """A process that runs jobs and stores their results: Celery worker, Lambda consumer, CLI."""
 
+    #: The dead-letter queue of the jobs queue, and of the long-jobs queue; a worker takes
+    #: its queue's from the queue's RedrivePolicy when unset.
     dlq_url: str | None = None
+    long_dlq_url: str | None = None
     results_bucket: str
     results_prefix: str = "results/"
     #: Must equal the queue's VisibilityTimeout: kombu sends it with every ReceiveMessage.
@@ -199,12 +210,12 @@ class WorkerSettings(ProducerSettings):
     def extra_task_modules(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]
 
-    @field_validator("dlq_url")
+    @field_validator("dlq_url", "long_dlq_url")
     @classmethod
     def _dlq_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_queue_url(value)
 
-    @field_validator("queue_url", "long_queue_url", "dlq_url")
+    @field_validator("queue_url", "long_queue_url", "dlq_url", "long_dlq_url")
     @classmethod
     def _standard_queues_only(cls, value: str | None) -> str | None:
         return None if value is None else _refuse_fifo(value)
@@ -246,14 +257,19 @@ class ConsumerSettings(WorkerSettings):
 
 
 class DlqSettings(AwsSettings):
-    """`galley dlq`: the dead-letter queue it reads, redrives and purges (`--queue` overrides)."""
+    """`galley dlq`: the stack's dead-letter queues it reads, redrives and purges. Both are
+    optional here; the one `--queue` asks for must be set (runner.ops.dlq.queue_url says so)."""
 
-    dlq_url: str = Field(validation_alias=DLQ_URL)
+    #: The jobs queue's dead-letter queue (template.yaml: JobsDeadLetterQueue; `--queue jobs`).
+    dlq_url: str | None = Field(default=None, validation_alias=DLQ_URL)
+    #: The long-jobs queue's dead-letter queue (template.yaml: LongJobsDeadLetterQueue;
+    #: `--queue long`).
+    long_dlq_url: str | None = Field(default=None, validation_alias=LONG_DLQ_URL)
 
-    @field_validator("dlq_url")
+    @field_validator("dlq_url", "long_dlq_url")
     @classmethod
-    def _dlq_url_valid(cls, value: str) -> str:
-        return _refuse_fifo(_check_queue_url(value))
+    def _dlq_url_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else check_standard_queue_url(str(value))
 
 
 _S = TypeVar("_S", bound=_Base)

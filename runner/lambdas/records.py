@@ -34,7 +34,7 @@ from celery.app.task import Context
 from celery.app.trace import trace_task
 from celery.exceptions import Reject
 
-from runner.core import aws
+from runner.core import aws, queues
 from runner.core.settings import ConsumerSettings
 from runner.lambdas import settle
 from runner.lambdas.budget import MAX_BUDGET_SECONDS, Budget, InvocationEnding, time_limit
@@ -189,7 +189,7 @@ class Consumer:
                     message.id,
                     message.args,
                     message.kwargs,
-                    self._request(message),
+                    self._request(message, source),
                     hostname=self.hostname,
                     loader=self.app.loader,
                     app=self.app,
@@ -252,10 +252,15 @@ class Consumer:
         except Exception as error:  # the lifecycle rule removes it later
             log.warning("payload of %s not deleted: %s", message.id, rules.describe(error))
 
-    def _request(self, message: codec.TaskMessage) -> dict[str, Any]:
-        """The request dict Celery's worker builds for the tracer (celery.worker.request)."""
+    def _request(self, message: codec.TaskMessage, source: str | None = None) -> dict[str, Any]:
+        """The request dict Celery's worker builds for the tracer (celery.worker.request).
+
+        Delivered on the role of ``source`` (runner.core.queues), whatever the message says, as
+        the worker's transport does: a retry goes back to the queue the job came from, and a
+        routing key naming no queue of the app (an older producer's SQS name) cannot fail it."""
         properties = message.properties
         delivery_info = properties.get("delivery_info") or {}
+        routing_key = (source and queues.role_of(self.settings, source)) or queues.JOBS
         request = dict(message.headers)
         request.update(
             properties=properties,
@@ -264,7 +269,7 @@ class Consumer:
             hostname=self.hostname,
             delivery_info={
                 "exchange": delivery_info.get("exchange"),
-                "routing_key": delivery_info.get("routing_key"),
+                "routing_key": routing_key,
                 "priority": properties.get("priority"),
                 "redelivered": False,
             },

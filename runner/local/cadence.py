@@ -20,7 +20,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from runner.errors import ScheduleExpressionError
@@ -72,6 +72,8 @@ _DAY_OF_WEEK = _FieldSpec("day-of-week", 1, 7, _WEEKDAY_NAMES)
 _YEAR = _FieldSpec("year", 1970, 2199, {})
 _Fail = Callable[[str], ScheduleExpressionError]
 _CRON_FIELDS = (_MINUTES, _HOURS, _DAY_OF_MONTH, _MONTH, _DAY_OF_WEEK, _YEAR)
+_ALL_DAYS = frozenset(range(_DAY_OF_MONTH.low, _DAY_OF_MONTH.high + 1))
+_ALL_WEEKDAYS = frozenset(range(_DAY_OF_WEEK.low, _DAY_OF_WEEK.high + 1))
 
 
 def _require_utc(moment: datetime) -> datetime:
@@ -179,6 +181,18 @@ class Schedule:
         ``moment + interval``: pass the previous fire time (or the start time).
         """
         return self._rule.next_after(_require_utc(moment))
+
+    def fires_like(self, other: Schedule) -> bool:
+        """True if both fire at the same times, however they are written: ``rate(60 minutes)``
+        and ``rate(1 hour)``; ``cron(0 2 * * ? *)`` and ``cron(0 2 ? * * *)``."""
+        return _canonical(self._rule) == _canonical(other._rule)
+
+
+def _canonical(rule: _Rule) -> _Rule:
+    """``rule`` with every day of the week read as every day of the month (both fire daily)."""
+    if isinstance(rule, _Cron) and rule.weekdays == _ALL_WEEKDAYS:
+        return replace(rule, days=_ALL_DAYS, last_day=False, weekdays=None)
+    return rule
 
 
 def parse(expression: str) -> Schedule:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from runner.core import settings
+from runner.core import queues, settings
 from runner.errors import LocalDataError, PortInUseError, ProcessError
 from runner.local import sam, snapshot, state
 from runner.local.process import Child, python_module, wait_for
@@ -155,9 +155,14 @@ class MotoServer:
 
 
 def worker_argv(
-    *, concurrency: int = 2, loglevel: str = "INFO", pool: str = "prefork"
+    *,
+    concurrency: int = 2,
+    loglevel: str = "INFO",
+    pool: str = "prefork",
+    queue: str = queues.JOBS,
 ) -> list[str]:
-    """``celery -A runner.app worker`` as Galley runs it locally."""
+    """``celery -A runner.app worker`` as Galley runs it locally, on the queue with role
+    ``queue`` (runner.core.queues; ``-Q`` only when it is not the default)."""
     return python_module(
         "celery",
         "-A",
@@ -169,6 +174,7 @@ def worker_argv(
         pool,
         "--concurrency",
         str(concurrency),
+        *(["-Q", queue] if queue != queues.JOBS else []),
     )
 
 
@@ -177,22 +183,24 @@ def start_worker(
     *,
     log: Path | None = None,
     concurrency: int = 2,
+    queue: str = queues.JOBS,
     extra_env: Mapping[str, str] | None = None,
     **env: str,
 ) -> Child:
-    """A real ``celery worker`` process attached to ``resources``.
+    """A real ``celery worker`` process attached to ``resources``, consuming the queue with
+    role ``queue``.
 
     Locally its long polls last 5 s (unless ``env`` says otherwise): a stopping worker waits for
-    its poll in flight, so Ctrl-C takes seconds, and moto's requests cost nothing."""
+    its poll in flight, so Ctrl-C takes seconds, and moto's requests cost nothing. A worker on
+    another queue than ``jobs`` takes its visibility timeout from its queue: the attached
+    environment's GALLEY_VISIBILITY_TIMEOUT is the jobs queue's. ``extra_env`` and ``env`` are
+    laid over the stack's environment."""
+    merged = {**os.environ, **resources.env(), settings.RECEIVE_WAIT_SECONDS: "5"}
+    if queue != queues.JOBS:
+        merged.pop(settings.VISIBILITY_TIMEOUT, None)
     return Child(
-        worker_argv(concurrency=concurrency),
-        env={
-            **os.environ,
-            **resources.env(),
-            settings.RECEIVE_WAIT_SECONDS: "5",
-            **(extra_env or {}),
-            **env,
-        },
+        worker_argv(concurrency=concurrency, queue=queue),
+        env={**merged, **(extra_env or {}), **env},
         log=log,
     )
 

@@ -37,6 +37,7 @@ class LocalResources:
             settings.RESULTS_BUCKET: self.bucket,
             settings.VISIBILITY_TIMEOUT: str(self.visibility_timeout),
             **({settings.LONG_QUEUE_URL: self.long_queue_url} if self.long_queue_url else {}),
+            **({settings.LONG_DLQ_URL: self.long_dlq_url} if self.long_dlq_url else {}),
             **self.extra,
         }
 

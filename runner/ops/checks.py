@@ -18,11 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from runner.core import aws
+from runner.core import aws, queues
 from runner.core.settings import (
     DLQ_URL,
-    LONG_QUEUE_URL,
-    QUEUE_URL,
     RESULTS_BUCKET,
     VISIBILITY_TIMEOUT,
     AwsSettings,
@@ -55,10 +53,15 @@ __all__ = [
     "worker_problems",
 ]
 
-NO_DEAD_LETTER_QUEUE = (
-    "no dead-letter queue: set GALLEY_DLQ_URL or give the queue a RedrivePolicy; "
-    "without one a failing job is retried forever"
-)
+
+def no_dead_letter_queue(variable: str = DLQ_URL) -> str:
+    return (
+        f"no dead-letter queue: set {variable} or give the queue a RedrivePolicy; "
+        "without one a failing job is retried forever"
+    )
+
+
+NO_DEAD_LETTER_QUEUE = no_dead_letter_queue()
 
 Status = Literal["ok", "fail", "skipped"]
 
@@ -115,9 +118,11 @@ def clients(settings: AwsSettings, *, session: Any = None) -> tuple[Any, Any]:
     return aws.client("sqs", **options), aws.client("s3", **options)
 
 
-def run_checks(settings: WorkerSettings, sqs: Any, s3: Any) -> Report:
-    """Every check, in order: queue, visibility timeout, dead-letter queue, long queue, bucket."""
-    checker = _Checker(settings, sqs, s3)
+def run_checks(settings: WorkerSettings, sqs: Any, s3: Any, consume: str = queues.JOBS) -> Report:
+    """Every check, in order, for a process that consumes the queue with role ``consume``
+    (runner.core.queues): that queue, its visibility timeout, its dead-letter queue, the stack's
+    other queue, the bucket."""
+    checker = _Checker(settings, sqs, s3, consume)
     checks: list[Check] = []
     stopped: Problem | None = None
     for variable, step in checker.steps():
@@ -136,9 +141,11 @@ def run_checks(settings: WorkerSettings, sqs: Any, s3: Any) -> Report:
     return Report(tuple(checks), checker.resolved())
 
 
-def worker_problems(settings: WorkerSettings, sqs: Any, s3: Any) -> tuple[list[Problem], Resolved]:
+def worker_problems(
+    settings: WorkerSettings, sqs: Any, s3: Any, consume: str = queues.JOBS
+) -> tuple[list[Problem], Resolved]:
     """What is wrong (empty when all is well) and what the checks resolved."""
-    report = run_checks(settings, sqs, s3)
+    report = run_checks(settings, sqs, s3, consume)
     return report.problems, report.resolved
 
 
@@ -148,20 +155,27 @@ def format_problems(problems: Iterable[Problem]) -> str:
 
 
 class _Checker:
-    def __init__(self, settings: WorkerSettings, sqs: Any, s3: Any) -> None:
+    def __init__(self, settings: WorkerSettings, sqs: Any, s3: Any, consume: str) -> None:
         self.settings, self.sqs, self.s3 = settings, sqs, s3
+        self.consume = queues.check_role(consume)
+        #: The consumed queue's variables, and the stack's other queue (checked to exist).
+        self.queue_variable = queues.QUEUE_VARIABLE[consume]
+        self.dlq_variable = queues.DLQ_VARIABLE[consume]
+        self.queue_url = queues.urls(settings).get(consume)
+        self.other = next(role for role in queues.ROLES if role != consume)
         self.queue: QueueFacts | None = None
         self.visibility_timeout = settings.visibility_timeout
-        self.dlq_url = settings.dlq_url
+        self.given_dlq_url = settings.long_dlq_url if consume == queues.LONG else settings.dlq_url
+        self.dlq_url = self.given_dlq_url
 
     def steps(self) -> list[tuple[str, Callable[[], Check]]]:
         steps = [
-            (QUEUE_URL, self.queue_exists),
+            (self.queue_variable, self.queue_exists),
             (VISIBILITY_TIMEOUT, self.visibility_agrees),
-            (DLQ_URL, self.dead_letter_queue),
+            (self.dlq_variable, self.dead_letter_queue),
         ]
-        if self.settings.long_queue_url:
-            steps.append((LONG_QUEUE_URL, self.long_queue_exists))
+        if self.other in queues.urls(self.settings):
+            steps.append((queues.QUEUE_VARIABLE[self.other], self.other_queue_exists))
         steps.append((RESULTS_BUCKET, self.bucket_exists))
         return steps
 
@@ -172,20 +186,24 @@ class _Checker:
         return read_queue(self.sqs, url, variable, self.settings.endpoint_url)
 
     def queue_exists(self) -> Check:
-        self.queue = self._inspect(self.settings.queue_url, QUEUE_URL)
-        return Check(QUEUE_URL, "ok", _reachable(self.queue))
+        if self.queue_url is None:
+            raise Stop(
+                Problem(
+                    self.queue_variable,
+                    f"not set, so no worker can consume the {self.consume} queue",
+                )
+            )
+        self.queue = self._inspect(self.queue_url, self.queue_variable)
+        return Check(self.queue_variable, "ok", _reachable(self.queue))
 
-    def long_queue_exists(self) -> Check:
-        assert self.settings.long_queue_url is not None
-        return Check(
-            LONG_QUEUE_URL,
-            "ok",
-            _reachable(self._inspect(self.settings.long_queue_url, LONG_QUEUE_URL)),
-        )
+    def other_queue_exists(self) -> Check:
+        variable = queues.QUEUE_VARIABLE[self.other]
+        url = queues.urls(self.settings)[self.other]
+        return Check(variable, "ok", _reachable(self._inspect(url, variable)))
 
     def _read_queue(self) -> QueueFacts:
         if self.queue is None:
-            raise _Skip(f"not checked (the queue in {QUEUE_URL} could not be read)")
+            raise _Skip(f"not checked (the queue in {self.queue_variable} could not be read)")
         return self.queue
 
     def visibility_agrees(self) -> Check:
@@ -202,34 +220,35 @@ class _Checker:
             raise Failed(
                 Problem(
                     VISIBILITY_TIMEOUT,
-                    f"{given} differs from the queue's VisibilityTimeout {actual}; "
-                    f"set it to {actual} or unset it (the queue's value is then used)",
+                    f"{given} differs from the {self.consume} queue's VisibilityTimeout "
+                    f"{actual}; set it to {actual} or unset it (the queue's value is then used)",
                 )
             )
         return Check(VISIBILITY_TIMEOUT, "ok", f"{queue.visibility_timeout} s, as the queue's")
 
     def dead_letter_queue(self) -> Check:
-        if self.settings.dlq_url:
-            self._inspect(self.settings.dlq_url, DLQ_URL)
-            return Check(DLQ_URL, "ok", f"dead-letter queue {self.settings.dlq_url} exists")
+        variable = self.dlq_variable
+        if self.given_dlq_url:
+            self._inspect(self.given_dlq_url, variable)
+            return Check(variable, "ok", f"dead-letter queue {self.given_dlq_url} exists")
         queue = self._read_queue()
         if queue.dead_letter_url is None:
-            raise Failed(Problem(DLQ_URL, NO_DEAD_LETTER_QUEUE))
+            raise Failed(Problem(variable, no_dead_letter_queue(variable)))
         try:
-            self._inspect(queue.dead_letter_url, DLQ_URL)
+            self._inspect(queue.dead_letter_url, variable)
         except Stop:
             raise
         except Failed as failure:
             raise Failed(
                 Problem(
-                    DLQ_URL,
+                    variable,
                     "the dead-letter queue in the queue's RedrivePolicy: "
                     f"{failure.problem.message}; recreate it or fix the RedrivePolicy",
                 )
             ) from None
         self.dlq_url = queue.dead_letter_url
         return Check(
-            DLQ_URL,
+            variable,
             "ok",
             f"not set: the queue's RedrivePolicy sends to {queue.dead_letter_url} "
             f"after {queue.max_receive_count} receives",

@@ -1,7 +1,9 @@
 """A dead-letter queue, for `galley dlq`: list and show its messages, redrive them, purge it.
 
 Redrive is Galley's own (receive, send to the source queue, delete), not SQS's
-StartMessageMoveTask, so that it works the same against moto and AWS.
+StartMessageMoveTask, so that it works the same against moto and AWS, and so that a job goes
+back with its retries: Celery's ``retries`` header is set back to 0 (SQS's move task would send
+the body as it is, and a job that had spent them would fail again at once).
 
 SQS has no true peek: reading a message means receiving it (runner/ops/sqs_sweep.py). :func:`peek`
 receives each message with a short visibility timeout, holds it until the listing ends (so every
@@ -9,13 +11,17 @@ receive returns messages not seen yet) and then makes them all visible again. Th
 listing adds one to every message's ``ApproximateReceiveCount``, and for a few seconds (at most
 :data:`PEEK_VISIBILITY_SECONDS` if this process dies) the messages are invisible to anyone else;
 a DLQ has no consumer, so nothing waits on them. For a message Galley dead-lettered itself the
-first receive in the DLQ is a peek: its ``first_seen`` is when someone first looked, while
-``failed_at`` is when it failed.
+first receive in the DLQ is a peek: its ``first_seen`` is when someone first looked. When the job
+failed is ``failed_at``: the ``galley-failed-at`` attribute Galley records as it dead-letters. A
+message SQS moved by the queue's redrive policy has none; its ``SentTimestamp`` stands in, and
+SQS keeps that from the original send when it moves a message, so it is when the job was sent,
+a bound on when it failed (``failed_at_source`` says which).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,9 +30,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runner.core import delays, settings
 from runner.core.batching import batched_by_size
 from runner.core.deadletter import FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
-from runner.errors import DlqError, WireError
+from runner.errors import DlqError, SettingsError, WireError
 from runner.ops.sqs_sweep import Sweep
 from runner.wire import codec
 
@@ -35,8 +42,41 @@ PEEK_VISIBILITY_SECONDS = 30
 #: How long a redrive holds a message between receiving it and deleting it from the DLQ.
 REDRIVE_VISIBILITY_SECONDS = 120
 DEFAULT_LIMIT = 100
+#: ``DeadLetter.failed_at_source`` of a message without ``galley-failed-at``.
+SENT_TIMESTAMP = "SentTimestamp"
+#: What ``failed_at`` means when it comes from :data:`SENT_TIMESTAMP`.
+SENT_AT_NOTE = "no failure time recorded; this is when it was sent to its queue"
+#: Marks a reason shortened for a table (one character: a cut reason keeps more of itself).
+ELLIPSIS = "\u2026"
 #: Message attributes Galley adds when it dead-letters; a redrive leaves them behind.
 GALLEY_ATTRIBUTES = frozenset({REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, FAILED_AT_ATTRIBUTE})
+
+
+@dataclass(frozen=True)
+class Role:
+    """A dead-letter queue of the stack, as `--queue` names it."""
+
+    #: The DlqSettings field holding its URL, and the variable that is read from.
+    setting: str
+    variable: str
+    #: What it is, and the stack output holding its URL (template.yaml).
+    what: str
+    output: str
+
+
+#: `--queue` names the stack's dead-letter queues by role; anything else must be a queue URL.
+ROLES = {
+    "jobs": Role(
+        "dlq_url", settings.DLQ_URL, "the jobs dead-letter queue", "JobsDeadLetterQueueUrl"
+    ),
+    "long": Role(
+        "long_dlq_url",
+        settings.LONG_DLQ_URL,
+        "the long-jobs dead-letter queue",
+        "LongJobsDeadLetterQueueUrl",
+    ),
+}
+DEFAULT_ROLE = "jobs"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +96,10 @@ class DeadLetter:
     first_seen: datetime | None
     #: SentTimestamp: the original send for a message SQS moved, the failure for Galley's.
     sent_at: datetime | None
-    failed_at: str | None
+    #: When the job failed (UTC): ``galley-failed-at``, else ``sent_at``.
+    failed_at: datetime | None
+    #: Where ``failed_at`` comes from: ``galley-failed-at`` or :data:`SENT_TIMESTAMP`.
+    failed_at_source: str | None
     reason: str
     source_queue: str | None
     message_attributes: dict[str, Any] = field(repr=False, compare=False)
@@ -79,7 +122,8 @@ class DeadLetter:
             "receive_count": self.receive_count,
             "first_seen": _iso(self.first_seen),
             "sent_at": _iso(self.sent_at),
-            "failed_at": self.failed_at,
+            "failed_at": _iso(self.failed_at),
+            "failed_at_source": self.failed_at_source,
             "reason": self.reason,
             "source_queue": self.source_queue,
             "decode_error": self.decode_error,
@@ -93,6 +137,8 @@ class Moved:
     task: str | None
     queue: str
     new_message_id: str
+    #: The retry count the job had spent, set back to 0 for this run (0: nothing changed).
+    spent_retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +153,32 @@ class NotMoved:
 class RedriveResult:
     moved: list[Moved] = field(default_factory=list)
     failed: list[NotMoved] = field(default_factory=list)
+
+
+def queue_url(config: settings.DlqSettings, queue: str | None = None) -> str:
+    """The dead-letter queue ``queue`` names: a role of :data:`ROLES` (default
+    :data:`DEFAULT_ROLE`), read from its variable, or a queue URL.
+
+    Raises :class:`SettingsError` naming the variable when the role's is not set, and
+    :class:`DlqError` for anything else that is not a standard queue's URL.
+    """
+    name = queue or DEFAULT_ROLE
+    role = ROLES.get(name)
+    if role is not None:
+        url: str | None = getattr(config, role.setting)
+        if url is None:
+            default = " (the default)" if name == DEFAULT_ROLE else ""
+            raise SettingsError(
+                f"{role.variable}: required for --queue {name}{default} but not set "
+                f"({role.what}'s URL: the stack's output {role.output})"
+            )
+        return url
+    if "://" not in name:
+        raise DlqError(f"--queue {name!r} is neither {', '.join(ROLES)} nor a queue URL")
+    try:
+        return settings.check_standard_queue_url(name)
+    except ValueError as error:
+        raise DlqError(f"--queue: {error}") from None
 
 
 def peek(
@@ -139,11 +211,15 @@ def redrive(
     queue, or to ``to`` when given.
 
     Each message is sent (same body, its own message attributes minus Galley's) and deleted from
-    the DLQ only after the send succeeded, so none is lost. The one window: if this process dies
-    between the send and the delete, the message is in both queues — with the same body, so the
-    same Celery task id — and the DLQ copy reappears after :data:`REDRIVE_VISIBILITY_SECONDS`.
-    Only messages sent before the redrive started are moved: a job that fails again at once and
-    comes back meanwhile stays in the DLQ instead of going round in a loop.
+    the DLQ only after the send succeeded, so none is lost. The body is the job's own with one
+    change: a task message's ``retries`` header is set back to 0, so the job has all its retries
+    again (arguments, task id, idempotency key and payload pointer stay as they are). The one
+    window: if this process dies between the send and the delete, the message is in both queues
+    — with the same task id — and the DLQ copy reappears after
+    :data:`REDRIVE_VISIBILITY_SECONDS`. Only messages sent before the redrive started are moved:
+    a job that fails again at once and comes back meanwhile stays in the DLQ instead of going
+    round in a loop. A job whose ``expires`` has passed stays too (reported in ``failed``): its
+    queue would revoke it without running it, and the DLQ copy would be gone.
     """
     if to is not None and to.rstrip("/") == dlq_url.rstrip("/"):
         raise DlqError("--to is the dead-letter queue itself")
@@ -153,7 +229,7 @@ def redrive(
     sources, started = _Sources(sqs, dlq_url, None), datetime.now(UTC)
     with Sweep(sqs, dlq_url, REDRIVE_VISIBILITY_SECONDS) as sweep:
         for batch in sweep.batches(None):
-            targets: dict[str, list[DeadLetter]] = {}
+            targets: dict[str, list[_Outgoing]] = {}
             for letter in (_letter(raw, sources) for raw in batch):
                 if (letter.sent_at and letter.sent_at >= started) or (
                     wanted is not None and not letter.selected_by(wanted)
@@ -161,17 +237,35 @@ def redrive(
                     continue  # not asked for, or back in the DLQ since this redrive started
                 matched.update({letter.message_id, letter.task_id})
                 target = to or letter.source_queue
-                if target is None:
-                    why = "its source queue is not known; give the queue with --to"
+                if why := _stays(letter, target, started):
                     result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
                 else:
-                    targets.setdefault(target, []).append(letter)
-            for target, letters in targets.items():
-                for chunk in batched_by_size(letters, _entry_bytes):
+                    assert target is not None
+                    targets.setdefault(target, []).append(_outgoing(letter))
+            for target, outgoing in targets.items():
+                for chunk in batched_by_size(outgoing, _entry_bytes):
                     _move(sqs, sweep, target, chunk, result)
     for missing in sorted((wanted or set()) - matched):
         result.failed.append(NotMoved(missing, None, f"not in the dead-letter queue {dlq_url}"))
     return result
+
+
+def shorten_reason(reason: str, width: int) -> str:
+    """``reason`` on one line (every run of whitespace a single space) and at most ``width``
+    characters: whole if it fits, else cut at the last word boundary that leaves room for
+    :data:`ELLIPSIS` — before a space, or at the end of a run of word characters (so an ARN
+    wider than the column still shows its start: ``arn:aws:iam…``). Never mid-word: a single
+    word wider than the column leaves only the ellipsis.
+    """
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
+    line = " ".join(reason.split())
+    if len(line) <= width:
+        return line
+    room = width - len(ELLIPSIS)
+    before_space = line.rfind(" ", 0, room + 1)
+    word_ends = [m.end() for m in _WORD.finditer(line, 0, room + 1) if m.end() <= room]
+    return line[: max(before_space, *word_ends, 0)] + ELLIPSIS
 
 
 def count(sqs: Any, dlq_url: str) -> int:
@@ -188,6 +282,9 @@ def purge(sqs: Any, dlq_url: str) -> None:
 
 
 # --- internals ---
+
+#: A run of word characters: a reason may be cut where one ends.
+_WORD = re.compile(r"\w+")
 
 
 class _Sources:
@@ -239,7 +336,12 @@ def _letter(raw: dict[str, Any], sources: _Sources) -> DeadLetter:
             f"moved by the queue's redrive policy after {receives or 'maxReceiveCount'} receives"
             " (no reason recorded; see the worker logs)"
         )
-    sent_at = _millis(system.get("SentTimestamp"))
+    sent_at = _millis(system.get(SENT_TIMESTAMP))
+    failed_at, failed_at_source = _moment(_string(attributes, FAILED_AT_ATTRIBUTE)), None
+    if failed_at is not None:
+        failed_at_source = FAILED_AT_ATTRIBUTE
+    elif sent_at is not None:
+        failed_at, failed_at_source = sent_at, SENT_TIMESTAMP
     return DeadLetter(
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
@@ -250,18 +352,61 @@ def _letter(raw: dict[str, Any], sources: _Sources) -> DeadLetter:
         receive_count=int(system.get("ApproximateReceiveCount", 0)),
         first_seen=_millis(system.get("ApproximateFirstReceiveTimestamp")) or sent_at,
         sent_at=sent_at,
-        failed_at=_string(attributes, FAILED_AT_ATTRIBUTE),
+        failed_at=failed_at,
+        failed_at_source=failed_at_source,
         reason=reason,
         source_queue=source,
         message_attributes=attributes,
     )
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """A dead letter as a redrive sends it."""
+
+    letter: DeadLetter
+    body: str
+    spent_retries: int
+
+
+def _outgoing(letter: DeadLetter) -> _Outgoing:
+    """``letter`` with its retry count set back to 0 if it is a task message that spent some."""
+    if letter.task_id is not None:
+        retries = letter.decoded().headers.get("retries")
+        if type(retries) is int and retries > 0:
+            return _Outgoing(letter, codec.with_headers(letter.body, retries=0), retries)
+    return _Outgoing(letter, letter.body, 0)
+
+
+def _stays(letter: DeadLetter, target: str | None, now: datetime) -> str | None:
+    """Why a redrive leaves ``letter`` in the DLQ, or None to send it to ``target``."""
+    if target is None:
+        return "its source queue is not known; give the queue with --to"
+    expires = _expires(letter)
+    if expires is not None and now > expires:
+        return (
+            f"expired at {_iso(expires)}: its queue would revoke it without running it; "
+            "left in the dead-letter queue"
+        )
+    return None
+
+
+def _expires(letter: DeadLetter) -> datetime | None:
+    """A task message's ``expires`` (aware UTC), or None (none, or not a task message)."""
+    if letter.task_id is None:
+        return None
+    try:
+        return delays.parse_eta(letter.decoded().headers.get("expires"))
+    except (WireError, TypeError, ValueError, OverflowError):
+        return None  # not a time the worker could read either: it dead-letters such a job
+
+
 def _move(
-    sqs: Any, sweep: Sweep, target: str, letters: list[DeadLetter], result: RedriveResult
+    sqs: Any, sweep: Sweep, target: str, outgoing: list[_Outgoing], result: RedriveResult
 ) -> None:
-    """Send ``letters`` to ``target``; delete from the DLQ exactly those that were sent."""
-    entries = [_send_entry(str(i), letter) for i, letter in enumerate(letters)]
+    """Send ``outgoing`` to ``target``; delete from the DLQ exactly those that were sent."""
+    letters = [out.letter for out in outgoing]
+    entries = [_send_entry(str(i), out) for i, out in enumerate(outgoing)]
     try:
         response = sqs.send_message_batch(QueueUrl=target, Entries=entries)
     except (ClientError, BotoCoreError) as error:
@@ -294,12 +439,15 @@ def _move(
             result.failed.append(NotMoved(letter.message_id, letter.task_id, why))
             continue
         sweep.forget(letter.message_id)
-        result.moved.append(Moved(letter.message_id, letter.task_id, letter.task, target, new_id))
+        spent = outgoing[i].spent_retries
+        result.moved.append(
+            Moved(letter.message_id, letter.task_id, letter.task, target, new_id, spent)
+        )
 
 
-def _send_entry(entry_id: str, letter: DeadLetter) -> dict[str, Any]:
-    entry: dict[str, Any] = {"Id": entry_id, "MessageBody": letter.body}
-    if kept := _kept(letter.message_attributes):
+def _send_entry(entry_id: str, out: _Outgoing) -> dict[str, Any]:
+    entry: dict[str, Any] = {"Id": entry_id, "MessageBody": out.body}
+    if kept := _kept(out.letter.message_attributes):
         entry["MessageAttributes"] = kept
     return entry
 
@@ -314,9 +462,9 @@ def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _entry_bytes(letter: DeadLetter) -> int:
+def _entry_bytes(out: _Outgoing) -> int:
     """What one SendMessageBatch entry counts towards the 1 MiB: its body and attributes."""
-    return len(letter.body.encode()) + _attributes_bytes(_kept(letter.message_attributes))
+    return len(out.body.encode()) + _attributes_bytes(_kept(out.letter.message_attributes))
 
 
 def _attributes_bytes(attributes: dict[str, Any]) -> int:
@@ -335,6 +483,14 @@ def _string(attributes: dict[str, Any], name: str) -> str | None:
 
 def _millis(value: str | None) -> datetime | None:
     return None if value in (None, "") else datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time as aware UTC (naive means UTC); None if absent or unreadable."""
+    try:
+        return delays.parse_eta(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -11,8 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.core import aws
-from runner.core.settings import LONG_QUEUE_URL, ProducerSettings, load
-from runner.errors import SettingsError
+from runner.core.settings import ProducerSettings, load
 from runner.producer import sender
 
 
@@ -29,14 +28,6 @@ class JobRequest(BaseModel):
     countdown: float | None = Field(default=None, ge=0)
     #: Duplicate requests with the same key run the task's body once (runner.runtime.idempotency).
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=512)
-
-
-def queue_url_for(request: JobRequest, settings: ProducerSettings) -> str:
-    if request.queue == "jobs":
-        return settings.queue_url
-    if not settings.long_queue_url:
-        raise SettingsError(f"{LONG_QUEUE_URL} is not set, so jobs cannot go to the long queue")
-    return settings.long_queue_url
 
 
 def submit(
@@ -58,7 +49,7 @@ def submit(
         request.kwargs,
         countdown=request.countdown,
         idempotency_key=request.idempotency_key,
-        queue_url=queue_url_for(request, settings),
+        queue=request.queue,
         client=client,
         settings=settings,
     )

@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.core import aws, batching, contracts, delays, limits
+from runner.core import aws, batching, contracts, delays, limits, queues
 from runner.core.settings import (
     QUEUE_URL,
     RESULTS_BUCKET,
@@ -41,6 +41,7 @@ from runner.errors import (
     EnqueueError,
     MessageTooLargeError,
     QueueNotFoundError,
+    SettingsError,
 )
 from runner.wire import codec, payloads
 from runner.wire.saferepr import saferepr
@@ -85,6 +86,7 @@ def enqueue(
     kwargs: Mapping[str, Any] | None = None,
     *,
     countdown: float | None = None,
+    queue: str | None = None,
     queue_url: str | None = None,
     task_id: str | None = None,
     idempotency_key: str | None = None,
@@ -93,13 +95,16 @@ def enqueue(
 ) -> str:
     """Send one task call; return its task id (``AsyncResult(task_id)`` reads its result).
 
-    ``queue_url`` defaults to ``GALLEY_QUEUE_URL``. Raises :class:`InvalidTaskInput` or
-    :class:`MessageTooLargeError` before sending, :class:`QueueNotFoundError` or
+    ``queue`` is a queue's role, as Celery's ``queue=`` (``"jobs"``, the default, or ``"long"``:
+    runner.core.queues); ``queue_url`` names any other queue. Raises :class:`InvalidTaskInput`
+    or :class:`MessageTooLargeError` before sending, :class:`QueueNotFoundError` or
     :class:`EnqueueError` when SQS refuses the message.
     """
-    settings = _settings(queue_url, settings)
+    settings, role = _settings(queue, queue_url, settings)
     call = Call(task_name, args, kwargs, countdown, task_id, idempotency_key)
-    task_id, request = message_request(call, settings.queue_url, **_payload_options(settings))
+    task_id, request = message_request(
+        call, settings.queue_url, routing_key=role, **_payload_options(settings)
+    )
     client = client or _sqs(settings)
     try:
         client.send_message(**request)
@@ -113,6 +118,7 @@ def enqueue(
 def enqueue_many(
     calls: Iterable[Call],
     *,
+    queue: str | None = None,
     queue_url: str | None = None,
     client: Any = None,
     settings: ProducerSettings | None = None,
@@ -127,11 +133,12 @@ def enqueue_many(
     ``results`` tell sent from unsent; with ``raise_on_error=False`` the caller must check
     ``result.ok``.
     """
-    settings = _settings(queue_url, settings)
+    settings, role = _settings(queue, queue_url, settings)
+    options = {"routing_key": role, **_payload_options(settings)}
     requests = []
     for index, call in enumerate(calls):
         try:
-            requests.append(message_request(call, settings.queue_url, **_payload_options(settings)))
+            requests.append(message_request(call, settings.queue_url, **options))
         except (ValueError, TypeError) as error:
             raise type(error)(f"call {index}: {error}") from None
     if not requests:
@@ -166,16 +173,20 @@ def message_request(
     call: Call,
     queue_url: str,
     *,
+    routing_key: str = queues.JOBS,
     threshold: int = limits.MAX_MESSAGE_BYTES,
     offload: Offload | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The task id and the SendMessage parameters for ``call``; checked, nothing is sent.
 
-    A message larger than ``threshold`` bytes has its arguments stored by ``offload`` (an S3
-    upload, see runner.wire.payloads) and carries a pointer instead.
+    ``routing_key`` is the queue's role, as Celery names it in the message. A message larger
+    than ``threshold`` bytes has its arguments stored by ``offload`` (an S3 upload, see
+    runner.wire.payloads) and carries a pointer instead.
     """
     try:
-        return _message_request(call, queue_url, threshold=threshold, offload=offload)
+        return _message_request(
+            call, queue_url, routing_key=routing_key, threshold=threshold, offload=offload
+        )
     except CallError:
         raise
     except (ValueError, TypeError, OverflowError) as error:
@@ -187,6 +198,7 @@ def _message_request(
     call: Call,
     queue_url: str,
     *,
+    routing_key: str,
     threshold: int = limits.MAX_MESSAGE_BYTES,
     offload: Offload | None = None,
 ) -> tuple[str, dict[str, Any]]:
@@ -195,13 +207,12 @@ def _message_request(
         if text is not None and not _is_utf8(text):
             # a lone surrogate: JSON carries it, but no worker could name the task or its result
             raise CallError(f"task {call.task_name!r}: the {what} {text!r} is not UTF-8 text")
-    queue = queue_name_from_url(queue_url)
-    fifo = queue.endswith(".fifo")
+    fifo = queue_name_from_url(queue_url).endswith(".fifo")
     delay = _delay_seconds(call, fifo)
     task_id = call.task_id or str(uuid.uuid4())
     headers = {IDEMPOTENCY_HEADER: call.idempotency_key} if call.idempotency_key else {}
     options: dict[str, Any] = {
-        "queue": queue,
+        "queue": routing_key,
         "task_id": task_id,
         "countdown": call.countdown,
         "delay_seconds": delay,
@@ -299,12 +310,24 @@ def _error_type(error: ClientError | BotoCoreError | None) -> type[EnqueueError]
     return QueueNotFoundError if code in _MISSING_QUEUE_CODES else EnqueueError
 
 
-def _settings(queue_url: str | None, settings: ProducerSettings | None) -> ProducerSettings:
-    if settings is None:
-        return load(ProducerSettings, **({"queue_url": queue_url} if queue_url else {}))
+def _settings(
+    queue: str | None, queue_url: str | None, settings: ProducerSettings | None
+) -> tuple[ProducerSettings, str]:
+    """The settings to send with (their ``queue_url`` the queue to send to), and the routing
+    key Celery would write: the queue's role (runner.core.queues), or the SQS name of a queue
+    given by ``queue_url``, as an app that predefines it under that name would."""
+    if queue is not None and queue_url:
+        raise SettingsError("give queue (a role: jobs, long) or queue_url, not both")
+    if settings is None:  # a queue_url alone is enough: GALLEY_QUEUE_URL may be unset
+        settings = load(ProducerSettings, **({"queue_url": queue_url} if queue_url else {}))
     if queue_url:
-        return load(ProducerSettings, **{**settings.model_dump(), "queue_url": queue_url})
-    return settings
+        if queue_url != settings.queue_url:
+            settings = load(ProducerSettings, **{**settings.model_dump(), "queue_url": queue_url})
+        return settings, queue_name_from_url(queue_url)
+    if queue is None or queue == queues.JOBS:
+        return settings, queues.check_role(queue or queues.JOBS)
+    target = queues.url_for(settings, queue)
+    return load(ProducerSettings, **{**settings.model_dump(), "queue_url": target}), queue
 
 
 def _payload_options(settings: ProducerSettings) -> dict[str, Any]:

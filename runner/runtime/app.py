@@ -19,10 +19,10 @@ from celery import Celery, Task
 from kombu import Queue
 from pydantic import BaseModel
 
-from runner.core import aws, contracts
+from runner.core import aws, contracts, queues
 from runner.core.settings import TASK_MODULES, WorkerSettings, load
 from runner.errors import InProgressElsewhere, PayloadError, SettingsError
-from runner.runtime import backend, idempotency, publish
+from runner.runtime import backend, idempotency, publish, schedules
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
 from runner.worker import startup, transport
@@ -46,16 +46,22 @@ def task_modules(packages: tuple[str, ...] = TASK_PACKAGES) -> list[str]:
     return names
 
 
-def celery_config(settings: WorkerSettings) -> dict[str, Any]:
-    """The Celery settings for ``settings``: pure, so it is unit-tested without AWS."""
-    queue = settings.queue_name
+def celery_config(settings: WorkerSettings, consume: str = queues.JOBS) -> dict[str, Any]:
+    """The Celery settings for ``settings``, in a process that consumes the queue with role
+    ``consume`` (runner.core.queues): pure, so it is unit-tested without AWS.
+
+    Celery knows every queue of the stack by role (``jobs``, ``long``), so ``task_routes`` and
+    ``queue=`` reach them all; ``settings.visibility_timeout`` and the dead-letter queue are the
+    consumed queue's (the worker's start-up checks resolve them, runner/worker/startup.py)."""
+    stack_queues = queues.urls(settings)
+    dead_letter_url = settings.long_dlq_url if consume == queues.LONG else settings.dlq_url
     return {
         # --- broker: SQS, only the queues we were given; never ListQueues/CreateQueue ---
         # kombu's SQS channel for sending; Galley's receive path (runner/worker/transport.py)
         "broker_url": f"{transport.SCHEME}://",
         "broker_transport_options": {
             "region": settings.region,
-            "predefined_queues": {queue: {"url": settings.queue_url}},
+            "predefined_queues": {role: {"url": url} for role, url in stack_queues.items()},
             "visibility_timeout": settings.visibility_timeout,
             "wait_time_seconds": settings.receive_wait_seconds,
             "polling_interval": 0,
@@ -69,13 +75,13 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
                 "region": settings.region,
                 "visibility_timeout": settings.visibility_timeout,
                 "heartbeat": settings.visibility_heartbeat,
-                "dead_letter_url": settings.dlq_url,
+                "dead_letter_url": dead_letter_url,
                 "results_bucket": settings.results_bucket,
             },
         },
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": queue,
-        "task_queues": [Queue(queue, no_declare=True)],
+        "task_default_queue": queues.JOBS,
+        "task_queues": [Queue(role, no_declare=True) for role in stack_queues],
         "task_create_missing_queues": False,
         # SQS has no fanout: remote control, events, gossip and mingle would need extra queues.
         "worker_enable_remote_control": False,
@@ -105,6 +111,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_consumer": "runner.worker.refusals:Consumer",
         "task_time_limit": settings.effective_time_limit,
         "include": task_modules() + settings.extra_task_modules,
+        # --- periodic jobs: tasks/schedules.py; on AWS, EventBridge Scheduler fires them ---
+        "beat_schedule": schedules.for_app(settings),
     }
 
 
@@ -220,11 +228,13 @@ class GalleyCelery(Celery):
         publish.install(max_hop=settings.max_hop_seconds)
         self.conf.update(celery_config(settings))
 
-    def galley_reconfigure(self, settings: WorkerSettings) -> None:
-        """Use ``settings`` from now on (the worker's start-up checks complete them)."""
+    def galley_reconfigure(self, settings: WorkerSettings, consume: str = queues.JOBS) -> None:
+        """Use ``settings`` from now on, consuming only the queue with role ``consume`` (the
+        worker's start-up checks complete the settings for that queue)."""
         self._galley_settings = settings
         publish.install(max_hop=settings.max_hop_seconds)
-        self.conf.update(celery_config(settings))
+        self.conf.update(celery_config(settings, consume))
+        self.amqp.queues.select([consume])
 
 
 def _check_task_modules(names: list[str]) -> None:

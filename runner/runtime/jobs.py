@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import QueueNotFound
 
-from runner.core import contracts
+from runner.core import contracts, queues
 from runner.errors import InvalidTaskInput, JobError
 
 
@@ -40,8 +42,24 @@ def _parse(text: str, option: str, kind: type, expected: str) -> Any:
     return value
 
 
-def submit(app: Celery, name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
-    """Send task ``name``; refuse unknown names and wrong arguments before anything is sent."""
+def parse_timing(countdown: float | None, eta: str | None) -> dict[str, Any]:
+    """``countdown`` or ``eta`` (ISO 8601; UTC when it names no offset) as apply_async options."""
+    if countdown is not None and eta is not None:
+        raise JobError("give --countdown or --eta, not both")
+    if eta is None:
+        return {} if countdown is None else {"countdown": countdown}
+    try:
+        when = datetime.fromisoformat(eta)
+    except ValueError:
+        raise JobError(
+            f"--eta: {eta!r} is not an ISO 8601 date and time (e.g. 2026-12-01T09:00:00+00:00)"
+        ) from None
+    return {"eta": when if when.tzinfo else when.replace(tzinfo=UTC)}
+
+
+def submit(app: Celery, name: str, args: list[Any], kwargs: dict[str, Any], **options: Any) -> str:
+    """Send task ``name`` with apply_async ``options`` (queue, countdown, eta); refuse unknown
+    names, wrong arguments and an unconfigured queue before anything is sent."""
     known = registered_tasks(app)
     if name not in known:
         raise JobError(f"unknown task {name!r}; known tasks: {', '.join(known) or 'none'}")
@@ -52,6 +70,14 @@ def submit(app: Celery, name: str, args: list[Any], kwargs: dict[str, Any]) -> s
         raise JobError(f"arguments do not fit {name}: {error}") from None
     try:
         # Celery checks the arguments against the task's signature before sending.
-        return str(task.apply_async(args=args, kwargs=kwargs).id)
+        return str(task.apply_async(args=args, kwargs=kwargs, **options).id)
     except TypeError as error:
         raise JobError(f"arguments do not fit {name}: {error}") from None
+    except QueueNotFound as error:  # --queue long, without GALLEY_LONG_QUEUE_URL
+        variable = queues.QUEUE_VARIABLE.get(str(options.get("queue")))
+        if variable is not None:
+            raise JobError(f"{variable} is not set, so jobs cannot go to that queue") from None
+        raise JobError(
+            f"{name}: its route names a queue the app does not know ({error}); "
+            f"the stack's queues are {', '.join(queues.ROLES)}"
+        ) from None

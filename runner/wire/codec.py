@@ -57,6 +57,7 @@ __all__ = [
     "encode_message",
     "envelope",
     "saferepr",
+    "with_headers",
 ]
 
 #: ``kombu.entity.PERSISTENT_DELIVERY_MODE``, Celery's ``task_default_delivery_mode``.
@@ -303,6 +304,13 @@ def envelope(message_body: str | bytes) -> dict[str, Any]:
     """The kombu envelope of a message :func:`decode` reads, as a dict of its own: what kombu's
     transport hands to its consumers."""
     return kombu_envelope.read(message_body)
+
+
+def with_headers(message_body: str, **headers: Any) -> str:
+    """The same ``MessageBody`` with ``headers`` set (``retries=0``): the arguments byte for
+    byte, everything else as it was. Raises :class:`WireError` for a body that is not kombu's
+    envelope; give it one :func:`decode` reads."""
+    return kombu_envelope.with_headers(message_body, headers)
 
 
 def _task_and_id(headers: dict[str, Any], body: Any) -> tuple[str, str]:

@@ -58,6 +58,18 @@ def read(message_body: str | bytes) -> dict[str, Any]:
     return _envelope(_outer_text(message_body))
 
 
+def with_headers(message_body: str, changes: Mapping[str, Any]) -> str:
+    """``message_body`` with the headers in ``changes`` set, the rest as it was: the body field
+    (the arguments) byte for byte, every other field and the headers' order kept, base64 if it
+    was. The envelope is read as plain JSON, so kombu's type markers travel untouched."""
+    read(message_body)  # a WireError for anything that is not kombu's envelope
+    is_base64 = not message_body.strip().startswith("{")
+    envelope = json.loads(_outer_text(message_body))
+    envelope["headers"] = {**(envelope.get("headers") or {}), **changes}
+    text = kombu_json.dumps(envelope)
+    return base64.b64encode(text.encode()).decode() if is_base64 else text
+
+
 def body_text(envelope: Mapping[str, Any]) -> str:
     """The serialised body an envelope carries, once its content type and encodings are ones
     Galley reads (JSON, UTF-8, body in base64 or plain, no compression)."""

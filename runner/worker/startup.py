@@ -16,7 +16,9 @@ import time
 from typing import Any
 
 from celery import signals
+from celery.utils.text import str_to_list
 
+from runner.core import queues
 from runner.core.settings import WorkerSettings, load
 from runner.errors import SettingsError
 from runner.ops import checks
@@ -47,14 +49,38 @@ def _unreachable(problems: list[checks.Problem]) -> bool:
     return bool(problems) and all(any(m in p.message for m in PASSING) for p in problems)
 
 
+def consumed_queue(selected: Any) -> str:
+    """The role of the one queue a worker consumes, from ``celery worker -Q`` (``jobs`` when
+    not given); SettingsError when it names more than one queue or one the stack lacks."""
+    names = [name.strip() for name in str_to_list(selected or []) if name.strip()]
+    if not names:
+        return queues.JOBS
+    if len(names) > 1:
+        raise SettingsError(
+            f"-Q {','.join(names)}: a worker consumes one queue (each has its own visibility "
+            "timeout and dead-letter queue); start one worker per queue, e.g. "
+            "`celery -A runner.app worker -Q long`"
+        )
+    try:
+        return queues.check_role(names[0])
+    except SettingsError as error:
+        raise SettingsError(f"-Q: {error}") from None
+
+
 def resolve(
-    settings: WorkerSettings, sqs: Any, s3: Any, *, patience: float = REACH_PATIENCE_SECONDS
+    settings: WorkerSettings,
+    sqs: Any,
+    s3: Any,
+    *,
+    consume: str = queues.JOBS,
+    patience: float = REACH_PATIENCE_SECONDS,
 ) -> WorkerSettings:
-    """``settings`` completed from AWS; raises SettingsError listing every problem."""
+    """``settings`` completed from AWS for a worker consuming the queue with role ``consume``;
+    raises SettingsError listing every problem."""
     deadline = time.monotonic() + patience
     attempt = 0
     while True:
-        problems, resolved = checks.worker_problems(settings, sqs, s3)
+        problems, resolved = checks.worker_problems(settings, sqs, s3, consume)
         if not _unreachable(problems) or time.monotonic() >= deadline:
             break
         attempt += 1
@@ -64,31 +90,41 @@ def resolve(
             "Galley cannot start:\n" + "\n".join(f"  {problem}" for problem in problems)
         )
     overrides: dict[str, Any] = {"visibility_timeout": resolved.visibility_timeout}
-    if resolved.dlq_url and not settings.dlq_url:
-        overrides["dlq_url"] = resolved.dlq_url
+    dlq_field = "long_dlq_url" if consume == queues.LONG else "dlq_url"
+    if resolved.dlq_url and not getattr(settings, dlq_field):
+        overrides[dlq_field] = resolved.dlq_url
     explicit = {name: getattr(settings, name) for name in settings.model_fields_set}
     return load(WorkerSettings, **{**explicit, **overrides})
 
 
-def _check_at_start(sender: Any = None, instance: Any = None, **_: Any) -> None:
+def _check_at_start(
+    sender: Any = None, instance: Any = None, options: Any = None, **_: Any
+) -> None:
     app = getattr(instance, "app", None)
     reconfigure = getattr(app, "galley_reconfigure", None)
     if app is None or reconfigure is None:
         return
     try:
+        consume = consumed_queue((options or {}).get("queues"))
         settings = app.galley_settings
         sqs, s3 = checks.clients(settings)
-        resolved = resolve(settings, sqs, s3)
+        resolved = resolve(settings, sqs, s3, consume=consume)
     except SettingsError as error:
         print(f"Error: {error}", file=sys.stderr)
         # Celery's signal dispatch logs and swallows exceptions; SystemExit is not one
         raise SystemExit(1) from None
-    reconfigure(resolved)
+    except Exception as error:  # swallowed by Celery, the worker would start unchecked
+        print(
+            f"Error: the start-up checks failed: {type(error).__name__}: {error}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
+    reconfigure(resolved, consume)
     # Celery read the time limit from the configuration before this signal could change it
     instance.time_limit = resolved.effective_time_limit
+    dead_letters = resolved.long_dlq_url if consume == queues.LONG else resolved.dlq_url
     _passed.append(
-        f"start-up checks passed: visibility timeout {resolved.visibility_timeout}s, "
-        f"dead letters to {resolved.dlq_url}"
+        f"start-up checks passed: the {consume} queue, visibility timeout "
+        f"{resolved.visibility_timeout}s, dead letters to {dead_letters}"
     )
 
 

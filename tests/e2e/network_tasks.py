@@ -100,3 +100,20 @@ def target(self: Task, *args: Any, **kwargs: Any) -> None:
     """What garbage envelopes name: takes any arguments, and records each run under its task id
     (whatever that id is) in the results bucket."""
     mark(app.galley_settings.results_bucket, str(self.request.id), "started")
+
+
+# --- the long-jobs queue (tests/e2e/test_queues.py) ---
+
+
+@app.task(name="queues.where")
+def where(bucket: str, job: str) -> str:
+    """Records its run; the worker's log says which queue's worker ran it."""
+    mark(bucket, job, "started")
+    return job
+
+
+@app.task(name="queues.declared_long", queue="long")
+def declared_long(bucket: str, job: str) -> str:
+    """A task that declares its queue, as Celery's ``@app.task(queue=...)`` does."""
+    mark(bucket, job, "started")
+    return job

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from runner.core import settings
+from runner.core.settings import WorkerSettings
 from runner.local import sam as templates
+from runner.wire import payloads
 from tests.infra.conftest import ROOT
 
 Template = dict[str, Any]
@@ -136,6 +138,9 @@ def _statements(cfn: Template) -> Iterator[tuple[str, dict[str, Any]]]:
         for policy in props(role).get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
                 yield name, statement
+    for name, managed in resources(cfn, "AWS::IAM::ManagedPolicy").items():
+        for statement in props(managed)["PolicyDocument"]["Statement"]:
+            yield name, statement
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -176,6 +181,40 @@ def test_producers_may_only_send(cfn: Template) -> None:
         # ...and put large arguments under payloads/, nothing else
         assert [_as_list(s["Action"]) for s in s3] == [["s3:PutObject"]]
         assert s3[0]["Resource"] == {"Fn::Sub": "${ResultsBucket.Arn}/payloads/*"}
+
+
+def test_producer_policy_sends_jobs_and_reads_results_only(sam: Template) -> None:
+    """The managed policy a web app attaches (docs/web-apps.md): each action on exactly the
+    resources the producer and the result reader touch, prefixes as the code writes them."""
+    # GIVEN the policy and where the code puts large arguments and results
+    policy = sam["Resources"]["ProducerPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    statements = props(policy)["PolicyDocument"]["Statement"]
+    results_prefix = WorkerSettings.model_fields["results_prefix"].default
+    # WHEN each action is paired with the resources it is allowed on
+    allowed = {
+        action: [_as_list(s["Resource"]) for s in statements if action in _as_list(s["Action"])]
+        for s in statements
+        for action in _as_list(s["Action"])
+    }
+    # THEN sending, uploading payloads and reading results is all it may do, each on its own
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements)
+    assert allowed == {
+        # SendMessage also authorises SendMessageBatch (enqueue_many)
+        "sqs:SendMessage": [
+            [{"Fn::GetAtt": ["JobsQueue", "Arn"]}, {"Fn::GetAtt": ["LongJobsQueue", "Arn"]}]
+        ],
+        "s3:PutObject": [[{"Fn::Sub": f"${{ResultsBucket.Arn}}/{payloads.PREFIX}*"}]],
+        "s3:GetObject": [[{"Fn::Sub": f"${{ResultsBucket.Arn}}/{results_prefix}*"}]],
+        # a result not written yet reads as 404 (PENDING), not 403, only with ListBucket
+        "s3:ListBucket": [[{"Fn::GetAtt": ["ResultsBucket", "Arn"]}]],
+    }
+
+
+def test_producer_policy_arn_is_an_output(sam: Template) -> None:
+    output = sam["Outputs"]["ProducerPolicyArn"]
+    assert output["Value"] == {"Ref": "ProducerPolicy"}  # a managed policy's Ref is its ARN
+    assert "Condition" not in output
 
 
 # --- functions, worker, alarms -------------------------------------------------------------------
@@ -225,8 +264,30 @@ def test_fargate_worker_runs_celery_from_the_same_image_safely(sam: Template) ->
     assert container["ReadonlyRootFilesystem"] is True
     assert container["StopTimeout"] >= 60
     assert container["User"] != "root" and not str(container["User"]).startswith("0")
+    # the worker consumes the long-jobs queue (-Q long) and knows both queues, so task_routes
+    # and queue= reach either from a job it runs
+    command = container["Command"]
+    assert command[command.index("-Q") + 1] == "long"
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert ref_target(env[settings.QUEUE_URL]) == "LongJobsQueue"
+    assert ref_target(env[settings.QUEUE_URL]) == "JobsQueue"
+    assert ref_target(env[settings.LONG_QUEUE_URL]) == "LongJobsQueue"
+    assert ref_target(env[settings.LONG_DLQ_URL]) == "LongJobsDeadLetterQueue"
+    assert settings.DLQ_URL not in env
+    assert ref_target(env[settings.VISIBILITY_TIMEOUT]) == "LongJobsVisibilityTimeout"
+    # AND its role lets the start-up checks read both queues and its DLQ, and send to the jobs
+    # queue
+    (role,) = [
+        r for name, r in resources(sam, "AWS::IAM::Role").items() if name == "WorkerTaskRole"
+    ]
+    allowed: dict[str, set[str]] = {}
+    for policy in props(role)["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            for resource in _as_list(statement["Resource"]):
+                target = str(ref_target(resource) or resource)
+                allowed.setdefault(target, set()).update(_as_list(statement["Action"]))
+    assert {"sqs:GetQueueAttributes", "sqs:SendMessage"} <= allowed["JobsQueue"]
+    assert {"sqs:GetQueueAttributes", "sqs:SendMessage"} <= allowed["LongJobsDeadLetterQueue"]
+    assert "sqs:ReceiveMessage" not in allowed["JobsQueue"]
     entrypoint = (ROOT / "infra" / "entrypoint.sh").read_text()
     assert '"${1:-}" = "celery"' in entrypoint
 

@@ -106,6 +106,51 @@ def test_every_check_of_a_good_stack_is_listed_as_ok(make_stack: MakeStack) -> N
     assert report.resolved == Resolved(stack.visibility_timeout, stack.dlq_url)
 
 
+def test_a_worker_on_the_long_queue_checks_and_resolves_that_queue(make_stack: MakeStack) -> None:
+    # GIVEN the jobs queue (visibility 45 s) and the long-jobs queue (300 s), each with its DLQ
+    jobs = make_stack(visibility_timeout=45)
+    long = make_stack(visibility_timeout=300)
+    config = settings_for(jobs, long_queue_url=long.queue_url)
+    sqs, s3 = checks.clients(config, session=embedded.local_session(jobs.region))
+    # WHEN a worker for the long queue runs its checks
+    report = checks.run_checks(config, sqs, s3, consume="long")
+    # THEN the long queue is its queue: its visibility and its DLQ are resolved
+    assert report.problems == []
+    assert report.resolved == Resolved(visibility_timeout=300, dlq_url=long.dlq_url)
+    assert [(c.variable, c.status) for c in report.checks] == [
+        (settings.LONG_QUEUE_URL, "ok"),
+        (settings.VISIBILITY_TIMEOUT, "ok"),
+        (settings.LONG_DLQ_URL, "ok"),
+        (settings.QUEUE_URL, "ok"),
+        (settings.RESULTS_BUCKET, "ok"),
+    ]
+
+
+def test_a_long_worker_with_the_jobs_queues_visibility_is_refused(make_stack: MakeStack) -> None:
+    # GIVEN GALLEY_VISIBILITY_TIMEOUT is the jobs queue's 120 s, the long queue's is 300 s
+    jobs = make_stack(visibility_timeout=120)
+    long = make_stack(visibility_timeout=300)
+    config = settings_for(jobs, long_queue_url=long.queue_url, visibility_timeout=120)
+    sqs, s3 = checks.clients(config, session=embedded.local_session(jobs.region))
+    # WHEN a worker for the long queue runs its checks
+    report = checks.run_checks(config, sqs, s3, consume="long")
+    # THEN it is refused, naming both values and the queue
+    assert [str(p) for p in report.problems] == [
+        "GALLEY_VISIBILITY_TIMEOUT: 120 differs from the long queue's VisibilityTimeout 300; "
+        "set it to 300 or unset it (the queue's value is then used)"
+    ]
+
+
+def test_a_long_worker_without_the_long_queue_is_refused(make_stack: MakeStack) -> None:
+    jobs = make_stack()
+    config = settings_for(jobs)
+    sqs, s3 = checks.clients(config, session=embedded.local_session(jobs.region))
+    report = checks.run_checks(config, sqs, s3, consume="long")
+    assert [str(p) for p in report.problems] == [
+        "GALLEY_LONG_QUEUE_URL: not set, so no worker can consume the long queue"
+    ]
+
+
 def test_wrong_queue_url_is_named(make_stack: MakeStack) -> None:
     # GIVEN a queue URL on the right endpoint that names no queue
     stack = make_stack()
@@ -204,7 +249,7 @@ def test_explicit_visibility_must_match_the_queue(make_stack: MakeStack) -> None
     report = run(stack, visibility_timeout=60)
     # THEN the problem gives both values
     assert [str(p) for p in report.problems] == [
-        "GALLEY_VISIBILITY_TIMEOUT: 60 differs from the queue's VisibilityTimeout 120; "
+        "GALLEY_VISIBILITY_TIMEOUT: 60 differs from the jobs queue's VisibilityTimeout 120; "
         "set it to 120 or unset it (the queue's value is then used)"
     ]
     # WHEN it is set to the queue's value
@@ -224,7 +269,7 @@ def test_visibility_from_the_environment_counts_as_explicit(
     report = run(stack)
     # THEN it is checked against the queue, not silently replaced by the queue's value
     assert [p.variable for p in report.problems] == [settings.VISIBILITY_TIMEOUT]
-    assert "900 differs from the queue's VisibilityTimeout 120" in report.problems[0].message
+    assert "900 differs from the jobs queue's VisibilityTimeout 120" in report.problems[0].message
 
 
 def test_unreachable_endpoint_is_one_problem_naming_aws_endpoint_url(
@@ -325,10 +370,30 @@ def test_rejected_credentials_stop_the_checks(
 # --- galley doctor ---
 
 
-def doctor(env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def doctor(
+    env: dict[str, str], cwd: Path | None = None, *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        support.galley("doctor"), env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+        support.galley("doctor", *args),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+
+
+def test_doctor_checks_the_long_queue_as_its_worker_would(make_stack: MakeStack) -> None:
+    # GIVEN the jobs queue's visibility timeout in the environment, and a long queue of 300 s
+    stack = make_stack(visibility_timeout=120)
+    long = make_stack(visibility_timeout=300)
+    env = {**support.attached_env(stack), "GALLEY_LONG_QUEUE_URL": long.queue_url}
+    # WHEN `galley doctor --queue long` runs
+    result = doctor(env, None, "--queue", "long")
+    # THEN it checks the long queue, and names the visibility timeout that does not fit it
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL GALLEY_VISIBILITY_TIMEOUT: 120 differs from the long queue's" in result.stdout
+    assert f"ok   GALLEY_LONG_QUEUE_URL: queue {long.queue_url} exists" in result.stdout
 
 
 def test_doctor_on_a_good_stack_exits_0(stack: embedded.LocalResources) -> None:
@@ -357,7 +422,7 @@ def test_doctor_names_the_variable_and_exits_1(stack: embedded.LocalResources) -
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL GALLEY_RESULTS_BUCKET: bucket no-such-bucket-here does not exist" in result.stdout
     assert (
-        "FAIL GALLEY_VISIBILITY_TIMEOUT: 30 differs from the queue's VisibilityTimeout 120"
+        "FAIL GALLEY_VISIBILITY_TIMEOUT: 30 differs from the jobs queue's VisibilityTimeout 120"
         in result.stdout
     )
     assert f"ok   GALLEY_QUEUE_URL: queue {stack.queue_url} exists" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,46 @@ def test_bad_enqueue_is_refused_and_nothing_is_sent(
     assert result.returncode == 1, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert support.queue_depth(stack, stack.queue_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--queue", "galley-long-jobs"], "'galley-long-jobs' is not one of 'jobs', 'long'"),
+        (["--queue", "long"], "GALLEY_LONG_QUEUE_URL is not set, so jobs cannot go to that queue"),
+        (["--countdown", "-1"], "'-1' is not between 0 and 604800 seconds"),
+        (["--eta", "tomorrow"], "--eta: 'tomorrow' is not an ISO 8601 date and time"),
+        (["--eta", "2026-01-01T00:00:00", "--countdown", "5"], "give --countdown or --eta"),
+    ],
+)
+def test_bad_queue_or_timing_is_refused_and_nothing_is_sent(
+    stack: embedded.LocalResources, argv: list[str], message: str
+) -> None:
+    task = ["tasks.imports.import_records", "--args", '[[], "b", "k"]']
+    result = run("enqueue", *task, *argv, env=support.attached_env(stack))
+    assert result.returncode in (1, 2), result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert support.queue_depth(stack, stack.queue_url) == 0
+
+
+def test_enqueue_to_the_long_queue_with_a_countdown(
+    make_stack: Callable[..., embedded.LocalResources],
+) -> None:
+    # GIVEN a stack with a long-jobs queue
+    stack = make_stack()
+    long = make_stack(visibility_timeout=300)
+    env = {**support.attached_env(stack), "GALLEY_LONG_QUEUE_URL": long.queue_url}
+    # WHEN a job is enqueued to it with a countdown, and another with an eta
+    task = ["tasks.imports.import_records", "--args", '[[], "b", "k"]']
+    later = run("enqueue", *task, "--queue", "long", "--countdown", "30", env=env)
+    at = run("enqueue", *task, "--queue", "long", "--eta", "2099-01-01T00:00:00+00:00", env=env)
+    # THEN both wait, delayed, on the long queue; nothing is on the jobs queue
+    assert later.returncode == at.returncode == 0, later.stderr + at.stderr
+    sqs, _ = support.clients(stack)
+    attributes = sqs.get_queue_attributes(QueueUrl=long.queue_url, AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "2"
     assert support.queue_depth(stack, stack.queue_url) == 0
 
 

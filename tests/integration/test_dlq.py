@@ -4,10 +4,11 @@ duplicates, purge only when confirmed."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from runner.core.deadletter import REASON_ATTRIBUTE, dead_letter
 from runner.local import embedded
 from runner.local.process import wait_for
 from runner.ops import dlq
-from runner.wire import codec
+from runner.wire import codec, payloads
 from tests import support
 
 pytestmark = pytest.mark.integration
@@ -126,7 +127,7 @@ def test_list_shows_task_id_reason_and_receives_without_consuming(seeded: Seeded
     table = galley(stack, "list")
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FIRST", "SEEN", "REASON"]
+    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FAILED", "AT", "REASON"]
     for task_id, (task, reason) in seeded.jobs.items():
         row = next(line for line in lines if task_id in line)
         assert row.split()[:3] == [task, task_id, "2"]
@@ -134,6 +135,39 @@ def test_list_shows_task_id_reason_and_receives_without_consuming(seeded: Seeded
     assert any(line.startswith("(undecodable)") and seeded.garbage_id in line for line in lines)
     assert lines[-1] == f"4 message(s) in {stack.dlq_url}"
     assert support.queue_depth(stack, stack.dlq_url) == 4
+
+
+def test_list_and_show_give_when_each_job_failed(seeded: Seeded) -> None:
+    stack, sqs = seeded.stack, seeded.sqs
+    # GIVEN a job Galley dead-lettered two days ago (the seeded ones failed just now), and the
+    # seeded job SQS moved by its redrive policy, which records no failure time
+    failed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    old_id = str(uuid.uuid4())
+    body = codec.encode("tasks.x", [], queue="q", task_id=old_id)
+    dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url, now=failed)
+    sent = datetime.now(UTC)
+    # WHEN the DLQ is listed as JSON
+    listed = galley(stack, "list", "--json")
+    # THEN each job has its failure time: the one Galley recorded, else when SQS had it sent
+    assert listed.exit_code == 0, listed.output
+    items = {item["task_id"] or item["message_id"]: item for item in json.loads(listed.stdout)}
+    assert items[old_id]["failed_at"] == failed.isoformat()
+    moved = items[seeded.moved_task_id]
+    assert moved["failed_at"] == moved["sent_at"]
+    assert items[old_id]["failed_at_source"] == "galley-failed-at"
+    assert moved["failed_at_source"] == "SentTimestamp"
+    assert sent - timedelta(minutes=1) <= datetime.fromisoformat(moved["failed_at"]) <= sent
+    # AND the table shows them under FAILED AT, the sent time marked and explained
+    lines = galley(stack, "list").stdout.splitlines()
+    assert lines[0].split() == ["TASK", "ID", "RECEIVES", "FAILED", "AT", "REASON"]
+    assert f"  {failed:%Y-%m-%d %H:%M:%S}  " in next(line for line in lines if old_id in line)
+    moved_row = next(line for line in lines if seeded.moved_task_id in line)
+    assert f"  {datetime.fromisoformat(moved['failed_at']):%Y-%m-%d %H:%M:%S}*  " in moved_row
+    assert lines[-2] == f"* {dlq.SENT_AT_NOTE}"
+    # AND show explains the sent time too
+    shown = galley(stack, "show", seeded.moved_task_id)
+    moved_at = datetime.fromisoformat(moved["failed_at"])
+    assert f"failed at:    {moved_at:%Y-%m-%d %H:%M:%S} ({dlq.SENT_AT_NOTE})" in shown.stdout
 
 
 def test_peek_reads_past_one_receive_batch_and_honours_the_limit(
@@ -156,6 +190,7 @@ def test_show_decodes_a_message_and_explains_an_undecodable_one(seeded: Seeded) 
     assert f"id:           {task_id}" in result.stdout
     assert f"reason:       {reason}" in result.stdout
     assert "retries:      0" in result.stdout
+    assert re.search(r"^failed at:    \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", result.stdout, re.M)
     assert f'"id": "{task_id}"' in result.stdout  # the headers
     garbage = galley(stack, "show", seeded.garbage_id)
     assert garbage.exit_code == 0, garbage.output
@@ -183,6 +218,59 @@ def test_redrive_all_returns_every_message_once_with_its_body(seeded: Seeded) ->
     attributes = [message.get("MessageAttributes", {}) for message in returned]
     assert not any(REASON_ATTRIBUTE in a for a in attributes)
     assert {"trace": {"StringValue": "abc", "DataType": "String"}} in attributes
+
+
+def test_redrive_gives_a_job_its_retries_back_and_keeps_the_rest(
+    stack: embedded.LocalResources,
+) -> None:
+    # GIVEN a job dead-lettered after its last retry, with an idempotency key and a payload
+    # pointer
+    sqs, _ = support.clients(stack)
+    queue, task_id = stack.queue_url.rsplit("/", 1)[1], str(uuid.uuid4())
+    headers = {
+        codec.IDEMPOTENCY_HEADER: "order-1",
+        payloads.HEADER: {"bucket": stack.bucket, "key": f"{payloads.PREFIX}{task_id}/a"},
+    }
+    body = codec.encode(
+        "tasks.x", [1], {"k": 2}, queue=queue, task_id=task_id, retries=3, extra_headers=headers
+    )
+    dead_letter(sqs, stack.dlq_url, body, reason="max retries", source_queue=stack.queue_url)
+    # WHEN it is redriven
+    result = galley(stack, "redrive", task_id)
+    # THEN it is back on its queue with its retry count at 0 and everything else as it was
+    assert result.exit_code == 0, result.output
+    [returned] = _drain(sqs, stack.queue_url)
+    before, after = codec.decode(body), codec.decode(returned["Body"])
+    assert after.retries == 0
+    assert after == replace(before, headers={**before.headers, "retries": 0})
+    # AND the output says so
+    assert f"moved tasks.x {task_id} -> {stack.queue_url} (retries 3 -> 0)" in result.stdout
+
+
+def test_redrive_leaves_an_expired_job_in_the_dlq_and_says_why(
+    stack: embedded.LocalResources,
+) -> None:
+    # GIVEN two dead-lettered jobs, one of them past its expiry time
+    sqs, _ = support.clients(stack)
+    queue, expired_id, live_id = stack.queue_url.rsplit("/", 1)[1], "expired-1", "live-1"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    for body in (
+        codec.encode("tasks.x", [], queue=queue, task_id=expired_id, expires=60, now=an_hour_ago),
+        codec.encode("tasks.x", [], queue=queue, task_id=live_id, expires=3600),
+    ):
+        dead_letter(sqs, stack.dlq_url, body, reason="r", source_queue=stack.queue_url)
+    expired_at = an_hour_ago + timedelta(seconds=60)
+    # WHEN everything is redriven
+    result = galley(stack, "redrive", "--all")
+    # THEN the expired one stays in the DLQ (its queue would revoke it unrun), and says so
+    assert (
+        f"not moved {expired_id}: expired at {expired_at.isoformat(timespec='seconds')}"
+        in result.stderr
+    )
+    assert result.exit_code == 1
+    assert [letter.task_id for letter in dlq.peek(sqs, stack.dlq_url)] == [expired_id]
+    # AND the other one is back on its queue
+    assert [codec.decode(m["Body"]).id for m in _drain(sqs, stack.queue_url)] == [live_id]
 
 
 def test_redrive_selected_ids_moves_only_those(seeded: Seeded) -> None:
@@ -231,8 +319,9 @@ def test_redrive_needs_ids_or_all(stack: embedded.LocalResources) -> None:
 def test_purge_asks_first_and_yes_skips_the_question(seeded: Seeded) -> None:
     stack = seeded.stack
     declined = galley(stack, "purge", input="n\n")
-    assert declined.exit_code == 1
     assert f"Delete 4 messages from {stack.dlq_url}? [y/N]" in declined.output
+    assert declined.output.splitlines()[-1] == "nothing purged"
+    assert declined.exit_code == 0
     assert support.queue_depth(stack, stack.dlq_url) == 4
     purged = galley(stack, "purge", "--yes")
     assert purged.exit_code == 0, purged.output
@@ -244,8 +333,31 @@ def test_without_a_dlq_setting_the_error_names_the_variable(stack: embedded.Loca
     env: dict[str, str | None] = {**stack.env(), "GALLEY_DLQ_URL": None}
     result = CliRunner().invoke(main, ["dlq", "list"], env=env)
     assert result.exit_code == 1
-    assert "GALLEY_DLQ_URL: required but not set" in result.output
+    assert "GALLEY_DLQ_URL: required for --queue jobs (the default) but not set" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_queue_long_works_on_the_long_jobs_dlq(stack: embedded.LocalResources) -> None:
+    # GIVEN a long-jobs DLQ holding one dead letter, named by GALLEY_LONG_DLQ_URL
+    sqs, _ = support.clients(stack)
+    long_dlq = sqs.create_queue(QueueName=f"long-{uuid.uuid4().hex[:8]}-dlq")["QueueUrl"]
+    dead_letter(sqs, long_dlq, "long body", reason="r", source_queue=stack.queue_url)
+    env = {**stack.env(), "GALLEY_LONG_DLQ_URL": long_dlq}
+    # WHEN each DLQ is listed by its role
+    long = CliRunner().invoke(main, ["dlq", "list", "--queue", "long", "--json"], env=env)
+    jobs = CliRunner().invoke(main, ["dlq", "list", "--queue", "jobs"], env=env)
+    # THEN --queue long reads the long-jobs DLQ, and --queue jobs the jobs DLQ
+    assert long.exit_code == 0, long.output
+    assert [item["reason"] for item in json.loads(long.stdout)] == ["r"]
+    assert jobs.exit_code == 0, jobs.output
+    assert jobs.stdout == f"no messages in {stack.dlq_url}\n"
+
+
+def test_queue_long_without_its_variable_names_it(stack: embedded.LocalResources) -> None:
+    result = galley(stack, "list", "--queue", "long")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: GALLEY_LONG_DLQ_URL: required for --queue long")
+    assert len(result.output.splitlines()) == 1
 
 
 def test_redrive_that_cannot_send_leaves_every_message_in_the_dlq(seeded: Seeded) -> None:

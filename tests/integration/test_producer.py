@@ -91,7 +91,7 @@ def test_enqueued_task_runs_on_a_stock_worker(
     # AND the worker read the headers as Celery's own (result_extended stores them)
     assert result.name == TASK
     assert result.args == [records, attach.bucket, "imports/run"]
-    assert result.queue == attach.queue_url.rsplit("/", 1)[1]
+    assert result.queue == "jobs"  # the queue by its role (runner.core.queues)
 
 
 def test_enqueue_many_25_calls_go_in_3_batches_and_all_succeed(
@@ -219,10 +219,10 @@ def test_settings_and_queue_url_choose_the_queue(attach: embedded.LocalResources
     assert message.routing_key == attach.queue_url.rsplit("/", 1)[1]
 
 
-def _body_size(queue_url: str, length: int) -> int:
-    """Bytes of the MessageBody for one ``length``-character argument (unchecked)."""
-    queue = queue_url.rsplit("/", 1)[1]
-    return len(codec.encode(TASK, ["x" * length], queue=queue, task_id=str(uuid.uuid4())))
+def _body_size(length: int) -> int:
+    """Bytes of the MessageBody for one ``length``-character argument (unchecked), sent to the
+    stack's jobs queue (routing key ``jobs``)."""
+    return len(codec.encode(TASK, ["x" * length], queue="jobs", task_id=str(uuid.uuid4())))
 
 
 def test_oversize_message_is_refused_before_sending(
@@ -234,7 +234,7 @@ def test_oversize_message_is_refused_before_sending(
     low, high = 0, limits.MAX_MESSAGE_BYTES
     while low < high:
         middle = (low + high + 1) // 2
-        if _body_size(attach.queue_url, middle) <= limits.MAX_MESSAGE_BYTES:
+        if _body_size(middle) <= limits.MAX_MESSAGE_BYTES:
             low = middle
         else:
             high = middle - 1
@@ -242,7 +242,7 @@ def test_oversize_message_is_refused_before_sending(
     # THEN SQS accepts it (our limit is not stricter than SQS's) ...
     sender.enqueue(TASK, ["x" * fits])
     # ... and one more byte is refused before sending, naming the size and the limit
-    size = _body_size(attach.queue_url, fits + 1)
+    size = _body_size(fits + 1)
     assert size > limits.MAX_MESSAGE_BYTES
     with pytest.raises(
         MessageTooLargeError,
@@ -260,7 +260,7 @@ def test_batches_stay_under_the_1_mib_payload_limit(
     monkeypatch.delenv("GALLEY_RESULTS_BUCKET")  # keep the 200 KB arguments inline
     # GIVEN five messages of which two fit in 1 MiB but three do not
     calls = [sender.Call(TASK, ["y" * 200_000, i]) for i in range(5)]
-    size = _body_size(attach.queue_url, 200_000)
+    size = _body_size(200_000)
     assert 2 * size <= limits.MAX_BATCH_PAYLOAD_BYTES < 3 * size
     client, _ = counted_client()
     entries: list[int] = []

@@ -159,6 +159,28 @@ def test_fifo_dead_letter_queue_is_refused_for_galley_dlq(monkeypatch: pytest.Mo
         load(settings.DlqSettings)
 
 
+def test_galley_dlq_reads_both_dead_letter_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the stack's two dead-letter queues in the environment
+    jobs_dlq, long_dlq = QUEUE + "-dlq", QUEUE.replace("galley-jobs", "galley-long-jobs-dlq")
+    monkeypatch.setenv("GALLEY_DLQ_URL", jobs_dlq)
+    monkeypatch.setenv("GALLEY_LONG_DLQ_URL", long_dlq + "/")
+    # WHEN `galley dlq` loads its settings
+    loaded = load(settings.DlqSettings)
+    # THEN it has both
+    assert (loaded.dlq_url, loaded.long_dlq_url) == (jobs_dlq, long_dlq)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("galley-long-jobs-dlq", "is not an SQS queue URL"), (FIFO_QUEUE, "is a FIFO queue")],
+)
+def test_a_bad_long_dlq_url_is_named(monkeypatch: pytest.MonkeyPatch, value: str, why: str) -> None:
+    monkeypatch.setenv("GALLEY_DLQ_URL", QUEUE + "-dlq")
+    monkeypatch.setenv("GALLEY_LONG_DLQ_URL", value)
+    with pytest.raises(SettingsError, match=f"GALLEY_LONG_DLQ_URL: '{value}' {why}"):
+        load(settings.DlqSettings)
+
+
 def test_standard_queue_names_near_fifo_are_accepted() -> None:
     # GIVEN names that only look like FIFO ones
     near = QUEUE.rsplit("/", 1)[0] + "/jobs-fifo"

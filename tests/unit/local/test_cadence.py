@@ -293,6 +293,37 @@ def test_error_is_a_value_error() -> None:
     assert issubclass(ScheduleExpressionError, ValueError)
 
 
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("cron(0 2 * * ? *)", "cron(0 2 ? * * *)"),
+        ("cron(0 2 * * ? *)", "cron(0 2 1-31 * ? *)"),
+        ("cron(0 2 ? * SUN-SAT *)", "cron(0 2 ? * 1-7 *)"),
+        ("cron(0/15 * * * ? *)", "cron(0,15,30,45 * * * ? *)"),
+        ("cron(0 8 ? * MON-FRI *)", "cron(0 8 ? * 2-6 *)"),
+        ("rate(60 minutes)", "rate(1 hour)"),
+        ("rate(1 day)", "rate(24 hours)"),
+    ],
+)
+def test_expressions_written_differently_fire_alike(one: str, other: str) -> None:
+    assert parse(one).fires_like(parse(other))
+    assert parse(other).fires_like(parse(one))
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("cron(0 2 * * ? *)", "cron(0 3 * * ? *)"),
+        ("cron(0 2 * * ? *)", "cron(0 2 ? * MON-FRI *)"),
+        ("cron(0 2 L * ? *)", "cron(0 2 31 * ? *)"),
+        ("cron(0 0 * * ? *)", "rate(1 day)"),  # a rate is anchored on its start, not midnight
+        ("rate(5 minutes)", "rate(6 minutes)"),
+    ],
+)
+def test_expressions_that_fire_at_other_times_differ(one: str, other: str) -> None:
+    assert not parse(one).fires_like(parse(other))
+
+
 # --- malformed and unsupported expressions ------------------------------------------------------
 
 SIX_FIELDS = "expected 6 fields (minutes hours day-of-month month day-of-week year)"

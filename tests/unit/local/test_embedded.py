@@ -4,11 +4,15 @@ import socket
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from runner.cli.main import main
 from runner.errors import PortInUseError, ProcessError
-from runner.local import embedded, state
+from runner.local import embedded, sam, state
 from runner.local.process import wait_for
 
 RESOURCES = embedded.LocalResources(
@@ -69,3 +73,57 @@ def test_port_in_use_is_named() -> None:
 def test_wait_for_times_out_naming_the_condition() -> None:
     with pytest.raises(TimeoutError, match="the impossible"):
         wait_for(lambda: False, timeout=0.2, interval=0.05, what="the impossible")
+
+
+class _FakeMoto:
+    """Stands in for the moto server: `running_stack` only needs its URL and pid."""
+
+    url = "http://127.0.0.1:5555"
+    child = SimpleNamespace(pid=4242)
+
+    def __init__(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def __enter__(self) -> _FakeMoto:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
+def test_local_env_attaches_to_every_queue_the_template_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a local stack whose template deployed both queues and both dead-letter queues
+    base = "http://127.0.0.1:5555/123456789012/galley"
+    outputs = {
+        sam.OUTPUT_QUEUE_URL: f"{base}-jobs",
+        sam.OUTPUT_DLQ_URL: f"{base}-jobs-dlq",
+        sam.OUTPUT_LONG_QUEUE_URL: f"{base}-long-jobs",
+        sam.OUTPUT_LONG_DLQ_URL: f"{base}-long-jobs-dlq",
+        sam.OUTPUT_BUCKET: "galley-results",
+    }
+    monkeypatch.setattr(embedded, "MotoServer", _FakeMoto)
+    monkeypatch.setattr(sam, "deploy", lambda *_, **__: sam.DeployedStack("galley", outputs))
+    monkeypatch.setattr(embedded, "responds", lambda url: True)
+    state_file = tmp_path / "local.json"
+    with embedded.running_stack() as running:
+        # AND `local up` recorded it, holding the stack's lock
+        recorded = state.LocalState(
+            status="running", port=5555, suffix="abcd1234", pid=1, resources=running.resources
+        )
+        state.save(state_file, recorded)
+        lock = state.StackLock(state_file)
+        assert lock.try_acquire()
+        try:
+            # WHEN `galley local env` prints the exports
+            result = CliRunner().invoke(main, ["local", "env", "--state-file", str(state_file)])
+        finally:
+            lock.release()
+    # THEN each queue has its variable, the long-jobs DLQ too
+    assert result.exit_code == 0, result.output
+    exports = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert exports["export GALLEY_QUEUE_URL"] == outputs[sam.OUTPUT_QUEUE_URL]
+    assert exports["export GALLEY_DLQ_URL"] == outputs[sam.OUTPUT_DLQ_URL]
+    assert exports["export GALLEY_LONG_QUEUE_URL"] == outputs[sam.OUTPUT_LONG_QUEUE_URL]
+    assert exports["export GALLEY_LONG_DLQ_URL"] == outputs[sam.OUTPUT_LONG_DLQ_URL]

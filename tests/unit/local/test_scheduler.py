@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -57,3 +58,19 @@ def test_failing_fire_is_logged_and_cadence_kept(caplog: pytest.LogCaptureFixtur
 def test_bad_expression_fails_at_start() -> None:
     with pytest.raises(ScheduleExpressionError, match="rate\\(0 minutes\\)"):
         LocalScheduler([spec("rate(0 minutes)")], lambda s: None, START)
+
+
+def test_a_fired_schedule_logs_one_line_naming_it_its_task_and_task_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a schedule whose job is enqueued with a known task id
+    scheduler = LocalScheduler(
+        [spec("rate(1 minute)", "ScheduleFunction.Every")], lambda s: "3f1c0d9e-id", START
+    )
+    # WHEN it fires
+    with caplog.at_level(logging.INFO, logger="runner.local.scheduler"):
+        scheduler.tick(START + timedelta(minutes=1))
+    # THEN one line says which schedule fired, which task, and the job's id
+    assert [record.getMessage() for record in caplog.records] == [
+        "schedule ScheduleFunction.Every fired: tasks.x[3f1c0d9e-id]"
+    ]

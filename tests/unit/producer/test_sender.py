@@ -68,3 +68,59 @@ def test_what_the_review_found_is_refused_by_name() -> None:
         except CallError:
             continue
         raise AssertionError(f"not refused: {case}")
+
+
+# --- queue=: the stack's queues by role (runner.core.queues) ---
+
+LONG_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/long-jobs"
+
+
+class Recorder:
+    """An SQS client that records what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        self.sent.append(request)
+        return {"MessageId": "m"}
+
+
+def settings(long_url: str | None = LONG_URL) -> Any:
+    from runner.core.settings import ProducerSettings
+
+    return ProducerSettings(queue_url=QUEUE_URL, long_queue_url=long_url, region="us-east-1")
+
+
+@given(st.sampled_from([None, "jobs", "long"]))
+def test_queue_by_role_reaches_its_url_and_names_the_role(queue: str | None) -> None:
+    client = Recorder()
+    sender.enqueue("tasks.example.run", [1], queue=queue, client=client, settings=settings())
+    [request] = client.sent
+    assert request["QueueUrl"] == (LONG_URL if queue == "long" else QUEUE_URL)
+    assert codec.decode(request["MessageBody"]).routing_key == (queue or "jobs")
+
+
+@given(st.text(max_size=20).filter(lambda text: text not in ("jobs", "long")))
+def test_an_unknown_queue_is_refused_naming_the_queues(queue: str) -> None:
+    client = Recorder()
+    try:
+        sender.enqueue("tasks.example.run", [1], queue=queue, client=client, settings=settings())
+    except GalleyError as error:
+        assert f"unknown queue {queue!r}: the stack's queues are jobs, long" in str(error)
+    assert client.sent == []
+
+
+def test_the_long_queue_without_its_url_and_a_queue_with_a_url_are_refused() -> None:
+    client = Recorder()
+    for options, message in [
+        ({"queue": "long", "settings": settings(None)}, "GALLEY_LONG_QUEUE_URL is not set"),
+        ({"queue": "long", "queue_url": LONG_URL, "settings": settings()}, "not both"),
+    ]:
+        try:
+            sender.enqueue("tasks.example.run", [1], client=client, **options)
+        except GalleyError as error:
+            assert message in str(error)
+        else:
+            raise AssertionError(f"{options} was not refused")
+    assert client.sent == []

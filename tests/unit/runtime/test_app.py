@@ -14,16 +14,54 @@ SETTINGS = WorkerSettings(
 )
 
 
+LONG_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/galley-long-jobs"
+WITH_LONG = SETTINGS.model_copy(
+    update={
+        "long_queue_url": LONG_URL,
+        "dlq_url": SETTINGS.queue_url + "-dlq",
+        "long_dlq_url": LONG_URL + "-dlq",
+    }
+)
+
+
 def test_broker_uses_only_the_predefined_queue() -> None:
     config = celery_config(SETTINGS)
     options = config["broker_transport_options"]
     assert config["broker_url"] == "galley-sqs://"  # kombu's SQS, see runner/worker/transport
-    assert options["predefined_queues"] == {"galley-jobs": {"url": SETTINGS.queue_url}}
-    assert config["task_default_queue"] == "galley-jobs"
-    assert [q.name for q in config["task_queues"]] == ["galley-jobs"]
+    assert options["predefined_queues"] == {"jobs": {"url": SETTINGS.queue_url}}
+    assert config["task_default_queue"] == "jobs"
+    assert [q.name for q in config["task_queues"]] == ["jobs"]
     assert all(q.no_declare for q in config["task_queues"])
     assert config["task_create_missing_queues"] is False
     assert config["worker_enable_remote_control"] is False
+
+
+def test_every_queue_of_the_stack_is_known_by_its_role() -> None:
+    # GIVEN the long-jobs queue is configured too
+    config = celery_config(WITH_LONG)
+    # THEN Celery knows both queues by role, whatever the stack calls them
+    assert config["broker_transport_options"]["predefined_queues"] == {
+        "jobs": {"url": WITH_LONG.queue_url},
+        "long": {"url": LONG_URL},
+    }
+    assert [q.name for q in config["task_queues"]] == ["jobs", "long"]
+    assert config["task_default_queue"] == "jobs"
+
+
+def test_task_routes_and_queue_option_reach_the_long_queue() -> None:
+    app = create_app(WITH_LONG)
+    app.conf.task_routes = {"tasks.reports.*": {"queue": "long"}}
+    router = app.amqp.router
+    assert router.route({}, "tasks.reports.summarize_csv")["queue"].name == "long"
+    assert router.route({}, "tasks.imports.import_records")["queue"].name == "jobs"
+    assert router.route({"queue": "long"}, "tasks.imports.import_records")["queue"].name == "long"
+
+
+def test_a_worker_settles_with_the_dead_letter_queue_of_the_queue_it_consumes() -> None:
+    jobs = celery_config(WITH_LONG)["broker_transport_options"]["galley"]
+    long = celery_config(WITH_LONG, consume="long")["broker_transport_options"]["galley"]
+    assert jobs["dead_letter_url"] == WITH_LONG.dlq_url
+    assert long["dead_letter_url"] == WITH_LONG.long_dlq_url
 
 
 def test_long_polling_and_visibility_match_the_queue() -> None:
@@ -66,7 +104,7 @@ def test_every_module_in_tasks_is_loaded() -> None:
 def test_app_applies_settings_when_configured() -> None:
     app = create_app(SETTINGS)
     assert isinstance(app, GalleyCelery)
-    assert app.conf.task_default_queue == "galley-jobs"
+    assert app.conf.task_default_queue == "jobs"
     assert app.conf.broker_transport_options["visibility_timeout"] == 600
 
 

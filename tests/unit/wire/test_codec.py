@@ -36,7 +36,7 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
-from runner.core.settings import WorkerSettings
+from runner.core.settings import ProducerSettings, WorkerSettings
 from runner.errors import WireError
 from runner.producer import sender
 from runner.runtime.app import create_app
@@ -95,7 +95,7 @@ def celery_side(monkeypatch: pytest.MonkeyPatch) -> Iterator[CelerySide]:
         url = sqs.create_queue(QueueName="galley-jobs")["QueueUrl"]
         app = create_app(WorkerSettings(queue_url=url, results_bucket="galley-results"))
         try:
-            yield CelerySide(app, sqs, url, "galley-jobs", sent)
+            yield CelerySide(app, sqs, url, "jobs", sent)
         finally:
             app.close()
 
@@ -225,7 +225,12 @@ def test_unpinned_messages_differ_only_in_ids_and_clock(celery_side: CelerySide)
     galley = envelope(
         codec.encode(TASK, args, kwargs, queue=celery_side.queue, countdown=30, delay_seconds=30)
     )
-    # THEN exactly the made-up fields differ, and they have the right shape
+    # THEN the SQS delay is the countdown's, less any whole second Celery's clock moved on
+    # between its eta and its publish hook (a busy machine)
+    delays = [m["properties"].pop("delay_seconds") for m in (celery, galley)]
+    assert delays[1] == 30
+    assert 30 - 5 < delays[0] <= 30
+    # AND exactly the made-up fields differ, and they have the right shape
     differing = {
         (section, key)
         for section in ("headers", "properties")
@@ -258,7 +263,7 @@ def test_producer_request_is_celerys_with_sqs_delay(celery_side: CelerySide) -> 
         countdown=45,
         task_id=task_id,
         client=celery_side.sqs,
-        queue_url=celery_side.queue_url,
+        settings=ProducerSettings(queue_url=celery_side.queue_url),
     )
     galley = celery_side.sent[-1]
     celery = celery_side.send(
@@ -316,8 +321,8 @@ def test_decode_reads_what_celery_put_on_the_queue(pinned: CelerySide) -> None:
     assert message.eta == NOW + timedelta(seconds=90)
     assert message.retries == 2
     assert (message.root_id, message.parent_id) == ("t-42", "p-1")
-    assert message.delivery_info == {"exchange": "", "routing_key": "galley-jobs"}
-    assert message.routing_key == "galley-jobs"
+    assert message.delivery_info == {"exchange": "", "routing_key": "jobs"}
+    assert message.routing_key == "jobs"
     assert message.properties["delivery_tag"] == TAG
     assert message.headers["argsrepr"] == "[[{'name': 'a'}], 'bucket', 'in/']"
     assert message.embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -356,6 +361,38 @@ def test_a_raw_body_without_body_encoding_round_trips() -> None:
     # THEN it decodes to the same call
     assert codec.decode(body) == raw
     assert codec.decode(body).args == [1]
+
+
+@pytest.mark.parametrize("sqs_base64", [True, False])
+def test_with_headers_changes_only_the_headers_named(sqs_base64: bool) -> None:
+    # GIVEN a message with retries spent, typed arguments, an idempotency key, a payload pointer
+    message = codec.build(
+        "t.a",
+        [datetime(2020, 1, 1, tzinfo=UTC), Decimal("1.10"), b"\xff"],
+        {"k": "é"},
+        queue="q",
+        retries=3,
+        expires=60,
+        now=NOW,
+        extra_headers={
+            codec.IDEMPOTENCY_HEADER: "order-1",
+            "galley_payload": {"bucket": "b", "key": "payloads/x/y"},
+        },
+    )
+    body = codec.encode_message(message, sqs_base64=sqs_base64)
+    # WHEN its retry count is set back to 0
+    changed = codec.with_headers(body, retries=0)
+    # THEN it decodes to the same message with only that header changed
+    assert codec.decode(changed) == replace(message, headers={**message.headers, "retries": 0})
+    # AND the arguments travel byte for byte, in the same outer form (base64 or plain JSON)
+    outer = (lambda text: json.loads(base64.b64decode(text))) if sqs_base64 else json.loads
+    assert outer(changed)["body"] == outer(body)["body"]
+    assert list(outer(changed)["headers"]) == list(outer(body)["headers"])  # Celery's order
+
+
+def test_with_headers_refuses_what_decode_refuses() -> None:
+    with pytest.raises(WireError, match="neither base64 nor a JSON object"):
+        codec.with_headers("not a message {", retries=0)
 
 
 def test_build_derived_fields() -> None:

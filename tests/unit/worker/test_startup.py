@@ -66,3 +66,81 @@ def test_an_endpoint_that_never_answers_is_refused_after_the_patience(
     answers([BLIP], monkeypatch=monkeypatch)
     with pytest.raises(SettingsError, match="AWS_ENDPOINT_URL: cannot reach"):
         startup.resolve(SETTINGS, None, None, patience=0.0)
+
+
+# --- the queue a worker consumes: celery worker -Q ---
+
+
+@pytest.mark.parametrize(
+    ("selected", "role"),
+    [
+        (None, "jobs"),
+        ("", "jobs"),
+        ([], "jobs"),
+        ("long", "long"),
+        (["jobs"], "jobs"),
+        (" long ", "long"),
+    ],
+)
+def test_the_consumed_queue_is_the_one_named_by_dash_q(selected: Any, role: str) -> None:
+    assert startup.consumed_queue(selected) == role
+
+
+@pytest.mark.parametrize(
+    ("selected", "message"),
+    [
+        ("jobs,long", "-Q jobs,long: a worker consumes one queue"),
+        (["long", "jobs"], "-Q long,jobs: a worker consumes one queue"),
+        (
+            "galley-prod-long-jobs",
+            "-Q: unknown queue 'galley-prod-long-jobs': the stack's queues are jobs, long",
+        ),
+    ],
+)
+def test_a_worker_on_two_queues_or_an_unknown_one_is_refused(selected: Any, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        startup.consumed_queue(selected)
+    assert str(refused.value).startswith(message)
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.galley_settings = SETTINGS
+        self.reconfigured: list[tuple[WorkerSettings, str]] = []
+
+    def galley_reconfigure(self, settings: WorkerSettings, consume: str) -> None:
+        self.reconfigured.append((settings, consume))
+
+
+def test_a_worker_without_dash_q_is_checked_and_consumes_the_jobs_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the checks pass, and `celery worker` was started without -Q (Celery passes None)
+    answers([], monkeypatch=monkeypatch)
+    monkeypatch.setattr(checks, "clients", lambda settings: (None, None))
+    app = FakeApp()
+    instance = type("Worker", (), {"app": app, "time_limit": None})()
+    # WHEN its start-up hook runs
+    startup._check_at_start(instance=instance, options={"queues": None})
+    # THEN the app is reconfigured for the jobs queue, with what the checks resolved
+    assert [(s.visibility_timeout, consume) for s, consume in app.reconfigured] == [(120, "jobs")]
+
+
+def test_an_unexpected_error_in_the_checks_refuses_the_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the checks themselves break (Celery's signal dispatch would swallow the error, and
+    # the worker would start unchecked)
+    def broken(*_: Any) -> Any:
+        raise TypeError("'NoneType' object is not iterable")
+
+    monkeypatch.setattr(checks, "worker_problems", broken)
+    monkeypatch.setattr(checks, "clients", lambda settings: (None, None))
+    instance = type("Worker", (), {"app": FakeApp(), "time_limit": None})()
+    # WHEN the start-up hook runs, THEN the worker exits 1 with one line saying why
+    with pytest.raises(SystemExit) as exited:
+        startup._check_at_start(instance=instance, options={})
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        "Error: the start-up checks failed: TypeError: 'NoneType' object is not iterable\n"
+    )

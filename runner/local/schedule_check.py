@@ -1,0 +1,291 @@
+"""beat_schedule against template.yaml: one EventBridge Scheduler schedule for each entry.
+
+``tasks/schedules.py`` declares the periodic jobs (runner/runtime/schedules.py); template.yaml
+deploys them, one ``ScheduleV2`` event of ``ScheduleFunction`` each. This module compares the two
+and says, for every entry, whether the template has the matching event: the same times (the
+entry's schedule translated by runner/local/eventbridge.py, compared by when it fires) and the
+same input (``{"task", "args", "kwargs"}``, what the schedule Lambda enqueues). For an entry the
+template lacks, or has otherwise, it writes the event to paste.
+
+It checks rather than generates: template.yaml stays the hand-edited SAM template that ``sam
+deploy`` and SAM users expect, and one command (``galley schedules``, run by the tests) says
+exactly what to change. An entry is matched with the event whose logical id is its name in
+CamelCase (``nightly-import-summary`` -> ``NightlyImportSummary``), in any function.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from runner.errors import BeatScheduleError, ScheduleExpressionError
+from runner.local import cadence, eventbridge, sam
+from runner.producer.job_request import JobRequest
+from runner.runtime import schedules
+
+#: The function whose events a missing schedule is added to: the schedule Lambda.
+FUNCTION = sam.SCHEDULE_FUNCTION
+#: Event types the local stack fires (runner/local/sam.py ``schedules``); snippets use ScheduleV2.
+EVENT_TYPES = ("ScheduleV2", "Schedule")
+#: Keys of a beat_schedule entry Celery knows.
+ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
+#: Keys of a schedule's Input a beat_schedule entry can say.
+INPUT_KEYS = ("task", "args", "kwargs")
+#: ScheduleExpressionTimezone values that are UTC, the zone of beat_schedule's times.
+UTC_ZONES = (None, "UTC", "Etc/UTC")
+#: Where the entries are declared, as the report names it.
+SOURCE = "tasks/schedules.py"
+
+Status = Literal["ok", "missing", "differs", "refused", "extra"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One beat_schedule entry (or one template schedule without an entry) and its verdict."""
+
+    name: str
+    #: ``Function.EventId`` in the template, found or expected.
+    event: str
+    status: Status
+    task: str | None = None
+    expression: str | None = None
+    detail: str = ""
+    #: The event to paste under the function's ``Events`` (missing or differing entries).
+    snippet: str | None = None
+
+    def __str__(self) -> str:
+        if self.status == "extra":
+            return (
+                f"{self.event}: in template.yaml but not in beat_schedule ({SOURCE}); "
+                "add the entry there or remove the event"
+            )
+        if self.status == "refused":
+            return f"{self.name}: EventBridge Scheduler cannot run it: {self.detail}"
+        head = f"{self.name} -> {self.event}: {self.task} at {self.expression}"
+        if self.status == "missing":
+            return f"{head}: not in template.yaml; add under {FUNCTION}'s Events:"
+        if self.status == "differs":
+            return f"{head}: template.yaml differs: {self.detail}; replace the event with:"
+        return head
+
+    @property
+    def brief(self) -> str:
+        """One line for `galley local up`: the difference, and what fires (the template's)."""
+        entry = f"beat_schedule entry {self.name}"
+        if self.status == "extra":
+            return f"{self.event} fires here and on AWS but is not in beat_schedule ({SOURCE})"
+        if self.status == "missing":
+            return f"{entry} is not in template.yaml: it fires neither here nor on AWS"
+        if self.status == "differs":
+            return f"{entry} differs from {self.event} ({self.detail}): the template's fires"
+        if self.status == "refused":
+            return f"{entry} cannot run on EventBridge Scheduler ({self.detail}): it never fires"
+        return f"{self.name} -> {self.event}"
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: list[Finding]
+
+    @property
+    def differences(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.status != "ok"]
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What an entry asks EventBridge for."""
+
+    expression: str
+    payload: dict[str, Any]
+
+
+def check(
+    template_path: Path = sam.DEFAULT_TEMPLATE, module: str = schedules.SCHEDULE_MODULE
+) -> Report:
+    """The project's beat_schedule against the template at ``template_path``."""
+    return compare(schedules.declared(module), sam.load_template(template_path))
+
+
+def compare(beat_schedule: Mapping[str, Any], template: Mapping[str, Any]) -> Report:
+    """Every entry of ``beat_schedule``, then every template schedule no entry matched."""
+    events = _events(template)
+    claimed: dict[str, str] = {}
+    findings = []
+    for name, entry in beat_schedule.items():
+        event_name = event_id(str(name))
+        where = events.get(event_name)
+        event = where[0] if where else f"{FUNCTION}.{event_name}"
+        if not event_name or event_name in claimed:
+            also = f"; entry {claimed[event_name]!r} is also {event}" if event_name else ""
+            detail = f"its name gives no distinct template event id{also}"
+            findings.append(Finding(str(name), event, "refused", detail=detail))
+            continue
+        claimed[event_name] = str(name)
+        findings.append(_finding(str(name), entry, event, where[1] if where else None))
+    for event_name, (event, _) in events.items():
+        if event_name not in claimed:
+            findings.append(Finding("", event, "extra"))
+    return Report(findings)
+
+
+def event_id(name: str) -> str:
+    """A template event's logical id for an entry name: ``nightly-import-summary`` ->
+    ``NightlyImportSummary`` (letters and digits only, as CloudFormation requires)."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^0-9A-Za-z]+", name))
+
+
+def snippet(event: str, name: str, expression: str, payload: Mapping[str, Any]) -> str:
+    """The ScheduleV2 event for an entry, indented to paste under a function's ``Events``."""
+    kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name)
+    kebab = re.sub(r"[^0-9A-Za-z]+", "-", kebab).strip("-").lower()
+    body = json.dumps(dict(payload))
+    tag = "!Sub " if schedules.references(payload) else ""
+    lines = [
+        f"{event}:",
+        "  Type: ScheduleV2",
+        "  Properties:",
+        f'    Name: !Sub "${{AWS::StackName}}-{kebab}"',
+        f"    Description: {json.dumps(f'beat_schedule entry {name} ({SOURCE})')}",
+        f"    ScheduleExpression: {expression}",
+        f"    Input: {tag}>-",
+        f"      {body}",
+        "    RetryPolicy:",
+        "      MaximumRetryAttempts: 3",
+    ]
+    return "\n".join(" " * 8 + line for line in lines)
+
+
+def _events(template: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """Schedule events by logical id: ``(Function.EventId, the event's Properties)``."""
+    found: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        events = resource.get("Properties", {}).get("Events", {}) or {}
+        for name, event in events.items():
+            if event.get("Type") in EVENT_TYPES:
+                found.setdefault(name, (f"{logical_id}.{name}", event.get("Properties", {})))
+    return found
+
+
+def _finding(name: str, entry: Any, event: str, props: Mapping[str, Any] | None) -> Finding:
+    try:
+        wanted = _wanted(entry)
+    except BeatScheduleError as error:
+        return Finding(name, event, "refused", detail=str(error))
+    fix = snippet(event.split(".", 1)[1], name, wanted.expression, wanted.payload)
+    common = {"task": wanted.payload["task"], "expression": wanted.expression}
+    if props is None:
+        return Finding(name, event, "missing", snippet=fix, **common)
+    problems = _differences(wanted, props)
+    if problems:
+        return Finding(name, event, "differs", detail="; ".join(problems), snippet=fix, **common)
+    return Finding(name, event, "ok", **common)
+
+
+def _wanted(entry: Any) -> _Wanted:
+    """The expression and Input an entry asks for; BeatScheduleError if EventBridge cannot."""
+    if not isinstance(entry, Mapping):
+        raise BeatScheduleError(f"an entry must be a dict, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - ENTRY_KEYS)
+    if unknown:
+        raise BeatScheduleError(f"unknown key {unknown[0]!r} (an entry has {sorted(ENTRY_KEYS)})")
+    if not entry.get("task"):
+        raise BeatScheduleError("no task")
+    if "schedule" not in entry:
+        raise BeatScheduleError("no schedule")
+    if entry.get("options"):
+        raise BeatScheduleError(
+            f"options {entry['options']!r}: EventBridge sends the schedule Lambda task, args and "
+            "kwargs only; remove the options"
+        )
+    if entry.get("relative"):
+        raise BeatScheduleError("relative=True: EventBridge cannot round an interval to its unit")
+    payload = _payload(entry)
+    return _Wanted(eventbridge.expression(entry["schedule"]), payload)
+
+
+def _payload(entry: Mapping[str, Any]) -> dict[str, Any]:
+    args, kwargs = entry.get("args", []), entry.get("kwargs", {})
+    if not isinstance(args, list | tuple):
+        raise BeatScheduleError(f"args must be a list, got {type(args).__name__}")
+    if not isinstance(kwargs, Mapping):
+        raise BeatScheduleError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+    payload = {"task": entry["task"], "args": list(args), "kwargs": dict(kwargs)}
+    try:
+        payload = json.loads(json.dumps(payload, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise BeatScheduleError(f"args and kwargs must be JSON: {error}") from None
+    try:
+        JobRequest.model_validate(payload)
+    except ValidationError as error:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise BeatScheduleError(f"the schedule Lambda would refuse its input: {problem}") from None
+    unknown = [
+        ref for ref in schedules.references(payload) if ref not in schedules.STACK_REFERENCES
+    ]
+    if unknown:
+        known = ", ".join(f"${{{ref}}}" for ref in schedules.STACK_REFERENCES)
+        raise BeatScheduleError(
+            f"${{{unknown[0]}}}: celery beat cannot fill it in (it knows {known})"
+        )
+    return {key: value for key, value in payload.items() if value or key == "task"}
+
+
+def _differences(wanted: _Wanted, props: Mapping[str, Any]) -> list[str]:
+    problems = _expression_differences(wanted.expression, props)
+    problems += _input_differences(wanted.payload, props.get("Input"))
+    if props.get("State") == "DISABLED":
+        problems.append("State is DISABLED: it never fires on AWS")
+    return problems
+
+
+def _expression_differences(wanted: str, props: Mapping[str, Any]) -> list[str]:
+    problems = []
+    zone = props.get("ScheduleExpressionTimezone")
+    if zone not in UTC_ZONES:
+        problems.append(f"ScheduleExpressionTimezone is {zone}; beat_schedule's times are UTC")
+    expression = props.get("ScheduleExpression")
+    if not isinstance(expression, str):
+        return [*problems, f"ScheduleExpression {expression!r} is not a plain expression"]
+    try:
+        same = cadence.parse(expression).fires_like(cadence.parse(wanted))
+    except ScheduleExpressionError as error:
+        return [*problems, f"ScheduleExpression {error}"]
+    if not same:
+        problems.append(f"ScheduleExpression is {expression}, beat_schedule's is {wanted}")
+    return problems
+
+
+def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
+    text = raw.get("Fn::Sub") if isinstance(raw, Mapping) else raw
+    if not isinstance(text, str):
+        return [f"Input {raw!r} cannot be read (a JSON string or !Sub of one)"]
+    try:
+        given = json.loads(text)
+    except ValueError as error:
+        return [f"Input is not JSON ({error})"]
+    if not isinstance(given, dict):
+        return ["Input is not a JSON object"]
+    problems = [
+        f"Input has {key}, which a beat_schedule entry cannot say"
+        for key in given
+        if key not in INPUT_KEYS
+    ]
+    for key, default in (("task", None), ("args", []), ("kwargs", {})):
+        mine, theirs = wanted.get(key, default), given.get(key, default)
+        if mine != theirs:
+            verb = "is" if key == "task" else "are"
+            problems.append(
+                f"Input {key} {verb} {_show(theirs)}, beat_schedule's {verb} {_show(mine)}"
+            )
+    return problems
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,237 @@
+"""runner.local.schedule_check and `galley schedules`: beat_schedule against template.yaml."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.schedules import crontab
+from click.testing import CliRunner
+from samtranslator.yaml_helper import yaml_parse
+
+from runner.cli.main import main
+from runner.local import sam, schedule_check
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = ROOT / "template.yaml"
+#: Where a snippet is pasted: at the top of ScheduleFunction's events.
+EVENTS = "      Events:\n"
+FIRST_EVENT = "        NightlyImportSummary:\n"
+
+NIGHTLY = {
+    "task": "tasks.reports.summarize_csv",
+    "schedule": crontab(minute=0, hour=2),
+    "args": ["${ResultsBucket}", "inbox/orders.csv"],
+}
+
+
+@functools.cache
+def _parsed_template() -> dict[str, Any]:
+    return sam.load_template(TEMPLATE)
+
+
+def repo_template() -> dict[str, Any]:
+    """The repo's template.yaml, parsed once; each caller gets its own copy to change."""
+    return copy.deepcopy(_parsed_template())
+
+
+def schedules_command(*args: str) -> Any:
+    return CliRunner().invoke(main, ["schedules", *args])
+
+
+def edited_template(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the repo's template.yaml with ``old`` replaced by ``new``."""
+    text = TEMPLATE.read_text()
+    assert old in text
+    path = tmp_path / "template.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+# --- the repository ------------------------------------------------------------------------------
+
+
+def test_the_repository_beat_schedule_and_template_agree() -> None:
+    # GIVEN the repo's tasks/schedules.py and template.yaml
+    # WHEN `galley schedules` compares them
+    result = schedules_command("--template", str(TEMPLATE))
+    # THEN each entry is listed with its EventBridge expression and its event, and it exits 0
+    assert result.exit_code == 0, result.output
+    assert (
+        "nightly-import-summary -> ScheduleFunction.NightlyImportSummary: "
+        "tasks.reports.summarize_csv at cron(0 2 * * ? *)" in result.output
+    )
+    assert "agree" in result.output.splitlines()[-1]
+
+
+# --- differences ---------------------------------------------------------------------------------
+
+
+def test_a_missing_schedule_is_reported_with_a_snippet_that_fixes_it(tmp_path: Path) -> None:
+    # GIVEN a beat_schedule with an entry the template does not have
+    beat = {
+        "nightly-import-summary": NIGHTLY,
+        "publish_latest_upload": {
+            "task": "tasks.uploads.publish_upload",
+            "schedule": timedelta(minutes=5),
+            "args": ["${ResultsBucket}"],
+            "kwargs": {"key": "uploads/latest.csv"},
+        },
+    }
+    # WHEN it is compared
+    report = schedule_check.compare(beat, repo_template())
+    # THEN the new entry is missing, with its expression, and a snippet for ScheduleFunction
+    (missing,) = report.differences
+    assert missing.status == "missing"
+    assert missing.event == "ScheduleFunction.PublishLatestUpload"
+    assert missing.expression == "rate(5 minutes)"
+    assert missing.snippet is not None
+    assert "ScheduleExpression: rate(5 minutes)" in missing.snippet
+    assert '"${ResultsBucket}"' in missing.snippet
+    # AND pasted under ScheduleFunction's Events, the snippet makes the two agree
+    fixed = edited_template(
+        tmp_path, EVENTS + FIRST_EVENT, EVENTS + missing.snippet + "\n" + FIRST_EVENT
+    )
+    template = sam.load_template(fixed)
+    assert schedule_check.compare(beat, template).differences == []
+    # AND the template is still valid SAM, and the local stack reads the new schedule
+    sam.translate(template, sam.LOCAL_PARAMETERS)
+    found = {spec.name: spec for spec in sam.schedules(template, {"ResultsBucket": "b"})}
+    assert found["ScheduleFunction.PublishLatestUpload"].input == {
+        "task": "tasks.uploads.publish_upload",
+        "args": ["b"],
+        "kwargs": {"key": "uploads/latest.csv"},
+    }
+    assert found["ScheduleFunction.PublishLatestUpload"].expression == "rate(5 minutes)"
+
+
+def test_galley_schedules_exits_non_zero_on_a_difference_and_prints_the_fix(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a template whose nightly schedule runs at 03:00, not beat_schedule's 02:00
+    template = edited_template(tmp_path, "cron(0 2 * * ? *)", "cron(0 3 * * ? *)")
+    # WHEN `galley schedules` checks it
+    result = schedules_command("--template", str(template))
+    # THEN it names what differs, prints the event to paste instead, and fails
+    assert result.exit_code == 1, result.output
+    assert "ScheduleExpression is cron(0 3 * * ? *), beat_schedule's is cron(0 2 * * ? *)" in (
+        result.output
+    )
+    assert "        NightlyImportSummary:\n          Type: ScheduleV2\n" in result.output
+    assert "ScheduleExpression: cron(0 2 * * ? *)" in result.output
+    assert "Error: 1 difference(s) between beat_schedule and" in result.output
+
+
+def test_an_expression_written_differently_but_firing_alike_agrees() -> None:
+    template = repo_template()
+    events = template["Resources"]["ScheduleFunction"]["Properties"]["Events"]
+    events["NightlyImportSummary"]["Properties"]["ScheduleExpression"] = "cron(0 2 ? * * *)"
+    assert schedule_check.compare({"nightly-import-summary": NIGHTLY}, template).differences == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({**NIGHTLY, "args": ["${ResultsBucket}", "inbox/other.csv"]}, "Input args are"),
+        ({**NIGHTLY, "kwargs": {"output_key": "x"}}, "Input kwargs are {}, beat_schedule's are"),
+        ({**NIGHTLY, "task": "tasks.reports.other"}, "Input task is tasks.reports.summarize_csv"),
+    ],
+)
+def test_a_different_input_is_reported(entry: dict[str, Any], problem: str) -> None:
+    report = schedule_check.compare({"nightly-import-summary": entry}, repo_template())
+    (finding,) = report.differences
+    assert finding.status == "differs"
+    assert problem in finding.detail
+    assert finding.snippet is not None
+
+
+def test_template_only_settings_that_change_the_job_are_differences() -> None:
+    # GIVEN a template event that routes to the long queue, in Berlin time, switched off
+    template = repo_template()
+    props = template["Resources"]["ScheduleFunction"]["Properties"]["Events"][
+        "NightlyImportSummary"
+    ]["Properties"]
+    props["Input"] = {"Fn::Sub": props["Input"]["Fn::Sub"].replace("{", '{"queue": "long", ', 1)}
+    props["ScheduleExpressionTimezone"] = "Europe/Berlin"
+    props["State"] = "DISABLED"
+    # WHEN compared THEN each is named
+    (finding,) = schedule_check.compare({"nightly-import-summary": NIGHTLY}, template).differences
+    assert "Input has queue, which a beat_schedule entry cannot say" in finding.detail
+    assert "ScheduleExpressionTimezone is Europe/Berlin; beat_schedule's times are UTC" in (
+        finding.detail
+    )
+    assert "State is DISABLED" in finding.detail
+
+
+def test_a_template_schedule_without_a_beat_entry_is_reported() -> None:
+    (finding,) = schedule_check.compare({}, repo_template()).differences
+    assert finding.status == "extra"
+    assert finding.event == "ScheduleFunction.NightlyImportSummary"
+    assert "not in beat_schedule" in str(finding)
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({**NIGHTLY, "schedule": 30}, "the shortest EventBridge Scheduler rate is 1 minute"),
+        ({**NIGHTLY, "schedule": timedelta(seconds=150)}, "not a whole number of minutes"),
+        (
+            {**NIGHTLY, "schedule": crontab(0, 2, day_of_week=1, day_of_month=1)},
+            "both day_of_month and day_of_week",
+        ),
+        ({**NIGHTLY, "options": {"expires": 60}}, "options {'expires': 60}"),
+        ({**NIGHTLY, "relative": True}, "relative=True"),
+        ({**NIGHTLY, "sched": 60}, "unknown key 'sched'"),
+        ({"schedule": 60}, "no task"),
+        ({"task": "tasks.x"}, "no schedule"),
+        ({**NIGHTLY, "args": "inbox/a.csv"}, "args must be a list"),
+        ({**NIGHTLY, "kwargs": [1]}, "kwargs must be a dict"),
+        ({**NIGHTLY, "args": [timedelta(1)]}, "args and kwargs must be JSON"),
+        ({**NIGHTLY, "task": "tasks/reports"}, "the schedule Lambda would refuse its input"),
+        ({**NIGHTLY, "args": ["${JobsQueue}"]}, "${JobsQueue}"),
+    ],
+)
+def test_an_entry_eventbridge_cannot_run_is_refused_with_the_reason(
+    entry: dict[str, Any], reason: str
+) -> None:
+    (finding,) = schedule_check.compare({"nightly-import-summary": entry}, repo_template()).findings
+    assert finding.status == "refused"
+    assert reason in finding.detail
+    assert finding.snippet is None
+
+
+def test_two_names_for_one_event_are_refused() -> None:
+    beat = {"nightly-import-summary": NIGHTLY, "nightly_import_summary": NIGHTLY}
+    findings = schedule_check.compare(beat, repo_template()).findings
+    assert [f.status for f in findings] == ["ok", "refused"]
+    assert "also ScheduleFunction.NightlyImportSummary" in findings[1].detail
+
+
+@pytest.mark.parametrize(
+    ("name", "event_id"),
+    [
+        ("nightly-import-summary", "NightlyImportSummary"),
+        ("NightlyImportSummary", "NightlyImportSummary"),
+        ("every 5 minutes", "Every5Minutes"),
+        ("tasks.reports.summarize_csv", "TasksReportsSummarizeCsv"),
+    ],
+)
+def test_an_entry_name_becomes_an_event_id(name: str, event_id: str) -> None:
+    assert schedule_check.event_id(name) == event_id
+
+
+def test_the_snippet_is_yaml_for_the_event() -> None:
+    # GIVEN an entry without stack references
+    snippet = schedule_check.snippet(
+        "EveryHour", "every-hour", "rate(1 hour)", {"task": "tasks.x", "args": ["a: b # c"]}
+    )
+    # WHEN it is read as YAML THEN it is the ScheduleV2 event, its Input plain JSON (no !Sub)
+    event = yaml_parse(snippet)["EveryHour"]
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    assert event["Properties"]["Input"] == '{"task": "tasks.x", "args": ["a: b # c"]}'
+    assert event["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-every-hour"}

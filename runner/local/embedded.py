@@ -51,7 +51,11 @@ def free_port() -> int:
 
 
 def check_port_free(port: int) -> None:
+    """PortInUseError if something listens on ``port``. Connections a stopped server closed
+    (TIME_WAIT, a minute) do not count: moto's server binds through them (SO_REUSEADDR), and the
+    stack restarts on its own port right after it stopped."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as error:

@@ -127,3 +127,23 @@ def test_local_env_attaches_to_every_queue_the_template_made(
     assert exports["export GALLEY_DLQ_URL"] == outputs[sam.OUTPUT_DLQ_URL]
     assert exports["export GALLEY_LONG_QUEUE_URL"] == outputs[sam.OUTPUT_LONG_QUEUE_URL]
     assert exports["export GALLEY_LONG_DLQ_URL"] == outputs[sam.OUTPUT_LONG_DLQ_URL]
+
+
+def test_a_port_whose_last_server_just_stopped_is_free() -> None:
+    """Found by a flaky restart: connections the last moto closed (an attached worker's) leave
+    the port in TIME_WAIT for a minute; moto's server binds through that (SO_REUSEADDR), so the
+    check before it must too, or the stack could not restart on its own port."""
+    # GIVEN a server that closed a connection first, and stopped
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+    # WHEN the port is checked for the next server
+    # THEN it is free
+    embedded.check_port_free(port)

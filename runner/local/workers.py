@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.core import queues
 from runner.local import embedded
 from runner.local.process import Child, stop_children
 from runner.local.resources import LocalResources
@@ -35,15 +36,18 @@ TASK_PACKAGE = "tasks"
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """One worker `local up` runs: its name, processes, and environment on top of the stack's."""
+    """One worker `local up` runs: its name, the queue it consumes (by role: runner.core.queues),
+    its processes, and environment on top of the stack's."""
 
     name: str
+    queue: str = queues.JOBS
     concurrency: int = 2
     env: Mapping[str, str] = field(default_factory=dict)
 
 
 def local_workers(concurrency: int = 2) -> list[WorkerSpec]:
-    """The workers of `local up`: one, on the jobs queue. A worker per queue is one more entry."""
+    """The workers of `local up`: one, on the jobs queue. A worker per queue is one more entry
+    (``WorkerSpec("long-worker", queue=queues.LONG)``)."""
     return [WorkerSpec("worker", concurrency=concurrency)]
 
 
@@ -51,7 +55,9 @@ Starter = Callable[[LocalResources, WorkerSpec], Child]
 
 
 def start_worker(resources: LocalResources, spec: WorkerSpec) -> Child:
-    return embedded.start_worker(resources, concurrency=spec.concurrency, extra_env=spec.env)
+    return embedded.start_worker(
+        resources, concurrency=spec.concurrency, queue=spec.queue, extra_env=spec.env
+    )
 
 
 class WorkerPool:

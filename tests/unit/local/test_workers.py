@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runner.local import workers
+import pytest
+
+from runner.core import queues
+from runner.local import embedded, workers
 from runner.local.resources import LocalResources
 
 RESOURCES = LocalResources("http://127.0.0.1:1", "us-east-1", "q", "d", "b", 120)
@@ -94,7 +97,7 @@ def test_workers_are_started_restarted_and_stopped_together() -> None:
         started.append(_FakeChild(len(started) + 1))
         return started[-1]
 
-    specs = [workers.WorkerSpec("jobs"), workers.WorkerSpec("long", concurrency=1)]
+    specs = [workers.WorkerSpec("jobs"), workers.WorkerSpec("long", queue=queues.LONG)]
     pool = workers.WorkerPool(specs, RESOURCES, start=start, grace=1)
     pool.start()
     assert [spec.name for spec, _ in pool.children] == ["jobs", "long"]
@@ -108,3 +111,14 @@ def test_workers_are_started_restarted_and_stopped_together() -> None:
     assert [child.pid for _, child in pool.children] == [3, 4]
     pool.stop()
     assert all(child.stopped for child in started[2:])
+
+
+def test_a_worker_is_started_on_its_queue_with_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(embedded, "start_worker", lambda resources, **kw: seen.update(kw))
+    spec = workers.WorkerSpec("long", queue=queues.LONG, concurrency=1, env={"X": "1"})
+    workers.start_worker(RESOURCES, spec)
+    assert seen == {"concurrency": 1, "queue": "long", "extra_env": {"X": "1"}}
+    assert [s.queue for s in workers.local_workers()] == [queues.JOBS]

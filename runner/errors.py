@@ -27,7 +27,10 @@ what is wrong. The tree::
     ├── DlqError                 a dead-letter operation cannot be done as asked
     ├── StackError               the template could not be translated or deployed
     ├── ProcessError             a child process did not start or became unhealthy
-    │   └── PortInUseError
+    │   ├── PortInUseError
+    │   └── StackRunningError    a local stack already runs here
+    ├── StateError               the local stack's state file cannot be read
+    ├── LocalDataError           the local stack's saved data cannot be read
     ├── ScheduleExpressionError  a schedule expression Galley cannot read
     └── BeatScheduleError        a beat_schedule entry EventBridge Scheduler cannot run
 """
@@ -159,6 +162,18 @@ class ProcessError(GalleyError, RuntimeError):
 
 class PortInUseError(ProcessError):
     """The configured local port is taken by another process."""
+
+
+class StackRunningError(ProcessError):
+    """A `galley local up` already runs with this state file; a second one is refused."""
+
+
+class StateError(GalleyError, ValueError):
+    """The local stack's state file cannot be read, or is not a state Galley wrote."""
+
+
+class LocalDataError(GalleyError, ValueError):
+    """The local stack's saved data (queues' messages, buckets' objects) cannot be read."""
 
 
 class ScheduleExpressionError(GalleyError, ValueError):

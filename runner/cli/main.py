@@ -11,8 +11,9 @@ import click
 
 from runner.cli import schedules as schedules_
 from runner.cli.failures import one_line_errors
-from runner.local import embedded
+from runner.local import control, embedded, supervisor, workers
 from runner.local import sam as stack_
+from runner.local import state as local_state
 from runner.local.process import StopRequested
 from runner.local.scheduler import LocalScheduler
 
@@ -85,22 +86,50 @@ def local_() -> None:
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
-    help="moto's port (default: a free one).",
+    help="moto's port, kept for the next starts (default: the last start's, else a free one).",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start clean: a new port and bucket name, no results or messages of the last run.",
 )
 @click.option("--worker/--no-worker", default=True, show_default=True, help="Run a worker too.")
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="Restart the worker when a module in tasks/ changes (running jobs finish first).",
+)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option(
+    "--verbose", is_flag=True, help="List each resource moto cannot emulate, with the reason."
+)
 @TEMPLATE_OPTION
 @STATE_OPTION
 def local_up(
-    port: int | None, worker: bool, concurrency: int, template: Path, state_file: Path
+    port: int | None,
+    fresh: bool,
+    worker: bool,
+    reload: bool,
+    concurrency: int,
+    verbose: bool,
+    template: Path,
+    state_file: Path,
 ) -> None:
     """Start moto, deploy template.yaml into it, run a worker and the schedules; Ctrl-C stops."""
 
     def ready(running: embedded.LocalStack, scheduler: LocalScheduler) -> None:
         stack = running.resources
         click.echo(f"local stack up: moto at {stack.endpoint_url}, queue {stack.queue_url}")
-        for item in running.deployed.not_deployed:
-            click.echo(f"  not deployed locally: {item}")
+        data = local_state.data_path(state_file)
+        for line in supervisor.restored_lines(running.restored, data):
+            click.echo(line)
+        missing = running.deployed.not_deployed
+        if missing and verbose:
+            for item in missing:
+                click.echo(f"  not deployed locally: {item}")
+        elif missing:
+            click.echo(f"  not deployed locally: {stack_.summarize(missing)}; --verbose lists them")
         for name, at in scheduler.upcoming():
             click.echo(
                 f"  schedule {name}: next at {at:%Y-%m-%d %H:%M} UTC"
@@ -114,14 +143,16 @@ def local_up(
 
     schedules_.echo_fires()
     with one_line_errors(), StopRequested() as stop:
-        code = embedded.serve(
+        code = supervisor.serve(
             stop,
             port=port,
-            with_worker=worker,
-            concurrency=concurrency,
+            fresh=fresh,
+            workers=workers.local_workers(concurrency) if worker else [],
+            reload=reload,
             template=template,
             state_file=state_file,
             on_ready=ready,
+            on_note=click.echo,
         )
     if code:
         raise click.ClickException("the worker exited unexpectedly; local stack stopped")
@@ -134,6 +165,37 @@ def local_env(state_file: Path) -> None:
     """Print `export` lines that attach a shell to the running local stack."""
     with one_line_errors():
         click.echo(embedded.read_state(state_file).exports())
+
+
+@local_.command("status")
+@STATE_OPTION
+def local_status(state_file: Path) -> None:
+    """Whether a local stack runs here: pids, endpoint, bucket, queues and their depths, uptime.
+
+    Exit code 0 if it runs, 3 if not (as `systemctl status`).
+    """
+    with one_line_errors():
+        report = control.status(state_file)
+    for line in report.lines:
+        click.echo(line)
+    raise SystemExit(report.exit_code)
+
+
+@local_.command("down")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=control.DOWN_TIMEOUT_SECONDS,
+    show_default=True,
+    help="Seconds to wait for `local up` to stop everything before killing it.",
+)
+@STATE_OPTION
+def local_down(timeout: float, state_file: Path) -> None:
+    """Stop the running `galley local up` and everything it started (its data is kept)."""
+    with one_line_errors():
+        lines = control.down(state_file, timeout=timeout)
+    for line in lines:
+        click.echo(line)
 
 
 @main.command()

@@ -58,10 +58,10 @@ def _show_progress(out: Out, label: str) -> Callable[[results.JobStatus], None]:
 def run(out: Out = print, *, work_dir: Path = Path(".galley"), timeout: float = 120) -> int:
     """Run the demo; 0 when every example job ended as expected."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    with embedded.running_stack(state_file=work_dir / "demo.json", log_dir=work_dir) as running:
+    with embedded.running_stack(log_dir=work_dir) as running:
         stack = running.resources
         out(f"stack         template.yaml deployed into moto as {running.deployed.name}")
-        out(f"moto server   {stack.endpoint_url} (pid {stack.moto_pid}), log {work_dir}/moto.log")
+        out(f"moto server   {stack.endpoint_url} (pid {running.moto_pid}), log {work_dir}/moto.log")
         out(f"jobs queue    {stack.queue_url}")
         out(f"dead letters  {stack.dlq_url}")
         out(f"results       s3://{stack.bucket}/results/")

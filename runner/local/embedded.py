@@ -9,75 +9,29 @@ import contextlib
 import errno
 import json
 import os
-import shlex
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 
 from runner.core import queues, settings
-from runner.errors import PortInUseError, ProcessError
-from runner.local import sam
-from runner.local.process import Child, StopRequested, python_module, wait_for
-from runner.local.scheduler import LocalScheduler
+from runner.errors import LocalDataError, PortInUseError, ProcessError
+from runner.local import sam, snapshot, state
+from runner.local.process import Child, python_module, wait_for
+from runner.local.resources import DUMMY_CREDENTIALS, LocalResources
 
-HOST = "127.0.0.1"
-#: Where `galley local up` records the running stack for `galley local env`.
-DEFAULT_STATE_FILE = Path(".galley") / "local.json"
-#: moto accepts any credentials; these make boto3 sign requests without a real account.
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-@dataclass(frozen=True)
-class LocalResources:
-    """What a process needs to attach to a running local stack."""
-
-    endpoint_url: str
-    region: str
-    queue_url: str
-    dlq_url: str
-    bucket: str
-    visibility_timeout: int
-    long_queue_url: str | None = None
-    long_dlq_url: str | None = None
-    moto_pid: int | None = None
-    worker_pid: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        """The environment variables that attach a process to this stack."""
-        return {
-            settings.AWS_ENDPOINT_URL: self.endpoint_url,
-            settings.AWS_DEFAULT_REGION: self.region,
-            settings.AWS_REGION: self.region,
-            **DUMMY_CREDENTIALS,
-            settings.QUEUE_URL: self.queue_url,
-            settings.DLQ_URL: self.dlq_url,
-            settings.RESULTS_BUCKET: self.bucket,
-            settings.VISIBILITY_TIMEOUT: str(self.visibility_timeout),
-            **({settings.LONG_QUEUE_URL: self.long_queue_url} if self.long_queue_url else {}),
-            **({settings.LONG_DLQ_URL: self.long_dlq_url} if self.long_dlq_url else {}),
-            **self.extra,
-        }
-
-    def exports(self) -> str:
-        """``export NAME=value`` lines for ``eval "$(galley local env)"``."""
-        return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in self.env().items())
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> LocalResources:
-        return cls(**json.loads(path.read_text()))
+HOST = state.HOST
+DEFAULT_STATE_FILE = state.DEFAULT_STATE_FILE
+#: Text in the command line of each kind of process `local up` starts, so that `local down` signals
+#: a recorded pid only while it is still that process.
+COMMAND_MARKERS: dict[state.Kind, str] = {
+    "moto": "runner.local.motoserver",
+    "worker": "runner.app worker",
+}
 
 
 def local_session(region: str = "us-east-1") -> boto3.Session:
@@ -97,7 +51,11 @@ def free_port() -> int:
 
 
 def check_port_free(port: int) -> None:
+    """PortInUseError if something listens on ``port``. Connections a stopped server closed
+    (TIME_WAIT, a minute) do not count: moto's server binds through them (SO_REUSEADDR), and the
+    stack restarts on its own port right after it stopped."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as error:
@@ -109,7 +67,7 @@ def check_port_free(port: int) -> None:
             raise
 
 
-def _responds(url: str) -> bool:
+def responds(url: str) -> bool:
     """True if an HTTP server answers at ``url`` (any status: moto answers errors too)."""
     try:
         with urllib.request.urlopen(f"{url}/moto-api/", timeout=5):  # noqa: S310
@@ -120,8 +78,13 @@ def _responds(url: str) -> bool:
         return False
 
 
+#: How long moto may take to stop: with ``data``, it writes the stack's messages and objects.
+MOTO_STOP_GRACE_SECONDS = 60.0
+
+
 class MotoServer:
-    """moto's HTTP server in a child process on 127.0.0.1."""
+    """moto's HTTP server in a child process on 127.0.0.1; with ``data``, the stack's messages
+    and objects are kept in that file across restarts (:mod:`runner.local.snapshot`)."""
 
     def __init__(
         self,
@@ -129,11 +92,15 @@ class MotoServer:
         *,
         log: Path | None = None,
         env: Mapping[str, str] | None = None,
+        data: Path | None = None,
     ) -> None:
         self.port = port
         self.log = log
         self.extra_env = dict(env or {})
+        self.data = data
         self.child: Child | None = None
+        #: The server's exit code once stopped (0: it stopped cleanly, its data saved).
+        self.exit_code: int | None = None
 
     @property
     def url(self) -> str:
@@ -145,7 +112,9 @@ class MotoServer:
         else:
             check_port_free(self.port)
         env = {**os.environ, **DUMMY_CREDENTIALS, **self.extra_env}
-        argv = python_module("runner.local.motoserver", "-H", HOST, "-p", str(self.port))
+        argv = python_module(COMMAND_MARKERS["moto"], "-H", HOST, "-p", str(self.port))
+        if self.data is not None:
+            argv += ["--data", str(self.data)]
         self.child = Child(argv, env=env, log=self.log)
         try:
             wait_for(self._ready, timeout=timeout, what=f"moto server on {self.url}")
@@ -159,11 +128,27 @@ class MotoServer:
         assert self.child is not None
         if not self.child.alive():
             raise ProcessError(f"moto server exited with code {self.child.proc.returncode}")
-        return _responds(self.url)
+        return responds(self.url)
+
+    def restore(self) -> snapshot.RestoreReport:
+        """Put the data file's messages and objects back (call once the stack is deployed).
+        :class:`LocalDataError` if the file cannot be read; nothing is restored then."""
+        url = f"{self.url}{snapshot.RESTORE_PATH}"  # http://127.0.0.1 only
+        request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310
+                return snapshot.RestoreReport.model_validate_json(response.read())
+        except urllib.error.HTTPError as error:
+            body = error.read().decode(errors="replace")
+            try:
+                message = str(json.loads(body)["error"])
+            except (ValueError, KeyError, TypeError):
+                message = f"moto answered {error.code}: {body[:200]}"
+            raise LocalDataError(message) from None
 
     def stop(self) -> None:
         if self.child is not None:
-            self.child.stop(grace=5)
+            self.exit_code = self.child.stop(grace=MOTO_STOP_GRACE_SECONDS if self.data else 5)
             self.child = None
 
     def __enter__(self) -> MotoServer:
@@ -203,6 +188,7 @@ def start_worker(
     log: Path | None = None,
     concurrency: int = 2,
     queue: str = queues.JOBS,
+    extra_env: Mapping[str, str] | None = None,
     **env: str,
 ) -> Child:
     """A real ``celery worker`` process attached to ``resources``, consuming the queue with
@@ -211,31 +197,35 @@ def start_worker(
     Locally its long polls last 5 s (unless ``env`` says otherwise): a stopping worker waits for
     its poll in flight, so Ctrl-C takes seconds, and moto's requests cost nothing. A worker on
     another queue than ``jobs`` takes its visibility timeout from its queue: the attached
-    environment's GALLEY_VISIBILITY_TIMEOUT is the jobs queue's."""
+    environment's GALLEY_VISIBILITY_TIMEOUT is the jobs queue's. ``extra_env`` and ``env`` are
+    laid over the stack's environment."""
     merged = {**os.environ, **resources.env(), settings.RECEIVE_WAIT_SECONDS: "5"}
     if queue != queues.JOBS:
         merged.pop(settings.VISIBILITY_TIMEOUT, None)
-    return Child(worker_argv(concurrency=concurrency, queue=queue), env={**merged, **env}, log=log)
+    return Child(
+        worker_argv(concurrency=concurrency, queue=queue),
+        env={**merged, **(extra_env or {}), **env},
+        log=log,
+    )
 
 
 def read_state(path: Path = DEFAULT_STATE_FILE) -> LocalResources:
-    """The running local stack recorded at ``path``, checked to be alive."""
-    if not path.exists():
+    """How to attach to the local stack running with state file ``path``; ProcessError or
+    StateError (one line) if none runs."""
+    current = state.read(path)
+    if current is None or not state.held_elsewhere(path):
+        where = f"{path} not found" if current is None else f"no `galley local up` holds {path}"
+        raise ProcessError(f"no local stack is running ({where}); start one with `galley local up`")
+    if current.status != "running" or current.resources is None:
         raise ProcessError(
-            f"no local stack is running ({path} not found); start one with `galley local up`"
+            f"the local stack is not ready ({current.status}); try again in a moment"
         )
-    try:
-        resources = LocalResources.load(path)
-    except (ValueError, TypeError) as error:  # not JSON, or not the fields galley wrote
+    if not responds(current.endpoint_url):
         raise ProcessError(
-            f"{path} is not a local stack's state ({error}); remove it and run `galley local up`"
-        ) from None
-    if not _responds(resources.endpoint_url):
-        raise ProcessError(
-            f"the local stack recorded in {path} does not answer at {resources.endpoint_url}; "
-            "start one with `galley local up`"
+            f"the local stack recorded in {path} does not answer at {current.endpoint_url}; "
+            "see the terminal of its `galley local up`"
         )
-    return resources
+    return current.resources
 
 
 @dataclass(frozen=True)
@@ -244,6 +234,10 @@ class LocalStack:
 
     resources: LocalResources
     deployed: sam.DeployedStack
+    moto: MotoServer
+    moto_pid: int
+    #: What came back from the data file, if the stack keeps its data.
+    restored: snapshot.RestoreReport | None = None
 
 
 @contextlib.contextmanager
@@ -252,17 +246,20 @@ def running_stack(
     port: int | None = None,
     template: Path = sam.DEFAULT_TEMPLATE,
     parameters: Mapping[str, str] | None = None,
-    state_file: Path | None = DEFAULT_STATE_FILE,
     log_dir: Path | None = None,
     region: str = "us-east-1",
+    bucket_name: str | None = None,
+    data: Path | None = None,
+    on_moto_started: Callable[[int], None] = lambda _: None,
 ) -> Iterator[LocalStack]:
-    """moto with template.yaml deployed into it, for the duration of the block.
-
-    The state file that `galley local env` reads exists exactly while the block runs.
-    """
+    """moto with template.yaml deployed into it, for the duration of the block (the results
+    bucket named ``bucket_name``, if given; with ``data``, the messages and objects saved there
+    put back after the deployment, and saved there again as moto stops). ``on_moto_started``
+    gets moto's pid as soon as it runs, before the deployment."""
     log = (log_dir / "moto.log") if log_dir else None
-    with MotoServer(port, log=log) as moto:
+    with MotoServer(port, log=log, data=data) as moto:
         assert moto.child is not None
+        on_moto_started(moto.child.pid)
         params = {**sam.LOCAL_PARAMETERS, **(parameters or {})}
         deployed = sam.deploy(
             moto.url,
@@ -270,6 +267,7 @@ def running_stack(
             parameters=params,
             region=region,
             session=local_session(region),
+            bucket_name=bucket_name,
         )
         out = deployed.outputs
         resources = LocalResources(
@@ -281,15 +279,9 @@ def running_stack(
             long_dlq_url=out[sam.OUTPUT_LONG_DLQ_URL],
             bucket=out[sam.OUTPUT_BUCKET],
             visibility_timeout=int(params["VisibilityTimeout"]),
-            moto_pid=moto.child.pid,
         )
-        if state_file:
-            resources.save(state_file)
-        try:
-            yield LocalStack(resources, deployed)
-        finally:
-            if state_file:
-                state_file.unlink(missing_ok=True)
+        restored = moto.restore() if data is not None else None
+        yield LocalStack(resources, deployed, moto, moto.child.pid, restored)
 
 
 def schedule_firer(resources: LocalResources) -> Callable[[sam.ScheduleSpec], object]:
@@ -311,45 +303,3 @@ def schedule_firer(resources: LocalResources) -> Callable[[sam.ScheduleSpec], ob
         return job_request.submit(request, settings=producer_settings, session=session)
 
     return fire
-
-
-def serve(
-    stop: StopRequested,
-    *,
-    port: int | None = None,
-    with_worker: bool = True,
-    concurrency: int = 2,
-    template: Path = sam.DEFAULT_TEMPLATE,
-    state_file: Path = DEFAULT_STATE_FILE,
-    on_ready: Callable[[LocalStack, LocalScheduler], None] = lambda *_: None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> int:
-    """Run the local stack until ``stop`` is set: the worker logs to this terminal and the
-    template's schedules fire on their cadence.
-
-    Returns 0 on a requested stop, 1 if the worker died by itself.
-    """
-    log_dir = state_file.parent
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with running_stack(
-        port=port, template=template, state_file=state_file, log_dir=log_dir
-    ) as local_stack:
-        resources = local_stack.resources
-        scheduler = LocalScheduler(
-            local_stack.deployed.schedules, schedule_firer(resources), start=clock()
-        )
-        worker = start_worker(resources, concurrency=concurrency) if with_worker else None
-        if worker is not None:
-            resources = replace(resources, worker_pid=worker.pid)
-            resources.save(state_file)
-        try:
-            on_ready(replace(local_stack, resources=resources), scheduler)
-            while not stop:
-                if worker is not None and not worker.alive():
-                    return 1
-                scheduler.tick(clock())
-                stop.sleep(0.5)
-            return 0
-        finally:
-            if worker is not None:
-                worker.stop(grace=30)

@@ -1,4 +1,5 @@
-"""moto's server, made to keep the one promise of S3 that Galley's correctness rests on.
+"""moto's server for the local stack: S3's conditional writes made atomic, and the stack's data
+kept across restarts.
 
 S3 applies a conditional write (``If-Match`` / ``If-None-Match``) atomically: of two writers
 holding the same ETag, exactly one succeeds. moto 5 checks the condition and then writes, without
@@ -10,18 +11,40 @@ the local stack it must hold as it does on AWS.
 :func:`serialize_s3_objects` runs moto's object requests (GET, PUT, HEAD, DELETE, copy of one
 key) one at a time. Bucket-level requests (listings, batch deletes) stay concurrent. Call it in
 the process that serves moto: ``python -m runner.local.motoserver`` (what ``galley local up``
-and the tests start) does, then runs ``moto.server``'s command line unchanged.
+and the tests start) does.
+
+With ``--data FILE`` the server keeps the stack's data (:mod:`runner.local.snapshot`): ``POST
+/_galley/restore``, sent by `galley local up` once template.yaml is deployed, puts FILE's
+messages and objects back; on SIGTERM, SIGINT or SIGHUP the server stops taking requests, lets
+those in progress finish (a long poll is not waited for: at worst its message is delivered and
+also saved, a duplicate, never a loss), writes FILE and exits.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import functools
+import json
+import os
+import signal
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from moto.s3.responses import S3Response
 
+from runner.errors import LocalDataError
+from runner.local import snapshot
+
 _LOCK = threading.RLock()
+#: How long a stopping server waits for the requests in progress before it saves the data.
+DRAIN_SECONDS = 10.0
+
+StartResponse = Callable[..., Any]
 
 
 def serialize_s3_objects() -> None:
@@ -39,11 +62,120 @@ def serialize_s3_objects() -> None:
     S3Response.key_response = key_response  # type: ignore[method-assign]
 
 
-def main(argv: list[str] | None = None) -> None:
-    from moto import server
+class _InProgress:
+    """Counts requests in progress, so a stopping server saves only once they are done."""
 
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout=timeout)
+
+
+class GalleyApp:
+    """moto's WSGI app, with the restore endpoint and requests counted."""
+
+    def __init__(self, moto_app: Callable[..., Any], data: snapshot.DataFile | None) -> None:
+        self.moto_app = moto_app
+        self.data = data
+        self.in_progress = _InProgress()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == snapshot.RESTORE_PATH:
+            return self._restore(environ, start_response)
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+            return self.moto_app(environ, start_response)  # a long poll: not waited for
+        with self.in_progress.request():
+            result: Iterable[bytes] = self.moto_app(environ, start_response)
+            return result
+
+    def _restore(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})
+        if self.data is None:
+            return _json(start_response, "200 OK", {})
+        try:
+            with self.in_progress.request():
+                report = self.data.restore()
+        except LocalDataError as error:
+            return _json(start_response, "400 Bad Request", {"error": str(error)})
+        return _json(start_response, "200 OK", report.model_dump(mode="json"))
+
+
+def _json(start_response: StartResponse, status: str, body: object) -> list[bytes]:
+    payload = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json")])
+    return [payload]
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m runner.local.motoserver")
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("-p", "--port", type=int, default=5000, help="port to listen on")
+    parser.add_argument("--data", type=Path, default=None, help="keep the data in this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve moto until SIGTERM, SIGINT or SIGHUP; then save the data (``--data``) and exit."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    args = _arguments(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))
     serialize_s3_objects()
-    server.main(argv)
+    data = snapshot.DataFile(args.data) if args.data else None
+    app = GalleyApp(DomainDispatcherApplication(create_backend_app), data)
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+    serving = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+    serving.start()
+    print(f"moto serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    if not app.in_progress.wait_idle(DRAIN_SECONDS):
+        print("saving with requests still in progress", file=sys.stderr, flush=True)
+    _save(data)
+    server.server_close()
+
+
+def _save(data: snapshot.DataFile | None) -> None:
+    if data is None:
+        return
+    started = time.monotonic()
+    saved = data.save()
+    if saved is None:
+        print(f"not saving: {data.path} was never restored", file=sys.stderr, flush=True)
+        return
+    messages, objects = saved.counts()
+    print(
+        f"saved {messages} messages and {objects} objects to {data.path} "
+        f"in {time.monotonic() - started:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

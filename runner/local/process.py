@@ -52,6 +52,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._terminated = False
 
     @property
     def pid(self) -> int:
@@ -71,13 +72,19 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signum)
 
+    def terminate(self) -> None:
+        """SIGTERM to the child itself, once (a second SIGTERM could hurry a Celery worker)."""
+        if self.alive() and not self._terminated:
+            self._terminated = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+
     def stop(self, *, grace: float = 10.0) -> int:
         """SIGTERM to the child itself (as ECS does to a container's PID 1: a Celery worker then
         finishes its running tasks), up to ``grace`` seconds, then SIGKILL to the whole group.
         Returns the exit code."""
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
@@ -92,13 +99,82 @@ class Child:
         return self.proc.returncode
 
 
+def stop_children(children: Sequence[Child], *, grace: float) -> None:
+    """Stop ``children`` together: SIGTERM to each at once, then each gets what is left of
+    ``grace`` before its SIGKILL (so N workers take ``grace``, not N times it)."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        child.stop(grace=max(0.0, deadline - time.monotonic()))
+
+
+def alive(pid: int) -> bool:
+    """True if process ``pid`` exists and has not exited (a zombie counts as exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        # Linux: the state follows the command's closing parenthesis; Z is a zombie.
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def command_line(pid: int) -> str | None:
+    """Process ``pid``'s command line, or None if it cannot be read (gone, or not ours)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.parent.exists():
+        try:
+            return cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return None
+    try:  # no /proc (macOS): POSIX ps
+        out = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)],  # noqa: S607 - ps on PATH, as a shell has it
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def stop_pid(pid: int, *, grace: float, group: bool = True) -> bool:
+    """Stop a process that is not our child, as :meth:`Child.stop` stops one that is: SIGTERM,
+    up to ``grace`` seconds, then SIGKILL (to its group too, with ``group`` and if it leads one).
+    Returns True if it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not alive(pid), timeout=grace, interval=0.1)
+        return True
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        leads_group = group and os.getpgid(pid) == pid
+        (os.killpg if leads_group else os.kill)(pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not alive(pid), timeout=10, interval=0.1)
+    return not alive(pid)
+
+
 def python_module(module: str, *args: str) -> list[str]:
     """argv running ``python -m module args`` with this interpreter."""
     return [sys.executable, "-m", module, *args]
 
 
+#: The signals that end a foreground command: Ctrl-C, ``kill``, and a closed terminal (SIGHUP).
+#: Left to their default, SIGTERM and SIGHUP end Python without its ``finally`` blocks, and the
+#: children (each in a session of its own) keep running.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class StopRequested:
-    """A flag set by SIGINT or SIGTERM while installed: a clean shutdown, Ctrl-C included.
+    """A flag set by any of :data:`STOP_SIGNALS` while installed: a clean shutdown.
 
     With ``interrupt=True`` the signal also raises KeyboardInterrupt, for code that is busy
     rather than looping on the flag; its ``finally`` blocks do the cleanup.
@@ -110,7 +186,7 @@ class StopRequested:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequested:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ REQUIRED_OUTPUTS = (
     OUTPUT_BUCKET,
 )
 JOBS_QUEUE = "JobsQueue"
+RESULTS_BUCKET = "ResultsBucket"
 SCHEDULE_FUNCTION = "ScheduleFunction"
 
 #: Parameters of a local deployment: short timeouts, quick dead-lettering; the Fargate worker is
@@ -74,14 +76,34 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class NotDeployed:
+    """A resource of the template the local stack does not have, and why."""
+
+    type: str
+    logical_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.logical_id}): {self.reason}"
+
+
+def summarize(missing: Sequence[NotDeployed]) -> str:
+    """What the local stack lacks, in one line: how many of each type, in the template's order."""
+    counts = Counter(item.type for item in missing)
+    kinds = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    noun = "resource" if len(missing) == 1 else "resources"
+    return f"{len(missing)} {noun} moto cannot emulate ({kinds})"
+
+
+@dataclass(frozen=True)
 class DeployedStack:
     """What a local deployment created, as the code needs it."""
 
     name: str
     outputs: dict[str, str]
     schedules: list[ScheduleSpec] = field(default_factory=list)
-    #: "Type (LogicalId): why" for everything the local stack does not have.
-    not_deployed: list[str] = field(default_factory=list)
+    #: Everything the local stack does not have, with the reason.
+    not_deployed: list[NotDeployed] = field(default_factory=list)
 
 
 def _schedule_input(name: str, raw: str) -> Any:
@@ -135,15 +157,26 @@ def translate(
     return translated
 
 
-def for_local(translated: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The translated template minus what cannot run locally, and the list of what was removed."""
+def for_local(
+    translated: Mapping[str, Any], *, bucket_name: str | None = None
+) -> tuple[dict[str, Any], list[NotDeployed]]:
+    """The translated template minus what cannot run locally, and the list of what was removed.
+
+    With ``bucket_name`` the results bucket gets that name instead of one CloudFormation makes
+    up at each deployment (`galley local up` keeps its bucket's name across restarts).
+    """
     template = json.loads(json.dumps(translated))
+    if bucket_name is not None:
+        bucket = template["Resources"].get(RESULTS_BUCKET)
+        if bucket is None:
+            raise StackError(f"template.yaml has no {RESULTS_BUCKET} to name {bucket_name}")
+        bucket.setdefault("Properties", {})["BucketName"] = bucket_name
     removed = []
     for logical_id, resource in list(template["Resources"].items()):
         reason = REMOVED_LOCALLY.get(resource["Type"])
         if reason:
             del template["Resources"][logical_id]
-            removed.append(f"{resource['Type']} ({logical_id}): {reason}")
+            removed.append(NotDeployed(resource["Type"], logical_id, reason))
     return template, removed
 
 
@@ -194,13 +227,15 @@ def deploy(
     region: str = "us-east-1",
     session: Any = None,
     timeout: float = 120,
+    bucket_name: str | None = None,
 ) -> DeployedStack:
-    """Translate ``template_path`` and create it in the CloudFormation at ``endpoint_url``."""
+    """Translate ``template_path`` and create it in the CloudFormation at ``endpoint_url``
+    (the results bucket named ``bucket_name``, if given)."""
     from runner.core import aws
 
     params = {**LOCAL_PARAMETERS, **(parameters or {})}
     sam = load_template(template_path)
-    template, removed = for_local(translate(sam, params, region))
+    template, removed = for_local(translate(sam, params, region), bucket_name=bucket_name)
     cfn = aws.client("cloudformation", endpoint_url=endpoint_url, session=session)
     cfn.create_stack(
         StackName=stack_name,
@@ -224,8 +259,11 @@ def deploy(
     }
     active = active_resources(template, params)
     skipped = [
-        f"{resource['Type']} ({logical_id}): "
-        + LOCAL_STAND_INS.get(resource["Type"], "not implemented by moto's CloudFormation")
+        NotDeployed(
+            resource["Type"],
+            logical_id,
+            LOCAL_STAND_INS.get(resource["Type"], "not implemented by moto's CloudFormation"),
+        )
         for logical_id, resource in template["Resources"].items()
         if logical_id in active and logical_id not in physical
     ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.local import embedded
+from runner.local import state as local_state
 from runner.local.process import Child, wait_for
 from tests import support
 
@@ -36,11 +36,10 @@ def _gone(pid: int) -> bool:
 
 def _stop_leftovers(state: Path) -> None:
     """If `galley local up` could not clean up, stop what it started, by pid."""
-    if state.exists():
-        stack = embedded.LocalResources.load(state)
-        for pid in (stack.worker_pid, stack.moto_pid):
-            if pid and not _gone(pid):
-                os.killpg(pid, signal.SIGKILL)
+    recorded = local_state.read(state)
+    for pid in recorded.pids() if recorded else []:
+        if not _gone(pid):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
@@ -56,12 +55,10 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
             return state.exists() and "ready." in (tmp_path / "up.log").read_text()
 
         wait_for(up_and_ready, timeout=90, what="the local stack and its worker")
-        wait_for(
-            lambda: embedded.LocalResources.load(state).worker_pid is not None,
-            timeout=30,
-            what="the worker pid in the state file",
-        )
-        stack = embedded.LocalResources.load(state)
+        running = local_state.read(state)
+        assert running is not None and running.status == "running"
+        assert running.resources is not None and len(running.pids("worker")) == 1
+        stack, started = running.resources, running.pids()
         # WHEN another shell attaches with eval "$(galley local env)" and sends a job
         records = json.dumps([[{"name": "Ada", "email": "ada@example.com"}], stack.bucket, "in"])
         script = (
@@ -90,13 +87,14 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
         _stop_leftovers(state)
     # THEN it had said what it did not deploy and when the schedule fires
     log = (tmp_path / "up.log").read_text()
-    assert "not deployed locally: AWS::Lambda::EventSourceMapping" in log
+    (missing,) = [line for line in log.splitlines() if "not deployed locally" in line]
+    assert "AWS::Lambda::EventSourceMapping" in missing
     assert "schedule ScheduleFunction.NightlyImportSummary: next at" in log
-    # AND everything it started is stopped and the state file is gone
+    # AND everything it started is stopped and the state file says so
     assert "local stack stopped" in log
-    assert stack.moto_pid is not None and _gone(stack.moto_pid)
-    assert stack.worker_pid is not None and _gone(stack.worker_pid)
-    assert not state.exists()
+    assert len(started) == 2 and all(_gone(pid) for pid in started)
+    stopped = local_state.read(state)
+    assert stopped is not None and stopped.status == "stopped"
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

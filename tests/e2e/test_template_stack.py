@@ -23,12 +23,9 @@ def test_worker_runs_a_job_on_the_template_stack(
     worker: Callable[..., Child],
 ) -> None:
     # GIVEN the local stack, deployed from template.yaml
-    with embedded.running_stack(
-        template=ROOT / "template.yaml", state_file=tmp_path / "local.json", log_dir=tmp_path
-    ) as running:
+    with embedded.running_stack(template=ROOT / "template.yaml", log_dir=tmp_path) as running:
         resources = running.resources
         assert resources.queue_url.endswith(f"/{sam.DEFAULT_STACK_NAME}-jobs")
-        assert (tmp_path / "local.json").exists()
         # WHEN a worker runs on it and a job is sent
         worker(resources)
         client = app_for(resources)
@@ -41,5 +38,3 @@ def test_worker_runs_a_job_on_the_template_stack(
         _, s3 = support.clients(resources)
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket=resources.bucket)["Contents"]}
         assert {"in/part-0000.jsonl", f"results/celery-task-meta-{result.id}"} <= keys
-    # AND the state file is gone with the stack
-    assert not (tmp_path / "local.json").exists()

@@ -38,10 +38,10 @@ def test_full_template_reaches_create_complete(moto_server: embedded.MotoServer)
     )
     assert {"WorkerClusterName", "WorkerServiceName"} <= set(deployed.outputs)
     # AND only what moto cannot do, or Galley removes locally, is missing - each with its reason
-    missing_types = {item.split(" ", 1)[0] for item in deployed.not_deployed}
+    missing_types = {item.type for item in deployed.not_deployed}
     assert missing_types <= MOTO_SKIPS | set(templates.REMOVED_LOCALLY)
-    assert all(": " in item for item in deployed.not_deployed)
-    assert any(item.startswith("AWS::Lambda::EventSourceMapping") for item in deployed.not_deployed)
+    assert all(item.reason for item in deployed.not_deployed)
+    assert "AWS::Lambda::EventSourceMapping" in missing_types
     # AND the example schedule is read with its input resolved to the real bucket
     (schedule,) = deployed.schedules
     assert schedule.expression == "cron(0 2 * * ? *)"

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main as cli
-from runner.local.embedded import LocalResources, LocalStack
+from runner.local.embedded import LocalResources, LocalStack, MotoServer
 from runner.local.sam import DeployedStack, ScheduleSpec
 from runner.local.scheduler import LocalScheduler
 
@@ -40,7 +40,7 @@ def test_local_up_prints_a_line_each_time_a_schedule_fires(
         scheduler.tick(START + timedelta(seconds=30))
         return 0
 
-    monkeypatch.setattr(cli.embedded, "serve", serve)
+    monkeypatch.setattr(cli.supervisor, "serve", serve)
     # WHEN `galley local up` runs it
     result = CliRunner().invoke(
         cli.main, ["local", "up", "--state-file", str(tmp_path / "local.json")]
@@ -64,10 +64,11 @@ def test_local_up_names_schedules_that_beat_schedule_and_the_template_disagree_o
 
     def serve(stop: Any, *, on_ready: Any, **_: Any) -> int:
         deployed = DeployedStack(name="galley-local", outputs={}, schedules=[NIGHTLY])
-        on_ready(LocalStack(RESOURCES, deployed), LocalScheduler([NIGHTLY], print, START))
+        stack = LocalStack(RESOURCES, deployed, MotoServer(5555), moto_pid=4242)
+        on_ready(stack, LocalScheduler([NIGHTLY], print, START))
         return 0
 
-    monkeypatch.setattr(cli.embedded, "serve", serve)
+    monkeypatch.setattr(cli.supervisor, "serve", serve)
     # WHEN `galley local up` starts
     result = CliRunner().invoke(
         cli.main,

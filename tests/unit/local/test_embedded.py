@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from runner.cli.main import main
 from runner.errors import PortInUseError, ProcessError
-from runner.local import embedded, sam
+from runner.local import embedded, sam, state
 from runner.local.process import wait_for
 
 RESOURCES = embedded.LocalResources(
@@ -38,25 +39,26 @@ def test_exports_evaluate_in_a_shell_to_the_same_environment() -> None:
     assert seen["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5555"
 
 
-def test_state_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "local.json"
-    RESOURCES.save(path)
-    assert embedded.LocalResources.load(path) == RESOURCES
-
-
 def test_reading_missing_state_says_how_to_start(tmp_path: Path) -> None:
     with pytest.raises(ProcessError, match="galley local up"):
         embedded.read_state(tmp_path / "absent.json")
 
 
-def test_stale_state_is_reported(tmp_path: Path) -> None:
-    # GIVEN a state file pointing at a port nothing listens on
-    stale = embedded.LocalResources(
-        **{**RESOURCES.__dict__, "endpoint_url": f"http://127.0.0.1:{embedded.free_port()}"}
+def test_a_state_no_local_up_holds_is_no_running_stack(tmp_path: Path) -> None:
+    # GIVEN a state file that says "running", left by a `local up` that is gone
+    port = embedded.free_port()
+    resources = replace(RESOURCES, endpoint_url=f"http://127.0.0.1:{port}", extra={})
+    path = tmp_path / "local.json"
+    state.save(
+        path,
+        state.LocalState(
+            status="running", port=port, suffix="abcd1234", pid=1, resources=resources
+        ),
     )
-    stale.save(tmp_path / "local.json")
-    with pytest.raises(ProcessError, match="does not answer"):
-        embedded.read_state(tmp_path / "local.json")
+    # WHEN a shell asks how to attach
+    # THEN it is told no stack runs (nothing holds the lock), and how to start one
+    with pytest.raises(ProcessError, match="no local stack is running.*galley local up"):
+        embedded.read_state(path)
 
 
 def test_port_in_use_is_named() -> None:
@@ -103,11 +105,21 @@ def test_local_env_attaches_to_every_queue_the_template_made(
     }
     monkeypatch.setattr(embedded, "MotoServer", _FakeMoto)
     monkeypatch.setattr(sam, "deploy", lambda *_, **__: sam.DeployedStack("galley", outputs))
-    monkeypatch.setattr(embedded, "_responds", lambda url: True)
-    state = tmp_path / "local.json"
-    with embedded.running_stack(state_file=state):
-        # WHEN `galley local env` prints the exports
-        result = CliRunner().invoke(main, ["local", "env", "--state-file", str(state)])
+    monkeypatch.setattr(embedded, "responds", lambda url: True)
+    state_file = tmp_path / "local.json"
+    with embedded.running_stack() as running:
+        # AND `local up` recorded it, holding the stack's lock
+        recorded = state.LocalState(
+            status="running", port=5555, suffix="abcd1234", pid=1, resources=running.resources
+        )
+        state.save(state_file, recorded)
+        lock = state.StackLock(state_file)
+        assert lock.try_acquire()
+        try:
+            # WHEN `galley local env` prints the exports
+            result = CliRunner().invoke(main, ["local", "env", "--state-file", str(state_file)])
+        finally:
+            lock.release()
     # THEN each queue has its variable, the long-jobs DLQ too
     assert result.exit_code == 0, result.output
     exports = dict(line.split("=", 1) for line in result.stdout.splitlines())
@@ -115,3 +127,23 @@ def test_local_env_attaches_to_every_queue_the_template_made(
     assert exports["export GALLEY_DLQ_URL"] == outputs[sam.OUTPUT_DLQ_URL]
     assert exports["export GALLEY_LONG_QUEUE_URL"] == outputs[sam.OUTPUT_LONG_QUEUE_URL]
     assert exports["export GALLEY_LONG_DLQ_URL"] == outputs[sam.OUTPUT_LONG_DLQ_URL]
+
+
+def test_a_port_whose_last_server_just_stopped_is_free() -> None:
+    """Found by a flaky restart: connections the last moto closed (an attached worker's) leave
+    the port in TIME_WAIT for a minute; moto's server binds through that (SO_REUSEADDR), so the
+    check before it must too, or the stack could not restart on its own port."""
+    # GIVEN a server that closed a connection first, and stopped
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+    # WHEN the port is checked for the next server
+    # THEN it is free
+    embedded.check_port_free(port)

@@ -46,3 +46,16 @@ def test_a_schedule_input_that_is_not_json_names_the_schedule() -> None:
     }
     with pytest.raises(StackError, match="schedule Fn.Nightly: Input is not JSON"):
         sam.schedules(template, {})
+
+
+def test_what_the_local_stack_lacks_is_summarized_by_type_in_one_line() -> None:
+    missing = [
+        sam.NotDeployed("AWS::CloudWatch::Alarm", "A", "not implemented"),
+        sam.NotDeployed("AWS::SQS::QueuePolicy", "P", "not implemented"),
+        sam.NotDeployed("AWS::CloudWatch::Alarm", "B", "not implemented"),
+    ]
+    assert sam.summarize(missing) == (
+        "3 resources moto cannot emulate (2 AWS::CloudWatch::Alarm, 1 AWS::SQS::QueuePolicy)"
+    )
+    assert sam.summarize(missing[:1]).startswith("1 resource moto")
+    assert str(missing[0]) == "AWS::CloudWatch::Alarm (A): not implemented"

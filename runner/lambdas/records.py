@@ -259,7 +259,6 @@ class Consumer:
         the worker's transport does: a retry goes back to the queue the job came from, and a
         routing key naming no queue of the app (an older producer's SQS name) cannot fail it."""
         properties = message.properties
-        delivery_info = properties.get("delivery_info") or {}
         routing_key = (source and queues.role_of(self.settings, source)) or queues.JOBS
         request = dict(message.headers)
         request.update(
@@ -302,7 +301,9 @@ class Consumer:
     def _dead_letter(
         self, record: dict[str, Any], source: str, task_id: str | None, reason: str
     ) -> Outcome:
-        dlq_url = self.settings.dlq_url
+        # a record from the long-jobs queue goes to that queue's DLQ when it is known
+        from_long = queues.role_of(self.settings, source) == queues.LONG
+        dlq_url = (from_long and self.settings.long_dlq_url) or self.settings.dlq_url
         return settle.dead_letter_record(self.sqs, dlq_url, record, source, task_id, reason)
 
     def _delete(self, record: dict[str, Any], outcome: Outcome) -> None:

@@ -42,8 +42,11 @@ class LocalResources:
         }
 
     def exports(self) -> str:
-        """``export NAME=value`` lines for ``eval "$(galley local env)"``."""
-        return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in self.env().items())
+        """``export NAME=value`` lines for ``eval "$(galley local env)"``: no visibility
+        timeout, so a worker started in the shell takes its own queue's (``-Q long`` too)."""
+        attach = self.env()
+        attach.pop(settings.VISIBILITY_TIMEOUT, None)
+        return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in attach.items())
 
     def queues(self) -> dict[str, str]:
         """Every queue of the stack by role: jobs, dead letters, long jobs and theirs."""

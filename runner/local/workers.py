@@ -1,8 +1,8 @@
 """The workers of `galley local up`: which ones, started and stopped together, and restarted when
 a module in ``tasks/`` changes.
 
-`local up` runs one worker today, on the jobs queue (:func:`local_workers`); a worker per queue
-is one more :class:`WorkerSpec` there, and everything below handles any number.
+`local up` runs a worker per queue, jobs and long (:func:`local_workers`); everything below
+handles any number of them.
 
 Reloading: :class:`TaskWatcher` compares the ``*.py`` files under the task package's directory
 (size and modification time) once a second. On a change the workers are restarted as `local
@@ -46,9 +46,14 @@ class WorkerSpec:
 
 
 def local_workers(concurrency: int = 2) -> list[WorkerSpec]:
-    """The workers of `local up`: one, on the jobs queue. A worker per queue is one more entry
-    (``WorkerSpec("long-worker", queue=queues.LONG)``)."""
-    return [WorkerSpec("worker", concurrency=concurrency)]
+    """The workers of `local up`: one per queue of the stack (a worker serves one queue: each
+    has its own visibility timeout and dead-letter queue), as on AWS the Lambda consumer runs
+    the jobs queue and the Fargate workers the long one. The long queue's worker runs one job
+    at a time locally, which is enough to try long jobs and keeps a laptop's load down."""
+    return [
+        WorkerSpec("worker", concurrency=concurrency),
+        WorkerSpec("long-worker", queue=queues.LONG, concurrency=1),
+    ]
 
 
 Starter = Callable[[LocalResources, WorkerSpec], Child]

@@ -162,7 +162,7 @@ def queue_url(config: settings.DlqSettings, queue: str | None = None) -> str:
     Raises :class:`SettingsError` naming the variable when the role's is not set, and
     :class:`DlqError` for anything else that is not a standard queue's URL.
     """
-    name = queue or DEFAULT_ROLE
+    name = DEFAULT_ROLE if queue is None else queue
     role = ROLES.get(name)
     if role is not None:
         url: str | None = getattr(config, role.setting)

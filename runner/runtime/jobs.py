@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import QueueNotFound
 
-from runner.core import contracts, queues
+from runner.core import contracts
 from runner.errors import InvalidTaskInput, JobError
 
 
@@ -54,7 +53,10 @@ def parse_timing(countdown: float | None, eta: str | None) -> dict[str, Any]:
         raise JobError(
             f"--eta: {eta!r} is not an ISO 8601 date and time (e.g. 2026-12-01T09:00:00+00:00)"
         ) from None
-    return {"eta": when if when.tzinfo else when.replace(tzinfo=UTC)}
+    try:
+        return {"eta": (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)}
+    except OverflowError:
+        raise JobError(f"--eta: {eta!r} is out of range once in UTC") from None
 
 
 def submit(app: Celery, name: str, args: list[Any], kwargs: dict[str, Any], **options: Any) -> str:
@@ -70,14 +72,8 @@ def submit(app: Celery, name: str, args: list[Any], kwargs: dict[str, Any], **op
         raise JobError(f"arguments do not fit {name}: {error}") from None
     try:
         # Celery checks the arguments against the task's signature before sending.
-        return str(task.apply_async(args=args, kwargs=kwargs, **options).id)
+        # an option not given is not passed: queue=None would override the task's own queue
+        given = {key: value for key, value in options.items() if value is not None}
+        return str(task.apply_async(args=args, kwargs=kwargs, **given).id)
     except TypeError as error:
         raise JobError(f"arguments do not fit {name}: {error}") from None
-    except QueueNotFound as error:  # --queue long, without GALLEY_LONG_QUEUE_URL
-        variable = queues.QUEUE_VARIABLE.get(str(options.get("queue")))
-        if variable is not None:
-            raise JobError(f"{variable} is not set, so jobs cannot go to that queue") from None
-        raise JobError(
-            f"{name}: its route names a queue the app does not know ({error}); "
-            f"the stack's queues are {', '.join(queues.ROLES)}"
-        ) from None

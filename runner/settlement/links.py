@@ -9,10 +9,13 @@ reason, before the body runs. Light checks only: no message is sent.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import QueueNotFound
+
+from runner.core import queues
 
 #: Where a job's links live: the protocol-2 embed (body element 3) over the headers.
 LINK_NAMES = ("callbacks", "errbacks", "chain")
@@ -102,7 +105,7 @@ def route_problem(
     try:
         route = app.amqp.router.route(options, task, task_type=task_type)
     except QueueNotFound as error:
-        return f"task {task!r} is routed to a queue this app does not have: {error}"
+        return f"task {task!r} is routed to a queue this app does not have: {_missing(error)}"
     except Exception as error:  # anything else routing would raise after the body ran
         return f"task {task!r} cannot be routed: {type(error).__name__}: {error}"
     exchange = route.get("exchange")
@@ -113,3 +116,13 @@ def route_problem(
             "on SQS; route by queue instead (queue='long', or task_routes {'queue': ...})"
         )
     return None
+
+
+def _missing(error: QueueNotFound) -> str:
+    """What to do about the queue Celery did not find: the variable naming a role's queue, or
+    the roles there are."""
+    found = re.search(r"Queue '([^']*)'", str(error))
+    name = found.group(1) if found else ""
+    if name in queues.QUEUE_VARIABLE:
+        return f"the {name} queue ({queues.QUEUE_VARIABLE[name]} is not set)"
+    return f"{name!r} (the stack's queues are {', '.join(queues.ROLES)})"

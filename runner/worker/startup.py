@@ -49,22 +49,31 @@ def _unreachable(problems: list[checks.Problem]) -> bool:
     return bool(problems) and all(any(m in p.message for m in PASSING) for p in problems)
 
 
-def consumed_queue(selected: Any) -> str:
+def consumed_queue(selected: Any, excluded: Any = None) -> str:
     """The role of the one queue a worker consumes, from ``celery worker -Q`` (``jobs`` when
-    not given); SettingsError when it names more than one queue or one the stack lacks."""
-    names = [name.strip() for name in str_to_list(selected or []) if name.strip()]
-    if not names:
-        return queues.JOBS
+    not given) and ``-X``; SettingsError when they name more than one queue, a queue the stack
+    lacks (an empty or spaced name too: Celery would stop on it with a traceback), or exclude
+    the one queue consumed."""
+    names = str_to_list(selected) if selected is not None else []
     if len(names) > 1:
         raise SettingsError(
             f"-Q {','.join(names)}: a worker consumes one queue (each has its own visibility "
             "timeout and dead-letter queue); start one worker per queue, e.g. "
             "`celery -A runner.app worker -Q long`"
         )
+    consume = names[0] if names else queues.JOBS
     try:
-        return queues.check_role(names[0])
+        queues.check_role(consume)
+        for name in str_to_list(excluded) if excluded is not None else []:
+            queues.check_role(name)
     except SettingsError as error:
-        raise SettingsError(f"-Q: {error}") from None
+        raise SettingsError(f"-Q/-X: {error}") from None
+    if excluded is not None and consume in str_to_list(excluded):
+        raise SettingsError(
+            f"-X {excluded}: excludes the {consume} queue, the one this worker consumes; "
+            "choose the worker's queue with -Q"
+        )
+    return consume
 
 
 def resolve(
@@ -105,7 +114,8 @@ def _check_at_start(
     if app is None or reconfigure is None:
         return
     try:
-        consume = consumed_queue((options or {}).get("queues"))
+        given = options or {}
+        consume = consumed_queue(given.get("queues"), given.get("exclude_queues"))
         settings = app.galley_settings
         sqs, s3 = checks.clients(settings)
         resolved = resolve(settings, sqs, s3, consume=consume)

@@ -49,7 +49,7 @@ def test_garbage_unknown_and_pickle_messages_reach_the_dlq(
         MessageBody=base64.b64encode(json.dumps({"json": "but not kombu"}).encode()).decode(),
     )
     unknown = app.send_task("tasks.nope.unknown", args=[1])
-    _pickle_task_message(app, queue, "pickled-1")
+    _pickle_task_message(app, "jobs", "pickled-1")  # Celery names the queue by role
     # AND a task message whose eta is not a date (Galley's delay hops read it first)
     bad_eta = codec.build("tasks.imports.import_records", [[], "b", "p"], queue=queue)
     bad_eta.headers["eta"] = "next tuesday"

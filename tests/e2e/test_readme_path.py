@@ -57,12 +57,16 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
         wait_for(up_and_ready, timeout=90, what="the local stack and its worker")
         running = local_state.read(state)
         assert running is not None and running.status == "running"
-        assert running.resources is not None and len(running.pids("worker")) == 1
+        # a worker on each queue
+        assert running.resources is not None and len(running.pids("worker")) == 2
         stack, started = running.resources, running.pids()
-        # WHEN another shell attaches with eval "$(galley local env)" and sends a job
+        # WHEN another shell attaches with eval "$(galley local env)" and sends a job to each
+        # queue
         records = json.dumps([[{"name": "Ada", "email": "ada@example.com"}], stack.bucket, "in"])
         script = (
             'eval "$(galley local env)" && '
+            f"long=$(galley enqueue tasks.imports.import_records --args '{records}' --queue long)"
+            ' && galley result "$long" --wait --timeout 60 > /dev/null && '
             f"id=$(galley enqueue tasks.imports.import_records --args '{records}') && "
             'galley result "$id" --wait --timeout 60'
         )
@@ -92,7 +96,7 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
     assert "schedule ScheduleFunction.NightlyImportSummary: next at" in log
     # AND everything it started is stopped and the state file says so
     assert "local stack stopped" in log
-    assert len(started) == 2 and all(_gone(pid) for pid in started)
+    assert len(started) == 3 and all(_gone(pid) for pid in started)
     stopped = local_state.read(state)
     assert stopped is not None and stopped.status == "stopped"
 

@@ -235,6 +235,24 @@ def test_consumer_reports_batch_item_failures_from_the_image(sam: Template) -> N
         assert dockerfile.exists()
 
 
+def test_jobs_the_lambda_consumer_runs_may_route_to_the_long_queue(sam: Template) -> None:
+    # a chain link, retry or send routed to "long" from a job the Lambda runs needs the long
+    # queue's URL and permission to send to it (found by the review: QueueNotFound after the
+    # job's body had run)
+    consumer = sam["Resources"]["ConsumerFunction"]
+    env = props(consumer)["Environment"]["Variables"]
+    assert ref_target(env[settings.LONG_QUEUE_URL]) == "LongJobsQueue"
+    role = resources(sam, "AWS::IAM::Role")["ConsumerRole"]
+    sends = {
+        str(ref_target(resource))
+        for policy in props(role)["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "sqs:SendMessage" in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    }
+    assert "LongJobsQueue" in sends
+
+
 def _environment_names(sam: Template) -> set[str]:
     names = set(sam["Globals"]["Function"]["Environment"]["Variables"])
     for function in resources(sam, "AWS::Serverless::Function").values():

@@ -54,7 +54,7 @@ def test_bad_enqueue_is_refused_and_nothing_is_sent(
     ("argv", "message"),
     [
         (["--queue", "galley-long-jobs"], "'galley-long-jobs' is not one of 'jobs', 'long'"),
-        (["--queue", "long"], "GALLEY_LONG_QUEUE_URL is not set, so jobs cannot go to that queue"),
+        (["--queue", "long"], "the long queue (GALLEY_LONG_QUEUE_URL is not set)"),
         (["--countdown", "-1"], "'-1' is not between 0 and 604800 seconds"),
         (["--eta", "tomorrow"], "--eta: 'tomorrow' is not an ISO 8601 date and time"),
         (["--eta", "2026-01-01T00:00:00", "--countdown", "5"], "give --countdown or --eta"),
@@ -168,3 +168,19 @@ def test_an_aws_variable_botocore_cannot_read_is_one_line(stack: embedded.LocalR
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Error: ValueError: invalid literal for int()" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("what", ["missing queue", "unreachable endpoint"])
+def test_enqueue_that_aws_refuses_is_one_line(stack: embedded.LocalResources, what: str) -> None:
+    # found by the review: a botocore / kombu traceback
+    env = support.attached_env(stack)
+    if what == "missing queue":
+        env["GALLEY_QUEUE_URL"] = stack.queue_url + "-nope"
+    else:
+        env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:1"
+        env["AWS_MAX_ATTEMPTS"] = "1"
+    task = ["tasks.imports.import_records", "--args", '[[], "b", "k"]']
+    result = run("enqueue", *task, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1

@@ -813,9 +813,31 @@ def test_a_retry_goes_back_to_its_queue_whatever_exchange_the_message_names(
                 sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=raw["ReceiptHandle"])
             else:  # another test's message: give it back
                 sqs.change_message_visibility(
-                    QueueUrl=stack.queue_url, ReceiptHandle=raw["ReceiptHandle"], VisibilityTimeout=0
+                    QueueUrl=stack.queue_url,
+                    ReceiptHandle=raw["ReceiptHandle"],
+                    VisibilityTimeout=0,
                 )
         return bool(retried)
 
     wait_for(retry_arrived, timeout=30, what="the retry message on the jobs queue")
     assert codec.decode(retried[0]["Body"]).retries == 1
+
+
+def test_a_record_from_the_long_queue_is_dead_lettered_to_its_dlq(
+    consumer: Consumer, galley_app: Any, make_stack: Callable[..., embedded.LocalResources]
+) -> None:
+    # GIVEN a consumer that also knows the long-jobs queue and its DLQ
+    stack = _stack(consumer)
+    long = make_stack()
+    settings = load(ConsumerSettings, long_queue_url=long.queue_url, long_dlq_url=long.dlq_url)
+    sqs, _ = support.clients(stack)
+    long_consumer = Consumer(galley_app, settings, sqs=sqs)
+    # WHEN a record from the long queue cannot be run
+    garbage = f"not a task message {uuid.uuid4()}"
+    name = long.queue_url.rsplit("/", 1)[1]
+    event = {**record(garbage, stack), "eventSourceARN": f"arn:aws:sqs:us-east-1:1:{name}"}
+    (outcome,) = long_consumer.run_batch([event], Context(60_000))
+    # THEN it goes to the long queue's dead-letter queue, where `galley dlq --queue long` looks
+    assert outcome.action == "dead-lettered"
+    assert garbage in dlq_reasons(long)
+    assert garbage not in dlq_reasons(stack)

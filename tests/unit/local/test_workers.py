@@ -121,4 +121,4 @@ def test_a_worker_is_started_on_its_queue_with_its_environment(
     spec = workers.WorkerSpec("long", queue=queues.LONG, concurrency=1, env={"X": "1"})
     workers.start_worker(RESOURCES, spec)
     assert seen == {"concurrency": 1, "queue": "long", "extra_env": {"X": "1"}}
-    assert [s.queue for s in workers.local_workers()] == [queues.JOBS]
+    assert [s.queue for s in workers.local_workers()] == [queues.JOBS, queues.LONG]

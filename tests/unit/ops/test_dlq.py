@@ -119,6 +119,8 @@ def test_queue_names_a_dlq_by_role_or_url(queue: str | None, url: str) -> None:
             "dead-letter queue's URL: the stack's output JobsDeadLetterQueueUrl)",
         ),
         ("longs", {}, "--queue 'longs' is neither jobs, long nor a queue URL"),
+        # found by the review: an empty --queue (an unset shell variable) meant the jobs DLQ
+        ("", {"GALLEY_DLQ_URL": JOBS_DLQ}, "--queue '' is neither jobs, long nor a queue URL"),
         (
             "https://sqs.eu-west-1.amazonaws.com/q",
             {},

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -52,3 +54,31 @@ def test_an_eta_without_offset_is_utc() -> None:
     }
     with pytest.raises(JobError, match="--eta: 'tomorrow' is not an ISO 8601 date and time"):
         jobs.parse_timing(None, "tomorrow")
+
+
+def test_submit_leaves_a_task_its_own_queue_unless_told() -> None:
+    # GIVEN a task declared on the long queue, and what apply_async is given
+    from runner.core.settings import WorkerSettings
+    from runner.runtime.app import create_app
+
+    app = create_app(
+        WorkerSettings(queue_url="https://sqs.us-east-1.amazonaws.com/1/jobs", results_bucket="bkt")
+    )
+
+    @app.task(name="tests.jobs.declared_long", queue="long", shared=False)
+    def declared_long() -> None: ...
+
+    given: list[dict[str, Any]] = []
+    declared_long.apply_async = lambda **options: given.append(options) or SimpleNamespace(id="i")
+    # WHEN `galley enqueue` sends it without --queue, and with --queue jobs
+    jobs.submit(app, "tests.jobs.declared_long", [], {}, queue=None, countdown=None)
+    jobs.submit(app, "tests.jobs.declared_long", [], {}, queue="jobs")
+    # THEN an option not given is not passed (queue=None would override the task's own queue)
+    assert given == [{"args": [], "kwargs": {}}, {"args": [], "kwargs": {}, "queue": "jobs"}]
+
+
+@pytest.mark.parametrize("eta", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_eta_utc_cannot_hold_is_refused(eta: str) -> None:
+    # found by the review: accepted, then dead-lettered by the worker (OverflowError)
+    with pytest.raises(JobError, match="--eta: .* is out of range"):
+        jobs.parse_timing(None, eta)

@@ -75,11 +75,9 @@ def test_an_endpoint_that_never_answers_is_refused_after_the_patience(
     ("selected", "role"),
     [
         (None, "jobs"),
-        ("", "jobs"),
         ([], "jobs"),
         ("long", "long"),
         (["jobs"], "jobs"),
-        (" long ", "long"),
     ],
 )
 def test_the_consumed_queue_is_the_one_named_by_dash_q(selected: Any, role: str) -> None:
@@ -93,8 +91,12 @@ def test_the_consumed_queue_is_the_one_named_by_dash_q(selected: Any, role: str)
         (["long", "jobs"], "-Q long,jobs: a worker consumes one queue"),
         (
             "galley-prod-long-jobs",
-            "-Q: unknown queue 'galley-prod-long-jobs': the stack's queues are jobs, long",
+            "-Q/-X: unknown queue 'galley-prod-long-jobs': the stack's queues are jobs, long",
         ),
+        # found by the review: each ended in Celery's traceback (ImproperlyConfigured)
+        ("", "-Q/-X: unknown queue ''"),
+        (" long", "-Q/-X: unknown queue ' long'"),
+        ("long,", "-Q long,: a worker consumes one queue"),
     ],
 )
 def test_a_worker_on_two_queues_or_an_unknown_one_is_refused(selected: Any, message: str) -> None:
@@ -144,3 +146,10 @@ def test_an_unexpected_error_in_the_checks_refuses_the_start(
     assert capsys.readouterr().err == (
         "Error: the start-up checks failed: TypeError: 'NoneType' object is not iterable\n"
     )
+
+
+def test_excluding_the_consumed_queue_is_refused() -> None:
+    # found by the review: `-X jobs` started a worker that said ready and consumed nothing
+    with pytest.raises(SettingsError, match="-X jobs: excludes the jobs queue"):
+        startup.consumed_queue(None, "jobs")
+    assert startup.consumed_queue("long", "jobs") == "long"

@@ -19,10 +19,10 @@ def one_line_errors() -> Iterator[None]:
         yield
     except GalleyError as error:
         raise click.ClickException(str(error)) from None
-    except (BotoCoreError, ClientError, OperationalError, ValueError) as error:
+    except (BotoCoreError, ClientError, OperationalError, OSError, ValueError) as error:
         # Galley's own errors are GalleyErrors; these come from libraries reading what the user
         # gave them (botocore and AWS_MAX_ATTEMPTS=abc, AWS_RETRY_MODE=bogus, ...) or from AWS
         # itself (a queue that does not exist, an endpoint that does not answer, through
-        # Celery's kombu): one line too.
+        # Celery's kombu), or the machine (a .galley/ that cannot be written): one line too.
         text = " ".join(str(error).split())
         raise click.ClickException(f"{type(error).__name__}: {text}") from None

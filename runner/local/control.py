@@ -29,6 +29,7 @@ from runner.local.state import (
     ProcessRecord,
     StackLock,
     held_elsewhere,
+    lock_holder,
     read,
     read_any,
     save,
@@ -46,7 +47,8 @@ def is_ours(record: ProcessRecord, port: int) -> bool:
     marker = embedded.COMMAND_MARKERS[record.kind]
     if record.kind == "moto":
         marker = f"{marker} -H {embedded.HOST} -p {port}"
-    return marker in (command_line(record.pid) or "")
+    # whole words: port 3956 must not match a moto on 39565
+    return f" {marker} " in f" {command_line(record.pid) or ''} "
 
 
 def stop_leftovers(previous: LocalState | None) -> list[str]:
@@ -191,23 +193,30 @@ def down(state_file: Path, *, timeout: float = DOWN_TIMEOUT_SECONDS) -> list[str
         finally:
             lock.release()
     current = read(state_file)
-    if current is None or current.pid is None:
+    # Signal the lock's holder only: the state file may still name a predecessor killed with
+    # kill -9 (its pid perhaps reused) while the holder stops what that one left running.
+    holder = lock_holder(state_file)
+    if holder is None:
         raise ProcessError(
             f"a `galley local up` holds {lock.path} but has recorded no pid yet; "
             "try again in a moment, or press Ctrl-C in its terminal"
         )
     with contextlib.suppress(ProcessLookupError):
-        os.kill(current.pid, signal.SIGTERM)
-    names = [f"galley local up (pid {current.pid})"]
-    names += [f"{r.name} (pid {r.pid})" for r in reversed(current.processes)]
-    stopped = f"stopped the local stack at {current.endpoint_url}: {', '.join(names)}"
+        os.kill(holder, signal.SIGTERM)
+    names = [f"galley local up (pid {holder})"]
+    where = "starting"
+    if current is not None and current.pid == holder:
+        names += [f"{r.name} (pid {r.pid})" for r in reversed(current.processes)]
+        where = f"at {current.endpoint_url}"
+    stopped = f"stopped the local stack {where}: {', '.join(names)}"
+    pid = holder
     with contextlib.suppress(TimeoutError):
         wait_for(lock.try_acquire, timeout=timeout, interval=0.2)
         lock.release()
         return [stopped]
     # It did not finish in time: kill it, then stop what it started, as after a kill -9.
     with contextlib.suppress(ProcessLookupError):
-        os.kill(current.pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     wait_for(lock.try_acquire, timeout=10, interval=0.1, what="the killed local up to exit")
     try:
         _clean_up_after_the_gone(state_file)

@@ -222,6 +222,10 @@ class StackLock:
         except BlockingIOError:
             os.close(fd)
             return False
+        # the holder's pid, for `local down` and the refusal: the state file may still name a
+        # predecessor (killed with kill -9) while this one stops what it left
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return True
 
@@ -247,13 +251,24 @@ def held_elsewhere(state_file: Path) -> bool:
     return True
 
 
+def lock_holder(state_file: Path) -> int | None:
+    """The pid the stack's lock file names (its holder wrote it), or None."""
+    try:
+        text = lock_path(state_file).read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def describe_running(state_file: Path) -> str:
     """`pid N, http://127.0.0.1:P` for the stack that holds the lock, from its state file."""
+    holder = lock_holder(state_file)
     try:
         current = read(state_file)
     except StateError as error:
-        return f"its state file cannot be read: {error}"
-    if current is None or current.pid is None:
-        return f"no state recorded yet in {state_file}"
+        return f"pid {holder}; its state file cannot be read: {error}"
+    if current is None or current.pid is None or (holder and current.pid != holder):
+        # the state file is not the holder's yet (it may stop what a killed one left running)
+        return f"pid {holder}, starting" if holder else f"no state recorded yet in {state_file}"
     starting = "starting at " if current.status == "starting" else ""
     return f"pid {current.pid}, {starting}{current.endpoint_url}"

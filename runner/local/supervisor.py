@@ -164,7 +164,7 @@ def _reload(pool: WorkerPool, watcher: TaskWatcher, stop: StopRequested, on_note
     if not changed or stop:
         return False
     shown = ", ".join(_shown(path) for path in changed[:3]) + (" ..." if changed[3:] else "")
-    on_note(f"{shown} changed: restarting the worker (running jobs finish first)")
+    on_note(f"{shown} changed: restarting the workers (running jobs finish first)")
     pool.restart()
     return True
 

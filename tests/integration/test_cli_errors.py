@@ -184,3 +184,14 @@ def test_enqueue_that_aws_refuses_is_one_line(stack: embedded.LocalResources, wh
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["local", "up", "--no-worker"], ["local", "status"]])
+def test_a_galley_dir_that_cannot_be_used_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    # found by the review: a FileExistsError / IsADirectoryError traceback
+    (tmp_path / ".galley").mkdir()
+    (tmp_path / ".galley" / "local.lock").mkdir()
+    result = run(*command, env=support.attached_env_plain(), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: ") and "local.lock" in result.stderr

@@ -34,6 +34,7 @@ def test_a_recorded_pid_is_ours_only_while_it_runs_the_recorded_command() -> Non
         assert control.is_ours(as_worker, 5555)
         assert control.is_ours(as_moto, 5555)
         assert not control.is_ours(as_moto, 5556)  # a moto, but not this stack's
+        assert not control.is_ours(as_moto, 555)  # found by the review: a port's prefix matched
         assert not control.is_ours(as_moto.model_copy(update={"pid": worker.pid}), 5555)
         this = state.ProcessRecord(kind="worker", name="worker", pid=os.getpid())
         assert not control.is_ours(this, 5555)  # a reused pid: pytest is no worker

@@ -217,3 +217,41 @@ def test_a_new_suffix_makes_a_valid_bucket_name() -> None:
     for suffix in suffixes:
         name = state.bucket_name(suffix, "galley-local")
         assert re.fullmatch(r"galley-local-results-[a-z0-9]{8}", name)
+
+
+def test_down_signals_the_lock_holder_never_a_stale_pid(tmp_path: Path) -> None:
+    # GIVEN a `local up` holding the lock (a stand-in that exits on SIGTERM), and a state file
+    # still naming the pid of a predecessor killed with kill -9, now reused by another program
+    # (found by the review: `local down` killed that program, and left the stack running)
+    from runner.local import control
+
+    path = tmp_path / ".galley" / "local.json"
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from runner.local import state;"
+            f"lock = state.StackLock(pathlib.Path({str(path)!r})); assert lock.try_acquire();"
+            "print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        state.save(path, RUNNING.model_copy(update={"pid": bystander.pid, "processes": ()}))
+        # THEN the running stack is named by the lock's holder
+        assert state.describe_running(path).startswith(f"pid {holder.pid}")
+        # WHEN `local down` runs
+        lines = control.down(path, timeout=10)
+        # THEN the holder was stopped, and the bystander was left alone
+        assert holder.wait(timeout=10) is not None
+        assert bystander.poll() is None, "local down signalled a pid that is not local up"
+        assert f"galley local up (pid {holder.pid})" in lines[0]
+    finally:
+        bystander.kill()
+        bystander.wait()
+        holder.kill()
+        holder.communicate()

@@ -263,6 +263,7 @@ def _expression_differences(wanted: str, props: Mapping[str, Any]) -> list[str]:
 
 
 def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
+    substituted = isinstance(raw, Mapping) and "Fn::Sub" in raw
     text = raw.get("Fn::Sub") if isinstance(raw, Mapping) else raw
     if not isinstance(text, str):
         return [f"Input {raw!r} cannot be read (a JSON string or !Sub of one)"]
@@ -272,7 +273,15 @@ def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
         return [f"Input is not JSON ({error})"]
     if not isinstance(given, dict):
         return ["Input is not a JSON object"]
-    problems = [
+    problems = []
+    unfilled = schedules.references(given) if not substituted else []
+    if unfilled:
+        # CloudFormation fills in ${Name} only inside Fn::Sub: EventBridge would send the text.
+        names = ", ".join(f"${{{name}}}" for name in unfilled)
+        problems.append(
+            f"Input is not !Sub, so EventBridge sends {names} as written; write it Input: !Sub"
+        )
+    problems += [
         f"Input has {key}, which a beat_schedule entry cannot say"
         for key in given
         if key not in INPUT_KEYS

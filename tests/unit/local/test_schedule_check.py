@@ -235,3 +235,20 @@ def test_the_snippet_is_yaml_for_the_event() -> None:
     assert event["Properties"]["ScheduleExpression"] == "rate(1 hour)"
     assert event["Properties"]["Input"] == '{"task": "tasks.x", "args": ["a: b # c"]}'
     assert event["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-every-hour"}
+
+
+def test_an_input_with_a_stack_reference_but_no_sub_is_a_difference(tmp_path: Path) -> None:
+    """Found by review: EventBridge sends a plain string as written, so the job got the literal
+    ``${ResultsBucket}`` on AWS while `galley schedules` said the two agree."""
+    # GIVEN the repo's template with the nightly event's Input written without !Sub
+    template = edited_template(tmp_path, "Input: !Sub >-", "Input: >-")
+    # WHEN `galley schedules` checks it
+    result = schedules_command("--template", str(template))
+    # THEN it says the Input must be !Sub for ${ResultsBucket} to be filled in, and fails
+    assert result.exit_code == 1, result.output
+    assert (
+        "Input is not !Sub, so EventBridge sends ${ResultsBucket} as written; "
+        "write it Input: !Sub" in result.output
+    )
+    # AND the event to replace it with is !Sub
+    assert "Input: !Sub >-" in result.output

@@ -170,7 +170,11 @@ def schedules(
 
 
 def _resolve(value: Any, substitutions: Mapping[str, str]) -> str:
-    """A string, or a !Sub whose ${Name} references are all in ``substitutions``."""
+    """A string as written, or a !Sub with its ${Name} references (all in ``substitutions``)
+    filled in. As CloudFormation does, ``${Name}`` in a plain string stays as it is: EventBridge
+    sends such an Input as written (`galley schedules` reports it)."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, dict) and "Fn::Sub" in value:
         value = value["Fn::Sub"]
     if not isinstance(value, str):

@@ -46,3 +46,24 @@ def test_a_schedule_input_that_is_not_json_names_the_schedule() -> None:
     }
     with pytest.raises(StackError, match="schedule Fn.Nightly: Input is not JSON"):
         sam.schedules(template, {})
+
+
+def _one_schedule(props: dict[str, object]) -> dict[str, object]:
+    return {
+        "Resources": {
+            "Fn": {"Properties": {"Events": {"E": {"Type": "ScheduleV2", "Properties": props}}}}
+        }
+    }
+
+
+def test_only_a_sub_input_has_its_references_filled_in_as_on_aws() -> None:
+    """Found by review: `local up` filled ${ResultsBucket} into a plain-string Input, where
+    EventBridge sends the text as written; the local stack now does what AWS does."""
+    text = '{"task": "tasks.x", "args": ["${ResultsBucket}"]}'
+    subs = {"ResultsBucket": "bucket-1"}
+    plain = sam.schedules(_one_schedule({"ScheduleExpression": "rate(1 day)", "Input": text}), subs)
+    sub = sam.schedules(
+        _one_schedule({"ScheduleExpression": "rate(1 day)", "Input": {"Fn::Sub": text}}), subs
+    )
+    assert plain[0].input["args"] == ["${ResultsBucket}"]
+    assert sub[0].input["args"] == ["bucket-1"]

@@ -189,6 +189,10 @@ def test_intervals_become_rates(every: object, expected: str) -> None:
         (61.5, r"61.5 seconds is not a whole number of minutes"),
         (0, r"0 seconds"),
         (-60, r"-60 seconds"),
+        # found by review: rate(999999999 days) passed, then overflowed the local scheduler
+        (timedelta(days=999999999), r"longer than 36500 days, the longest rate Galley accepts"),
+        (timedelta(days=36501), r"longer than 36500 days"),
+        (float("inf"), r"longer than 36500 days"),
     ],
 )
 def test_intervals_eventbridge_cannot_keep_are_refused(every: object, message: str) -> None:

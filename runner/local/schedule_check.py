@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from runner.errors import BeatScheduleError, ScheduleExpressionError
+from runner.errors import BeatScheduleError, ScheduleExpressionError, StackError
 from runner.local import cadence, eventbridge, sam
 from runner.producer.job_request import JobRequest
 from runner.runtime import schedules
@@ -32,7 +32,7 @@ from runner.runtime import schedules
 #: The function whose events a missing schedule is added to: the schedule Lambda.
 FUNCTION = sam.SCHEDULE_FUNCTION
 #: Event types the local stack fires (runner/local/sam.py ``schedules``); snippets use ScheduleV2.
-EVENT_TYPES = ("ScheduleV2", "Schedule")
+EVENT_TYPES = sam.SCHEDULE_EVENT_TYPES
 #: Keys of a beat_schedule entry Celery knows.
 ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
 #: Keys of a schedule's Input a beat_schedule entry can say.
@@ -109,8 +109,16 @@ class _Wanted:
 def check(
     template_path: Path = sam.DEFAULT_TEMPLATE, module: str = schedules.SCHEDULE_MODULE
 ) -> Report:
-    """The project's beat_schedule against the template at ``template_path``."""
-    return compare(schedules.declared(module), sam.load_template(template_path))
+    """The project's beat_schedule against the template at ``template_path``.
+
+    StackError, naming the file, if the template cannot be read or its schedules found.
+    """
+    template = sam.load_template(template_path)
+    try:
+        sam.schedule_events(template)
+    except StackError as error:
+        raise StackError(f"{template_path}: {error}") from None
+    return compare(schedules.declared(module), template)
 
 
 def compare(beat_schedule: Mapping[str, Any], template: Mapping[str, Any]) -> Report:
@@ -165,11 +173,8 @@ def snippet(event: str, name: str, expression: str, payload: Mapping[str, Any]) 
 def _events(template: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any]]]:
     """Schedule events by logical id: ``(Function.EventId, the event's Properties)``."""
     found: dict[str, tuple[str, Mapping[str, Any]]] = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        events = resource.get("Properties", {}).get("Events", {}) or {}
-        for name, event in events.items():
-            if event.get("Type") in EVENT_TYPES:
-                found.setdefault(name, (f"{logical_id}.{name}", event.get("Properties", {})))
+    for logical_id, name, props in sam.schedule_events(template):
+        found.setdefault(name, (f"{logical_id}.{name}", props))
     return found
 
 

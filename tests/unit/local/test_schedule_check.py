@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from celery.schedules import crontab
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from samtranslator.yaml_helper import yaml_parse
 
 from runner.cli.main import main
@@ -252,3 +256,234 @@ def test_an_input_with_a_stack_reference_but_no_sub_is_a_difference(tmp_path: Pa
     )
     # AND the event to replace it with is !Sub
     assert "Input: !Sub >-" in result.output
+
+
+# --- templates that are not what a SAM template looks like ---------------------------------------
+
+FUNCTION_WITH = "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "is empty"),
+        ("{{{{", "is not valid YAML: "),
+        ("- a\n- b\n", "is a list, expected a mapping"),
+        ("Resources: []\n", "Resources is a list, expected a mapping"),
+        ("Resources: {F: 3}\n", "Resources.F is a number, expected a mapping"),
+        (
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties: null\n",
+            "Resources.Fn.Properties is null, expected a mapping",
+        ),
+        (FUNCTION_WITH + "      Events: [1, 2]\n", "Resources.Fn.Properties.Events is a list"),
+        (
+            FUNCTION_WITH + "      Events:\n        Nightly: rate(1 day)\n",
+            "Resources.Fn.Properties.Events.Nightly is a string, expected a mapping",
+        ),
+        (
+            FUNCTION_WITH + "      Events:\n        Nightly:\n          Type: ScheduleV2\n"
+            "          Properties: [rate(1 day)]\n",
+            "Resources.Fn.Properties.Events.Nightly.Properties is a list, expected a mapping",
+        ),
+    ],
+)
+def test_a_template_galley_cannot_read_is_one_line_naming_what_is_wrong(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """Found by review: each of these printed a traceback (AttributeError, a YAML parse error)."""
+    # GIVEN a template that is not a SAM template's shape
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    # WHEN `galley schedules` checks it
+    result = schedules_command("--template", str(path))
+    # THEN one line says what is wrong, naming the file, and it exits 1 (no traceback)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith(f"Error: {path}: "), result.output
+    assert problem in result.output
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("rate(99999999999999999999 days)", "longer than 36500 days"),  # was OverflowError
+        ("rate(999999999 days)", "longer than 36500 days"),  # passed; local up then overflowed
+    ],
+)
+def test_a_rate_too_long_to_schedule_is_a_difference(
+    tmp_path: Path, expression: str, problem: str
+) -> None:
+    template = edited_template(tmp_path, "cron(0 2 * * ? *)", expression)
+    result = schedules_command("--template", str(template))
+    assert result.exit_code == 1, result.output
+    assert f"ScheduleExpression {expression}: {problem}" in result.output
+
+
+# Template-ish YAML: the shape SAM gives a schedule event, with anything in any place of it.
+_TEXT = st.text(max_size=12)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()
+    | _TEXT
+)
+_ANYTHING = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_TEXT | st.integers(), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_EXPRESSIONS = (
+    st.sampled_from(["cron(0 2 * * ? *)", "cron(0 2 ? * * *)", "cron(0 3 * * ? *)"])
+    | st.builds(
+        "rate({} {})".format,
+        st.integers(min_value=-1, max_value=10**25),
+        st.sampled_from(["minute", "minutes", "hour", "hours", "day", "days", "weeks"]),
+    )
+    | _TEXT
+    | _ANYTHING
+)
+_PAYLOADS = st.fixed_dictionaries(
+    {},
+    optional={
+        "task": st.just("tasks.reports.summarize_csv") | _ANYTHING,
+        "args": st.just(["${ResultsBucket}", "inbox/orders.csv"]) | _ANYTHING,
+        "kwargs": _ANYTHING,
+        "queue": st.sampled_from(["jobs", "long"]) | _ANYTHING,
+    },
+).map(json.dumps)
+_INPUTS = (
+    _PAYLOADS
+    | _PAYLOADS.map(lambda text: {"Fn::Sub": text})
+    | st.builds(lambda text, more: {"Fn::Sub": [text, more]}, _PAYLOADS, _ANYTHING)
+    | _ANYTHING
+)
+_EVENT_PROPERTIES = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "ScheduleExpression": _EXPRESSIONS,
+            "Input": _INPUTS,
+            "State": st.sampled_from(["ENABLED", "DISABLED"]) | _ANYTHING,
+            "ScheduleExpressionTimezone": st.sampled_from(["UTC", "Europe/Berlin"]) | _ANYTHING,
+        },
+    )
+    | _ANYTHING
+)
+_EVENTS = (
+    st.dictionaries(
+        st.sampled_from(["NightlyImportSummary", "Other"]) | _TEXT | st.integers(),
+        st.fixed_dictionaries(
+            {"Type": st.sampled_from(["ScheduleV2", "Schedule", "SQS"]) | _ANYTHING},
+            optional={"Properties": _EVENT_PROPERTIES},
+        )
+        | _ANYTHING,
+        max_size=3,
+    )
+    | _ANYTHING
+)
+_RESOURCES = (
+    st.dictionaries(
+        st.sampled_from(["ScheduleFunction", "Other"]) | _TEXT,
+        st.fixed_dictionaries(
+            {"Type": st.just("AWS::Serverless::Function") | _ANYTHING},
+            optional={
+                "Properties": st.fixed_dictionaries({}, optional={"Events": _EVENTS}) | _ANYTHING
+            },
+        )
+        | _ANYTHING,
+        max_size=2,
+    )
+    | _ANYTHING
+)
+#: From the template's root to the nightly event's Properties: where a mutation lands.
+_EVENT_PATH = (
+    "Resources",
+    "ScheduleFunction",
+    "Properties",
+    "Events",
+    "NightlyImportSummary",
+    "Properties",
+)
+_LEAVES = {
+    "ScheduleExpression": _EXPRESSIONS,
+    "Input": _INPUTS,
+    "State": st.sampled_from(["ENABLED", "DISABLED"]) | _ANYTHING,
+    "ScheduleExpressionTimezone": st.sampled_from(["UTC", "Europe/Berlin"]) | _ANYTHING,
+    "Type": st.sampled_from(["ScheduleV2", "Schedule", "SQS"]) | _ANYTHING,
+}
+
+
+@st.composite
+def _mutations(draw: st.DrawFn) -> list[tuple[int, Any, Any]]:
+    """One to three changes to the repository's template, each ``(depth, key, value)``: set
+    ``key`` to ``value`` in the mapping ``depth`` steps along :data:`_EVENT_PATH`. Mostly in the
+    event's own Properties, so the check gets past the shape to the values."""
+    changes = []
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        depth = draw(st.sampled_from([0, 1, 2, 3, 4, 4, 5, 5, *[6] * 8]))
+        key = draw(st.sampled_from([*_EVENT_PATH[depth : depth + 1], *_LEAVES]) | _TEXT)
+        value = draw(_LEAVES[key] if key in _LEAVES else _ANYTHING | _EVENTS)
+        changes.append((depth, key, value))
+    return changes
+
+
+def _mutated(changes: list[tuple[int, Any, Any]]) -> str:
+    # the repository's schedule function and its events only: quick to write and read back
+    function = repo_template()["Resources"]["ScheduleFunction"]
+    events = function["Properties"]["Events"]
+    template = {"Resources": {"ScheduleFunction": {"Properties": {"Events": events}}}}
+    for depth, key, value in changes:
+        parent: Any = template
+        for step in _EVENT_PATH[:depth]:
+            parent = parent.get(step) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent[key] = value
+    return yaml.safe_dump(template)
+
+
+_OTHER_TEXTS = (
+    st.fixed_dictionaries({}, optional={"Resources": _RESOURCES}).map(yaml.safe_dump)
+    | _ANYTHING.map(yaml.safe_dump)
+    | st.text(max_size=40)
+    | st.sampled_from(["", "{{{{", "Resources: !Sub [", "a: 2024-13-01", "[" * 300])
+)
+
+
+def assert_checked_without_a_traceback(tmp_path: Path, text: str) -> None:
+    # GIVEN a template with this text
+    path = tmp_path / "template.yaml"
+    path.write_text(text, encoding="utf-8")
+    # WHEN `galley schedules` checks it
+    result = schedules_command("--template", str(path))
+    # THEN it exits 0 (they agree) or 1 with an error line, never with another exception
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert result.exit_code in (0, 1), result.output
+    assert "Traceback" not in result.output
+    last = result.output.splitlines()[-1]
+    if result.exit_code:
+        assert last.startswith("Error: "), result.output
+    else:
+        assert "agree" in last, result.output
+
+
+_FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_FUZZ
+@given(changes=_mutations())
+def test_galley_schedules_never_prints_a_traceback_for_a_changed_template(
+    tmp_path: Path, changes: list[tuple[int, Any, Any]]
+) -> None:
+    assert_checked_without_a_traceback(tmp_path, _mutated(changes))
+
+
+@_FUZZ
+@given(text=_OTHER_TEXTS)
+def test_galley_schedules_never_prints_a_traceback_for_any_yaml(tmp_path: Path, text: str) -> None:
+    assert_checked_without_a_traceback(tmp_path, text)

@@ -94,6 +94,8 @@ def _schedule_input(name: str, raw: str) -> Any:
         return json.loads(raw)
     except ValueError as error:
         raise StackError(f"schedule {name}: Input is not JSON ({error})") from None
+    except RecursionError:
+        raise StackError(f"schedule {name}: Input is not JSON (nested too deep)") from None
 
 
 def load_template(path: Path) -> dict[str, Any]:

@@ -276,6 +276,8 @@ def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
         given = json.loads(text)
     except ValueError as error:
         return [f"Input is not JSON ({error})"]
+    except RecursionError:
+        return ["Input is not JSON (nested too deep)"]
     if not isinstance(given, dict):
         return ["Input is not a JSON object"]
     problems = []

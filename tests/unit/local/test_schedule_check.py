@@ -321,7 +321,9 @@ def test_a_rate_too_long_to_schedule_is_a_difference(
 
 
 # Template-ish YAML: the shape SAM gives a schedule event, with anything in any place of it.
-_TEXT = st.text(max_size=12)
+# Text includes lone surrogates: YAML's and JSON's "\ud800" escapes make them.
+# (st.text leaves them out whatever its alphabet, so the characters are joined here.)
+_TEXT = st.lists(st.characters() | st.characters(categories=["Cs"]), max_size=12).map("".join)
 _SCALARS = (
     st.none()
     | st.booleans()
@@ -468,6 +470,23 @@ def assert_checked_without_a_traceback(tmp_path: Path, text: str) -> None:
         assert last.startswith("Error: "), result.output
     else:
         assert "agree" in last, result.output
+
+
+def test_an_input_nested_too_deep_for_json_is_a_difference(tmp_path: Path) -> None:
+    """Found while fuzzing: a RecursionError traceback from json.loads."""
+    deep = "[" * 100_000 + "]" * 100_000
+    template = edited_template(tmp_path, "Input: !Sub >-", f"Input: '{deep}'\n            X: >-")
+    result = schedules_command("--template", str(template))
+    assert result.exit_code == 1, result.output
+    assert "Input is not JSON (nested too deep)" in result.output
+
+
+def test_a_lone_surrogate_in_the_template_is_printed_as_an_escape(tmp_path: Path) -> None:
+    """Found by the property tests below: a UnicodeEncodeError traceback printing the line."""
+    template = edited_template(tmp_path, "cron(0 2 * * ? *)", '"\\ud83a"')
+    result = schedules_command("--template", str(template))
+    assert result.exit_code == 1, result.output
+    assert "ScheduleExpression \\ud83a: expected rate(value unit)" in result.output
 
 
 _FUZZ = settings(

@@ -4,8 +4,10 @@
 deploys them, one ``ScheduleV2`` event of ``ScheduleFunction`` each. This module compares the two
 and says, for every entry, whether the template has the matching event: the same times (the
 entry's schedule translated by runner/local/eventbridge.py, compared by when it fires) and the
-same input (``{"task", "args", "kwargs"}``, what the schedule Lambda enqueues). For an entry the
-template lacks, or has otherwise, it writes the event to paste.
+same input (``{"task", "args", "kwargs", "queue"}``, what the schedule Lambda enqueues, and where:
+the queue is the one the entry's ``options={"queue": ...}`` names, as ``celery beat`` sends it).
+An Input with ``${Name}`` must be ``!Sub``: EventBridge sends a plain string as written. For an
+entry the template lacks, or has otherwise, it writes the event to paste.
 
 It checks rather than generates: template.yaml stays the hand-edited SAM template that ``sam
 deploy`` and SAM users expect, and one command (``galley schedules``, run by the tests) says
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from runner.core import queues
 from runner.errors import BeatScheduleError, ScheduleExpressionError, StackError
 from runner.local import cadence, eventbridge, sam
 from runner.producer.job_request import JobRequest
@@ -35,8 +38,10 @@ FUNCTION = sam.SCHEDULE_FUNCTION
 EVENT_TYPES = sam.SCHEDULE_EVENT_TYPES
 #: Keys of a beat_schedule entry Celery knows.
 ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
-#: Keys of a schedule's Input a beat_schedule entry can say.
-INPUT_KEYS = ("task", "args", "kwargs")
+#: Keys of a schedule's Input a beat_schedule entry can say (``queue`` by its options, as
+#: ``options={"queue": "long"}``), and what the schedule Lambda takes when a key is absent.
+INPUT_DEFAULTS: Mapping[str, Any] = {"task": None, "args": [], "kwargs": {}, "queue": queues.JOBS}
+INPUT_KEYS = tuple(INPUT_DEFAULTS)
 #: ScheduleExpressionTimezone values that are UTC, the zone of beat_schedule's times.
 UTC_ZONES = (None, "UTC", "Etc/UTC")
 #: Where the entries are declared, as the report names it.
@@ -204,15 +209,33 @@ def _wanted(entry: Any) -> _Wanted:
         raise BeatScheduleError("no task")
     if "schedule" not in entry:
         raise BeatScheduleError("no schedule")
-    if entry.get("options"):
-        raise BeatScheduleError(
-            f"options {entry['options']!r}: EventBridge sends the schedule Lambda task, args and "
-            "kwargs only; remove the options"
-        )
+    queue = _queue_option(entry.get("options"))
     if entry.get("relative"):
         raise BeatScheduleError("relative=True: EventBridge cannot round an interval to its unit")
     payload = _payload(entry)
+    if queue is not None and queue != queues.JOBS:
+        payload["queue"] = queue
     return _Wanted(eventbridge.expression(entry["schedule"]), payload)
+
+
+def _queue_option(options: Any) -> str | None:
+    """The queue an entry's options name, Celery's way (``options={"queue": "long"}``), or None;
+    BeatScheduleError for any other option, which the schedule Lambda cannot take."""
+    if not options:
+        return None
+    if not isinstance(options, Mapping):
+        raise BeatScheduleError(f"options must be a dict, got {type(options).__name__}")
+    if set(options) != {"queue"}:
+        raise BeatScheduleError(
+            f"options {dict(options)!r}: EventBridge sends the schedule Lambda task, args, kwargs "
+            "and a queue only; keep only queue"
+        )
+    queue = options["queue"]
+    if queue not in queues.ROLES:
+        raise BeatScheduleError(
+            f"queue {queue!r}: the stack's queues are {', '.join(queues.ROLES)}"
+        )
+    return str(queue)
 
 
 def _payload(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,10 +316,10 @@ def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
         for key in given
         if key not in INPUT_KEYS
     ]
-    for key, default in (("task", None), ("args", []), ("kwargs", {})):
+    for key, default in INPUT_DEFAULTS.items():
         mine, theirs = wanted.get(key, default), given.get(key, default)
         if mine != theirs:
-            verb = "is" if key == "task" else "are"
+            verb = "are" if key in ("args", "kwargs") else "is"
             problems.append(
                 f"Input {key} {verb} {_show(theirs)}, beat_schedule's {verb} {_show(mine)}"
             )

@@ -164,11 +164,72 @@ def test_template_only_settings_that_change_the_job_are_differences() -> None:
     props["State"] = "DISABLED"
     # WHEN compared THEN each is named
     (finding,) = schedule_check.compare({"nightly-import-summary": NIGHTLY}, template).differences
-    assert "Input has queue, which a beat_schedule entry cannot say" in finding.detail
+    assert "Input queue is long, beat_schedule's is jobs" in finding.detail
     assert "ScheduleExpressionTimezone is Europe/Berlin; beat_schedule's times are UTC" in (
         finding.detail
     )
     assert "State is DISABLED" in finding.detail
+
+
+# --- the long queue ------------------------------------------------------------------------------
+
+LONG_NIGHTLY = {**NIGHTLY, "options": {"queue": "long"}}
+
+
+def nightly_props(template: dict[str, Any]) -> dict[str, Any]:
+    events = template["Resources"]["ScheduleFunction"]["Properties"]["Events"]
+    props: dict[str, Any] = events["NightlyImportSummary"]["Properties"]
+    return props
+
+
+def test_an_entry_for_the_long_queue_needs_the_queue_in_the_input(tmp_path: Path) -> None:
+    """Found by review: options={"queue": "long"} was refused, so a periodic job for the long
+    queue could not be declared, and the schedule Lambda sent it to the jobs queue."""
+    # GIVEN an entry sent to the long queue, Celery's way, and the template without a queue
+    beat = {"nightly-import-summary": LONG_NIGHTLY}
+    # WHEN compared
+    (finding,) = schedule_check.compare(beat, repo_template()).findings
+    # THEN the missing queue is the difference, and the event to paste says it
+    assert finding.status == "differs", finding
+    assert "Input queue is jobs, beat_schedule's is long" in finding.detail
+    assert finding.snippet is not None
+    assert '"queue": "long"' in finding.snippet
+    # AND with the snippet in place of the event they agree, and the local stack reads the queue
+    text = TEMPLATE.read_text()
+    start = text.index(FIRST_EVENT)
+    end = text.index("\n\n", start)
+    fixed = tmp_path / "template.yaml"
+    fixed.write_text(text[:start] + finding.snippet + text[end:])
+    template = sam.load_template(fixed)
+    assert schedule_check.compare(beat, template).differences == []
+    (spec,) = sam.schedules(template, {"ResultsBucket": "b"})
+    assert spec.input["queue"] == "long"
+
+
+def test_the_input_may_say_the_long_queue_when_the_entry_does() -> None:
+    # GIVEN a template event whose Input sends the job to the long queue
+    template = repo_template()
+    props = nightly_props(template)
+    props["Input"] = {"Fn::Sub": props["Input"]["Fn::Sub"].replace("{", '{"queue": "long", ', 1)}
+    # WHEN the entry says so too THEN they agree; WHEN it does not THEN that is the difference
+    assert (
+        schedule_check.compare({"nightly-import-summary": LONG_NIGHTLY}, template).differences == []
+    )
+    assert (
+        schedule_check.compare(
+            {"nightly-import-summary": {**NIGHTLY, "options": {"queue": "jobs"}}}, template
+        )
+        .differences[0]
+        .detail
+        == "Input queue is long, beat_schedule's is jobs"
+    )
+
+
+def test_an_input_saying_the_default_queue_agrees_with_an_entry_saying_none() -> None:
+    template = repo_template()
+    props = nightly_props(template)
+    props["Input"] = {"Fn::Sub": props["Input"]["Fn::Sub"].replace("{", '{"queue": "jobs", ', 1)}
+    assert schedule_check.compare({"nightly-import-summary": NIGHTLY}, template).differences == []
 
 
 def test_a_template_schedule_without_a_beat_entry_is_reported() -> None:
@@ -188,6 +249,9 @@ def test_a_template_schedule_without_a_beat_entry_is_reported() -> None:
             "both day_of_month and day_of_week",
         ),
         ({**NIGHTLY, "options": {"expires": 60}}, "options {'expires': 60}"),
+        ({**NIGHTLY, "options": {"queue": "long", "expires": 60}}, "keep only queue"),
+        ({**NIGHTLY, "options": {"queue": "reports"}}, "queue 'reports': the stack's queues are"),
+        ({**NIGHTLY, "options": ["queue", "long"]}, "options must be a dict"),
         ({**NIGHTLY, "relative": True}, "relative=True"),
         ({**NIGHTLY, "sched": 60}, "unknown key 'sched'"),
         ({"schedule": 60}, "no task"),

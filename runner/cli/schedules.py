@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from runner.cli.failures import one_line_errors
+from runner.errors import BeatScheduleError
 from runner.local import sam, schedule_check
 from runner.local import scheduler as scheduler_
 
@@ -55,10 +56,14 @@ def printable(text: str) -> str:
 
 
 def differences(template: Path) -> list[str]:
-    """`local up`'s lines for each way beat_schedule and the template disagree."""
+    """`local up`'s lines for each way beat_schedule and the template disagree; one line saying
+    why if they cannot be compared (the stack runs on: the template's schedules fire)."""
+    try:
+        report = schedule_check.check(template)
+    except BeatScheduleError as error:
+        return [printable(f"cannot compare beat_schedule and {template}: {error}")]
     return [
-        printable(f"{finding.brief} (see `galley schedules`)")
-        for finding in schedule_check.check(template).differences
+        printable(f"{finding.brief} (see `galley schedules`)") for finding in report.differences
     ]
 
 

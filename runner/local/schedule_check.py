@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from runner.core import queues
 from runner.errors import BeatScheduleError, ScheduleExpressionError, StackError
-from runner.local import cadence, eventbridge, sam
+from runner.local import cadence, eventbridge, routing, sam
 from runner.producer.job_request import JobRequest
 from runner.runtime import schedules
 
@@ -60,6 +60,8 @@ class Finding:
     status: Status
     task: str | None = None
     expression: str | None = None
+    #: The queue the job goes to, when not the default one.
+    queue: str | None = None
     detail: str = ""
     #: The event to paste under the function's ``Events`` (missing or differing entries).
     snippet: str | None = None
@@ -73,6 +75,8 @@ class Finding:
         if self.status == "refused":
             return f"{self.name}: EventBridge Scheduler cannot run it: {self.detail}"
         head = f"{self.name} -> {self.event}: {self.task} at {self.expression}"
+        if self.queue:
+            head += f" on the {self.queue} queue"
         if self.status == "missing":
             return f"{head}: not in template.yaml; add under {FUNCTION}'s Events:"
         if self.status == "differs":
@@ -109,6 +113,8 @@ class _Wanted:
 
     expression: str
     payload: dict[str, Any]
+    #: What decided the queue when the entry's options did not (the app's routing).
+    queue_by: str = ""
 
 
 def check(
@@ -116,18 +122,48 @@ def check(
 ) -> Report:
     """The project's beat_schedule against the template at ``template_path``.
 
-    StackError, naming the file, if the template cannot be read or its schedules found.
+    StackError, naming the file, if the template cannot be read or its schedules found;
+    BeatScheduleError if the app cannot be loaded to see where it routes the entries' tasks.
     """
     template = sam.load_template(template_path)
     try:
         sam.schedule_events(template)
     except StackError as error:
         raise StackError(f"{template_path}: {error}") from None
-    return compare(schedules.declared(module), template)
+    beat_schedule = schedules.declared(module)
+    return compare(beat_schedule, template, routing.routes(_routed(beat_schedule)))
 
 
-def compare(beat_schedule: Mapping[str, Any], template: Mapping[str, Any]) -> Report:
-    """Every entry of ``beat_schedule``, then every template schedule no entry matched."""
+def _routed(beat_schedule: Mapping[str, Any]) -> dict[str, routing.Request]:
+    """The entries whose queue the app's routing decides: a task, and no queue in the options
+    (the options win over any routing; other options are refused anyway)."""
+    found = {}
+    for name, entry in beat_schedule.items():
+        if not isinstance(entry, Mapping) or entry.get("options"):
+            continue
+        task, args, kwargs = entry.get("task"), entry.get("args"), entry.get("kwargs")
+        if not isinstance(task, str):
+            continue
+        try:  # a route function sees the arguments; ones the check refuses are left out
+            args = json.loads(json.dumps(list(args) if isinstance(args, list | tuple) else []))
+            kwargs = json.loads(json.dumps(dict(kwargs) if isinstance(kwargs, Mapping) else {}))
+        except (TypeError, ValueError):
+            args, kwargs = [], {}
+        found[str(name)] = routing.Request(task, args, kwargs)
+    return found
+
+
+def compare(
+    beat_schedule: Mapping[str, Any],
+    template: Mapping[str, Any],
+    routes: Mapping[str, routing.Route] | None = None,
+) -> Report:
+    """Every entry of ``beat_schedule``, then every template schedule no entry matched.
+
+    ``routes``: where the app routes each entry's task (by entry name) when its options name no
+    queue, as runner.local.routing finds it; an entry without one goes to the default queue.
+    """
+    routes = routes or {}
     events = _events(template)
     claimed: dict[str, str] = {}
     findings = []
@@ -141,7 +177,8 @@ def compare(beat_schedule: Mapping[str, Any], template: Mapping[str, Any]) -> Re
             findings.append(Finding(str(name), event, "refused", detail=detail))
             continue
         claimed[event_name] = str(name)
-        findings.append(_finding(str(name), entry, event, where[1] if where else None))
+        props = where[1] if where else None
+        findings.append(_finding(str(name), entry, event, props, routes.get(str(name))))
     for event_name, (event, _) in events.items():
         if event_name not in claimed:
             findings.append(Finding("", event, "extra"))
@@ -183,13 +220,23 @@ def _events(template: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, An
     return found
 
 
-def _finding(name: str, entry: Any, event: str, props: Mapping[str, Any] | None) -> Finding:
+def _finding(
+    name: str,
+    entry: Any,
+    event: str,
+    props: Mapping[str, Any] | None,
+    route: routing.Route | None,
+) -> Finding:
     try:
-        wanted = _wanted(entry)
+        wanted = _wanted(entry, route)
     except BeatScheduleError as error:
         return Finding(name, event, "refused", detail=str(error))
     fix = snippet(event.split(".", 1)[1], name, wanted.expression, wanted.payload)
-    common = {"task": wanted.payload["task"], "expression": wanted.expression}
+    common = {
+        "task": wanted.payload["task"],
+        "expression": wanted.expression,
+        "queue": wanted.payload.get("queue"),
+    }
     if props is None:
         return Finding(name, event, "missing", snippet=fix, **common)
     problems = _differences(wanted, props)
@@ -198,8 +245,12 @@ def _finding(name: str, entry: Any, event: str, props: Mapping[str, Any] | None)
     return Finding(name, event, "ok", **common)
 
 
-def _wanted(entry: Any) -> _Wanted:
-    """The expression and Input an entry asks for; BeatScheduleError if EventBridge cannot."""
+def _wanted(entry: Any, route: routing.Route | None = None) -> _Wanted:
+    """The expression and Input an entry asks for; BeatScheduleError if EventBridge cannot.
+
+    The queue is the one the entry's options name, else the one ``route`` (the app's routing of
+    its task) gives, else the default.
+    """
     if not isinstance(entry, Mapping):
         raise BeatScheduleError(f"an entry must be a dict, got {type(entry).__name__}")
     unknown = sorted(set(entry) - ENTRY_KEYS)
@@ -209,13 +260,30 @@ def _wanted(entry: Any) -> _Wanted:
         raise BeatScheduleError("no task")
     if "schedule" not in entry:
         raise BeatScheduleError("no schedule")
-    queue = _queue_option(entry.get("options"))
+    queue, queue_by = _queue_option(entry.get("options")), ""
+    if queue is None and route is not None:
+        queue, queue_by = _routed_queue(route), route.by
     if entry.get("relative"):
         raise BeatScheduleError("relative=True: EventBridge cannot round an interval to its unit")
     payload = _payload(entry)
     if queue is not None and queue != queues.JOBS:
         payload["queue"] = queue
-    return _Wanted(eventbridge.expression(entry["schedule"]), payload)
+    return _Wanted(eventbridge.expression(entry["schedule"]), payload, queue_by)
+
+
+def _routed_queue(route: routing.Route) -> str:
+    """The stack queue the app routes an entry's task to; BeatScheduleError if none."""
+    roles = ", ".join(queues.ROLES)
+    if route.queue is None:
+        raise BeatScheduleError(
+            f"celery beat cannot send it: {route.problem} (the stack's queues are {roles})"
+        )
+    if route.queue not in queues.ROLES:
+        raise BeatScheduleError(
+            f"celery beat sends it to queue {route.queue!r} ({route.by}); the stack's queues "
+            f"are {roles}"
+        )
+    return route.queue
 
 
 def _queue_option(options: Any) -> str | None:
@@ -267,7 +335,7 @@ def _payload(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def _differences(wanted: _Wanted, props: Mapping[str, Any]) -> list[str]:
     problems = _expression_differences(wanted.expression, props)
-    problems += _input_differences(wanted.payload, props.get("Input"))
+    problems += _input_differences(wanted, props.get("Input"))
     if props.get("State") == "DISABLED":
         problems.append("State is DISABLED: it never fires on AWS")
     return problems
@@ -290,7 +358,7 @@ def _expression_differences(wanted: str, props: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
+def _input_differences(wanted: _Wanted, raw: Any) -> list[str]:
     substituted = isinstance(raw, Mapping) and "Fn::Sub" in raw
     text = raw.get("Fn::Sub") if isinstance(raw, Mapping) else raw
     if not isinstance(text, str):
@@ -317,11 +385,12 @@ def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
         if key not in INPUT_KEYS
     ]
     for key, default in INPUT_DEFAULTS.items():
-        mine, theirs = wanted.get(key, default), given.get(key, default)
+        mine, theirs = wanted.payload.get(key, default), given.get(key, default)
         if mine != theirs:
             verb = "are" if key in ("args", "kwargs") else "is"
+            why = f" ({wanted.queue_by})" if key == "queue" and wanted.queue_by else ""
             problems.append(
-                f"Input {key} {verb} {_show(theirs)}, beat_schedule's {verb} {_show(mine)}"
+                f"Input {key} {verb} {_show(theirs)}, beat_schedule's {verb} {_show(mine)}{why}"
             )
     return problems
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -17,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from samtranslator.yaml_helper import yaml_parse
 
+from runner.cli import schedules as schedules_cli
 from runner.cli.main import main
-from runner.local import sam, schedule_check
+from runner.local import routing, sam, schedule_check
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
@@ -43,8 +46,17 @@ def repo_template() -> dict[str, Any]:
     return copy.deepcopy(_parsed_template())
 
 
-def schedules_command(*args: str) -> Any:
-    return CliRunner().invoke(main, ["schedules", *args])
+def default_routes(requests: Mapping[str, routing.Request]) -> dict[str, routing.Route]:
+    """What the app's routing answers when nothing routes the tasks (the repository's case)."""
+    return {name: routing.Route("jobs", by=routing.BY_DEFAULT) for name in requests}
+
+
+def schedules_command(*args: str, app_routing: bool = False) -> Any:
+    """`galley schedules ARGS`. The app's routing is asked in a child process (a second each);
+    unless ``app_routing``, it is answered as for an app that routes nothing."""
+    routes = routing.routes if app_routing else default_routes
+    with mock.patch.object(routing, "routes", routes):
+        return CliRunner().invoke(main, ["schedules", *args])
 
 
 def edited_template(tmp_path: Path, old: str, new: str) -> Path:
@@ -62,7 +74,7 @@ def edited_template(tmp_path: Path, old: str, new: str) -> Path:
 def test_the_repository_beat_schedule_and_template_agree() -> None:
     # GIVEN the repo's tasks/schedules.py and template.yaml
     # WHEN `galley schedules` compares them
-    result = schedules_command("--template", str(TEMPLATE))
+    result = schedules_command("--template", str(TEMPLATE), app_routing=True)
     # THEN each entry is listed with its EventBridge expression and its event, and it exits 0
     assert result.exit_code == 0, result.output
     assert (
@@ -70,6 +82,35 @@ def test_the_repository_beat_schedule_and_template_agree() -> None:
         "tasks.reports.summarize_csv at cron(0 2 * * ? *)" in result.output
     )
     assert "agree" in result.output.splitlines()[-1]
+
+
+def test_an_entry_the_app_routes_to_the_long_queue_needs_the_queue_in_the_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: task_routes sent `celery beat`'s jobs to the long queue, but the schedule
+    Lambda sent the template's to the jobs queue, and `galley schedules` said they agree."""
+    # GIVEN the app routes tasks.reports.* to the long queue (a task module of its own)
+    (tmp_path / "long_reports_routes.py").write_text(
+        'from runner import app\napp.conf.task_routes = {"tasks.reports.*": {"queue": "long"}}\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GALLEY_TASK_MODULES", "long_reports_routes")
+    # WHEN `galley schedules` checks the repository, whose nightly entry is tasks.reports.*
+    result = schedules_command("--template", str(TEMPLATE), app_routing=True)
+    # THEN the Input lacks the queue celery beat sends it to, and the event to paste has it
+    assert result.exit_code == 1, result.output
+    assert "Input queue is jobs, beat_schedule's is long (the app's task_routes)" in result.output
+    assert '"queue": "long"' in result.output
+
+
+def test_local_up_runs_on_with_a_line_when_the_app_cannot_be_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN an app whose task modules cannot be loaded
+    monkeypatch.setenv("GALLEY_TASK_MODULES", "no_such_module_anywhere")
+    # WHEN `galley local up` asks for the differences THEN one line says why there are none
+    (line,) = schedules_cli.differences(TEMPLATE)
+    assert line.startswith(f"cannot compare beat_schedule and {TEMPLATE}: cannot load the Celery")
 
 
 # --- differences ---------------------------------------------------------------------------------
@@ -230,6 +271,58 @@ def test_an_input_saying_the_default_queue_agrees_with_an_entry_saying_none() ->
     props = nightly_props(template)
     props["Input"] = {"Fn::Sub": props["Input"]["Fn::Sub"].replace("{", '{"queue": "jobs", ', 1)}
     assert schedule_check.compare({"nightly-import-summary": NIGHTLY}, template).differences == []
+
+
+@pytest.mark.parametrize(
+    ("route", "queue"),
+    [
+        (routing.Route("long", by=routing.BY_TASK_QUEUE), "long"),
+        (routing.Route("long", by=routing.BY_TASK_ROUTES), "long"),
+        (routing.Route("jobs", by=routing.BY_DEFAULT), None),
+    ],
+)
+def test_an_entry_goes_where_the_app_routes_its_task(
+    route: routing.Route, queue: str | None
+) -> None:
+    (finding,) = schedule_check.compare(
+        {"nightly-import-summary": NIGHTLY}, repo_template(), {"nightly-import-summary": route}
+    ).findings
+    assert finding.queue == queue
+    if queue:
+        assert finding.detail == f"Input queue is jobs, beat_schedule's is long ({route.by})"
+    else:
+        assert finding.status == "ok"
+
+
+def test_the_entry_s_queue_option_wins_over_the_app_s_routing() -> None:
+    beat = {"nightly-import-summary": {**NIGHTLY, "options": {"queue": "jobs"}}}
+    routes = {"nightly-import-summary": routing.Route("long", by=routing.BY_TASK_ROUTES)}
+    assert schedule_check.compare(beat, repo_template(), routes).differences == []
+    assert schedule_check._routed(beat) == {}
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        (
+            routing.Route(None, problem="Queue 'reports' missing from task_queues"),
+            "celery beat cannot send it: Queue 'reports' missing from task_queues (the stack's "
+            "queues are jobs, long)",
+        ),
+        (
+            routing.Route("reports", by=routing.BY_TASK_ROUTES),
+            "celery beat sends it to queue 'reports' (the app's task_routes)",
+        ),
+    ],
+)
+def test_an_entry_the_app_routes_off_the_stack_is_refused(
+    route: routing.Route, reason: str
+) -> None:
+    (finding,) = schedule_check.compare(
+        {"nightly-import-summary": NIGHTLY}, repo_template(), {"nightly-import-summary": route}
+    ).findings
+    assert finding.status == "refused"
+    assert reason in finding.detail
 
 
 def test_a_template_schedule_without_a_beat_entry_is_reported() -> None:

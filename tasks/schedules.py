@@ -9,6 +9,9 @@ on their real cadence. Times are UTC.
   and a whole number of minutes; EventBridge cannot keep ``solar``, nor a crontab restricting both
   ``day_of_month`` and ``day_of_week``.
 - ``args`` / ``kwargs``: JSON; ``"${ResultsBucket}"`` stands for the stack's results bucket.
+- ``options``: only ``{"queue": "long"}``, for the long-jobs queue. Without it the job goes where
+  the app routes the task (``task_routes``, ``@app.task(queue=...)``); either way the template's
+  Input must name that queue, and `galley schedules` says so.
 - The entry's name becomes the template event's logical id: nightly-import-summary ->
   NightlyImportSummary.
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from runner.cli.failures import one_line_errors
+from runner.errors import BeatScheduleError
 from runner.local import sam, schedule_check
 from runner.local import scheduler as scheduler_
 
@@ -30,24 +31,39 @@ def schedules(template: Path) -> None:
     One line per entry: its EventBridge expression and the template event that fires it, or
     what differs and the YAML to paste. Exit 1 on any difference, so CI can run it.
     """
-    with one_line_errors():
-        report = schedule_check.check(template)
+    try:
+        with one_line_errors():
+            report = schedule_check.check(template)
+    except click.ClickException as error:
+        raise click.ClickException(printable(error.message)) from None
     for finding in report.findings:
-        click.echo(f"{finding.status:<{STATUS_WIDTH}}{finding}")
+        click.echo(printable(f"{finding.status:<{STATUS_WIDTH}}{finding}"))
         if finding.snippet:
-            click.echo(finding.snippet)
+            click.echo(printable(finding.snippet))
     if report.differences:
         raise click.ClickException(
-            f"{len(report.differences)} difference(s) between beat_schedule and {template}"
+            printable(
+                f"{len(report.differences)} difference(s) between beat_schedule and {template}"
+            )
         )
-    click.echo(f"beat_schedule and {template} agree: {len(report.findings)} schedule(s)")
+    click.echo(printable(f"beat_schedule and {template} agree: {len(report.findings)} schedule(s)"))
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as escapes: YAML's and JSON's ``"\\ud800"`` make
+    them, and no terminal encoding can print one."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def differences(template: Path) -> list[str]:
-    """`local up`'s lines for each way beat_schedule and the template disagree."""
+    """`local up`'s lines for each way beat_schedule and the template disagree; one line saying
+    why if they cannot be compared (the stack runs on: the template's schedules fire)."""
+    try:
+        report = schedule_check.check(template)
+    except BeatScheduleError as error:
+        return [printable(f"cannot compare beat_schedule and {template}: {error}")]
     return [
-        f"{finding.brief} (see `galley schedules`)"
-        for finding in schedule_check.check(template).differences
+        printable(f"{finding.brief} (see `galley schedules`)") for finding in report.differences
     ]
 
 

@@ -13,7 +13,8 @@
 - sam.py: template.yaml as the source of truth: translated offline, deployed into moto;
 - scheduler.py, cadence.py: the template's schedules fired locally, on their real cadence;
 - eventbridge.py, schedule_check.py: beat_schedule as EventBridge Scheduler expressions, checked
-  against the template's schedules (``galley schedules``);
+  against the template's schedules (``galley schedules``); routing.py: the queue each entry's
+  task goes to by the app's routing, asked of the app in a child process;
 - process.py: child processes (moto, workers): start, wait for, stop by pid;
 - demo.py: ``galley demo``: the whole path in one run.
 """

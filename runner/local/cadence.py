@@ -4,15 +4,17 @@ Three expression kinds, as documented at
 https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html:
 
 * ``rate(value unit)``: every ``value`` minutes, hours or days. ``next_after(moment)`` is
-  ``moment + interval``; the caller passes the previous fire time (or the start time).
+  ``moment + interval``; the caller passes the previous fire time (or the start time). At most
+  :data:`MAX_RATE`, a century.
 * ``cron(minutes hours day-of-month month day-of-week year)``: six fields, evaluated in UTC.
   Day-of-week runs 1-7 with 1 = SUN. Exactly one of day-of-month and day-of-week is ``?``.
   ``L`` is supported as the whole day-of-month field (last day of the month); ``W``, ``#`` and
   every other use of ``L`` are rejected as not supported. Ranges must not wrap (``FRI-MON``).
 * ``at(yyyy-mm-ddThh:mm:ss)``: once, at that UTC time.
 
-Every expression is validated when the :class:`Schedule` is built, so a bad template fails at
-start-up rather than at its first fire time.
+An expression longer than EventBridge Scheduler accepts (:data:`MAX_EXPRESSION_LENGTH`) is
+refused. Every expression is validated when the :class:`Schedule` is built, so a bad template
+fails at start-up rather than at its first fire time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from runner.errors import ScheduleExpressionError
 
-__all__ = ["Schedule", "ScheduleExpressionError", "parse"]
+__all__ = ["MAX_EXPRESSION_LENGTH", "MAX_RATE", "Schedule", "ScheduleExpressionError", "parse"]
+
+#: The longest ScheduleExpression EventBridge Scheduler's CreateSchedule accepts.
+MAX_EXPRESSION_LENGTH = 256
+#: The longest rate Galley accepts. EventBridge Scheduler documents no maximum (only "a positive
+#: integer"); a bound is needed so that ``next_after`` stays within ``datetime``'s range, and a
+#: century is well beyond any schedule's use (cron's year field ends at 2199).
+MAX_RATE = timedelta(days=36500)
 
 
 _RATE_UNITS: Mapping[str, timedelta] = {
@@ -87,7 +96,10 @@ class _Rate:
     interval: timedelta
 
     def next_after(self, moment: datetime) -> datetime | None:
-        return moment + self.interval
+        try:
+            return moment + self.interval
+        except OverflowError:  # after datetime's last year, 9999: it never fires again
+            return None
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,11 @@ def parse(expression: str) -> Schedule:
 def _parse_rule(expression: str) -> _Rule:
     if not isinstance(expression, str):
         raise ScheduleExpressionError(f"{expression!r}: expression must be a string")
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise ScheduleExpressionError(
+            f"{expression[:40]}...: longer than {MAX_EXPRESSION_LENGTH} characters, the most "
+            "EventBridge Scheduler accepts"
+        )
     if expression.startswith("rate("):
         return _parse_rate(expression)
     if expression.startswith("cron("):
@@ -232,6 +249,10 @@ def _parse_rate(expression: str) -> _Rate:
     if value > 1 and unit == singular:
         raise ScheduleExpressionError(
             f"{expression}: with a value above 1 the unit must be {singular + 's'!r}"
+        )
+    if value > MAX_RATE // _RATE_UNITS[singular]:
+        raise ScheduleExpressionError(
+            f"{expression}: longer than {MAX_RATE.days} days, the longest rate Galley accepts"
         )
     return _Rate(value * _RATE_UNITS[singular])
 

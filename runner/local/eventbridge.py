@@ -11,7 +11,9 @@ https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html. A be
   to be ``?``, so a crontab restricting both is refused.
 * an interval (a ``timedelta``, a number of seconds, ``schedule(run_every=...)``) ->
   ``rate(n minutes|hours|days)``. Shorter than :data:`MIN_RATE`, or not a whole number of
-  minutes, is refused: EventBridge cannot keep it.
+  minutes, is refused: EventBridge cannot keep it. Longer than
+  :data:`runner.local.cadence.MAX_RATE` (a century) is refused too: the local scheduler could not
+  compute its fire times.
 * ``solar(...)`` is refused: EventBridge has no sunrise or sunset.
 
 The translation reads the values Celery parsed (``crontab.minute`` is a set of minutes), not the
@@ -28,6 +30,7 @@ from itertools import pairwise
 from celery.schedules import crontab, schedule, solar
 
 from runner.errors import BeatScheduleError
+from runner.local.cadence import MAX_RATE
 
 __all__ = ["MIN_RATE", "expression"]
 
@@ -78,6 +81,10 @@ def _rate(seconds: float) -> str:
         raise BeatScheduleError(
             f"{every}: the shortest EventBridge Scheduler rate is 1 minute; "
             "run it every minute or less often"
+        )
+    if seconds > MAX_RATE.total_seconds():
+        raise BeatScheduleError(
+            f"{every}: longer than {MAX_RATE.days} days, the longest rate Galley accepts"
         )
     if seconds % 60:
         raise BeatScheduleError(

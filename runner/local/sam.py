@@ -40,6 +40,8 @@ REQUIRED_OUTPUTS = (
 JOBS_QUEUE = "JobsQueue"
 RESULTS_BUCKET = "ResultsBucket"
 SCHEDULE_FUNCTION = "ScheduleFunction"
+#: Event types of a function that are EventBridge schedules (the local stack fires them).
+SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
 
 #: Parameters of a local deployment: short timeouts, quick dead-lettering; the Fargate worker is
 #: left out (the local worker plays its part). VisibilityTimeout stays 6 x LambdaTimeout.
@@ -114,18 +116,103 @@ def _schedule_input(name: str, raw: str) -> Any:
         return json.loads(raw)
     except ValueError as error:
         raise StackError(f"schedule {name}: Input is not JSON ({error})") from None
+    except RecursionError:
+        raise StackError(f"schedule {name}: Input is not JSON (nested too deep)") from None
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """Parse a SAM/CloudFormation YAML template, short-form intrinsics (!Ref, !Sub ...) included."""
+    """Parse a SAM/CloudFormation YAML template, short-form intrinsics (!Ref, !Sub ...) included.
+
+    StackError, naming the file, if it cannot be read, is not YAML or is not a mapping.
+    """
+    import yaml
     from samtranslator.yaml_helper import yaml_parse
 
     if path == DEFAULT_TEMPLATE and not path.exists() and _PROJECT_TEMPLATE.exists():
         path = _PROJECT_TEMPLATE
     if not path.exists():
         raise StackError(f"template not found: {path} (run galley from the project root)")
-    template: dict[str, Any] = yaml_parse(path.read_text())
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeError) as error:
+        raise StackError(f"{path}: the template cannot be read: {error}") from None
+    try:
+        template = yaml_parse(text)
+    except yaml.YAMLError as error:
+        raise StackError(
+            f"{path}: the template is not valid YAML: {_yaml_problem(error)}"
+        ) from None
+    except (ValueError, RecursionError) as error:  # a date like 2024-13-01; nesting too deep
+        problem = str(error) or type(error).__name__
+        raise StackError(f"{path}: the template is not valid YAML: {problem}") from None
+    if template is None:
+        raise StackError(f"{path}: the template is empty")
+    if not isinstance(template, dict):
+        raise StackError(f"{path}: the template is {_kind(template)}, expected a mapping")
     return template
+
+
+def _yaml_problem(error: Exception) -> str:
+    """A YAML error on one line: the problem and where it is."""
+    import yaml
+
+    if isinstance(error, yaml.MarkedYAMLError):
+        problem = error.problem or error.context or "cannot be parsed"
+        mark = error.problem_mark or error.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{problem}{where}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, as a message names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _mapping(value: Any, where: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise StackError(f"{where} is {_kind(value)}, expected a mapping")
+    return value
+
+
+def _key(name: Any) -> str:
+    """A key of the template as a message shows it: logical ids as they are, others quoted."""
+    return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_:-]+", name) else repr(name)
+
+
+def schedule_events(template: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """``(logical id, event id, Properties)`` of every schedule event (:data:`SCHEDULE_EVENT_TYPES`)
+    of every resource. StackError names the first part on the way to them that is not a mapping
+    (CloudFormation refuses null there too)."""
+    if "Resources" not in template:
+        raise StackError("the template has no Resources")
+    found = []
+    for logical_id, resource in _mapping(template["Resources"], "Resources").items():
+        where = f"Resources.{_key(logical_id)}"
+        resource = _mapping(resource, where)
+        if "Properties" not in resource:
+            continue
+        props = _mapping(resource["Properties"], f"{where}.Properties")
+        if "Events" not in props:
+            continue
+        events = _mapping(props["Events"], f"{where}.Properties.Events")
+        for event_id, event in events.items():
+            at = f"{where}.Properties.Events.{_key(event_id)}"
+            event = _mapping(event, at)
+            if event.get("Type") in SCHEDULE_EVENT_TYPES:
+                properties = _mapping(event.get("Properties", {}), f"{at}.Properties")
+                found.append((str(logical_id), str(event_id), properties))
+    return found
 
 
 def translate(
@@ -185,25 +272,25 @@ def schedules(
 ) -> list[ScheduleSpec]:
     """The ScheduleV2 events of every function, with ``${Name}`` in their input resolved."""
     found = []
-    for logical_id, resource in sam_template.get("Resources", {}).items():
-        events = resource.get("Properties", {}).get("Events", {}) or {}
-        for event_id, event in events.items():
-            if event.get("Type") not in ("ScheduleV2", "Schedule"):
-                continue
-            props = event.get("Properties", {})
-            raw_input = _resolve(props.get("Input", "{}"), substitutions)
-            found.append(
-                ScheduleSpec(
-                    name=f"{logical_id}.{event_id}",
-                    expression=str(_resolve(props.get("ScheduleExpression", ""), substitutions)),
-                    input=_schedule_input(f"{logical_id}.{event_id}", raw_input),
-                )
+    for logical_id, event_id, props in schedule_events(sam_template):
+        name = f"{logical_id}.{event_id}"
+        raw_input = _resolve(props.get("Input", "{}"), substitutions)
+        found.append(
+            ScheduleSpec(
+                name=name,
+                expression=str(_resolve(props.get("ScheduleExpression", ""), substitutions)),
+                input=_schedule_input(name, raw_input),
             )
+        )
     return found
 
 
 def _resolve(value: Any, substitutions: Mapping[str, str]) -> str:
-    """A string, or a !Sub whose ${Name} references are all in ``substitutions``."""
+    """A string as written, or a !Sub with its ${Name} references (all in ``substitutions``)
+    filled in. As CloudFormation does, ``${Name}`` in a plain string stays as it is: EventBridge
+    sends such an Input as written (`galley schedules` reports it)."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, dict) and "Fn::Sub" in value:
         value = value["Fn::Sub"]
     if not isinstance(value, str):

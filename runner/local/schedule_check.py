@@ -4,8 +4,10 @@
 deploys them, one ``ScheduleV2`` event of ``ScheduleFunction`` each. This module compares the two
 and says, for every entry, whether the template has the matching event: the same times (the
 entry's schedule translated by runner/local/eventbridge.py, compared by when it fires) and the
-same input (``{"task", "args", "kwargs"}``, what the schedule Lambda enqueues). For an entry the
-template lacks, or has otherwise, it writes the event to paste.
+same input (``{"task", "args", "kwargs", "queue"}``, what the schedule Lambda enqueues, and where:
+the queue is the one the entry's ``options={"queue": ...}`` names, as ``celery beat`` sends it).
+An Input with ``${Name}`` must be ``!Sub``: EventBridge sends a plain string as written. For an
+entry the template lacks, or has otherwise, it writes the event to paste.
 
 It checks rather than generates: template.yaml stays the hand-edited SAM template that ``sam
 deploy`` and SAM users expect, and one command (``galley schedules``, run by the tests) says
@@ -24,19 +26,22 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from runner.errors import BeatScheduleError, ScheduleExpressionError
-from runner.local import cadence, eventbridge, sam
+from runner.core import queues
+from runner.errors import BeatScheduleError, ScheduleExpressionError, StackError
+from runner.local import cadence, eventbridge, routing, sam
 from runner.producer.job_request import JobRequest
 from runner.runtime import schedules
 
 #: The function whose events a missing schedule is added to: the schedule Lambda.
 FUNCTION = sam.SCHEDULE_FUNCTION
 #: Event types the local stack fires (runner/local/sam.py ``schedules``); snippets use ScheduleV2.
-EVENT_TYPES = ("ScheduleV2", "Schedule")
+EVENT_TYPES = sam.SCHEDULE_EVENT_TYPES
 #: Keys of a beat_schedule entry Celery knows.
 ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
-#: Keys of a schedule's Input a beat_schedule entry can say.
-INPUT_KEYS = ("task", "args", "kwargs")
+#: Keys of a schedule's Input a beat_schedule entry can say (``queue`` by its options, as
+#: ``options={"queue": "long"}``), and what the schedule Lambda takes when a key is absent.
+INPUT_DEFAULTS: Mapping[str, Any] = {"task": None, "args": [], "kwargs": {}, "queue": queues.JOBS}
+INPUT_KEYS = tuple(INPUT_DEFAULTS)
 #: ScheduleExpressionTimezone values that are UTC, the zone of beat_schedule's times.
 UTC_ZONES = (None, "UTC", "Etc/UTC")
 #: Where the entries are declared, as the report names it.
@@ -55,6 +60,8 @@ class Finding:
     status: Status
     task: str | None = None
     expression: str | None = None
+    #: The queue the job goes to, when not the default one.
+    queue: str | None = None
     detail: str = ""
     #: The event to paste under the function's ``Events`` (missing or differing entries).
     snippet: str | None = None
@@ -68,6 +75,8 @@ class Finding:
         if self.status == "refused":
             return f"{self.name}: EventBridge Scheduler cannot run it: {self.detail}"
         head = f"{self.name} -> {self.event}: {self.task} at {self.expression}"
+        if self.queue:
+            head += f" on the {self.queue} queue"
         if self.status == "missing":
             return f"{head}: not in template.yaml; add under {FUNCTION}'s Events:"
         if self.status == "differs":
@@ -104,17 +113,57 @@ class _Wanted:
 
     expression: str
     payload: dict[str, Any]
+    #: What decided the queue when the entry's options did not (the app's routing).
+    queue_by: str = ""
 
 
 def check(
     template_path: Path = sam.DEFAULT_TEMPLATE, module: str = schedules.SCHEDULE_MODULE
 ) -> Report:
-    """The project's beat_schedule against the template at ``template_path``."""
-    return compare(schedules.declared(module), sam.load_template(template_path))
+    """The project's beat_schedule against the template at ``template_path``.
+
+    StackError, naming the file, if the template cannot be read or its schedules found;
+    BeatScheduleError if the app cannot be loaded to see where it routes the entries' tasks.
+    """
+    template = sam.load_template(template_path)
+    try:
+        sam.schedule_events(template)
+    except StackError as error:
+        raise StackError(f"{template_path}: {error}") from None
+    beat_schedule = schedules.declared(module)
+    return compare(beat_schedule, template, routing.routes(_routed(beat_schedule)))
 
 
-def compare(beat_schedule: Mapping[str, Any], template: Mapping[str, Any]) -> Report:
-    """Every entry of ``beat_schedule``, then every template schedule no entry matched."""
+def _routed(beat_schedule: Mapping[str, Any]) -> dict[str, routing.Request]:
+    """The entries whose queue the app's routing decides: a task, and no queue in the options
+    (the options win over any routing; other options are refused anyway)."""
+    found = {}
+    for name, entry in beat_schedule.items():
+        if not isinstance(entry, Mapping) or entry.get("options"):
+            continue
+        task, args, kwargs = entry.get("task"), entry.get("args"), entry.get("kwargs")
+        if not isinstance(task, str):
+            continue
+        try:  # a route function sees the arguments; ones the check refuses are left out
+            args = json.loads(json.dumps(list(args) if isinstance(args, list | tuple) else []))
+            kwargs = json.loads(json.dumps(dict(kwargs) if isinstance(kwargs, Mapping) else {}))
+        except (TypeError, ValueError):
+            args, kwargs = [], {}
+        found[str(name)] = routing.Request(task, args, kwargs)
+    return found
+
+
+def compare(
+    beat_schedule: Mapping[str, Any],
+    template: Mapping[str, Any],
+    routes: Mapping[str, routing.Route] | None = None,
+) -> Report:
+    """Every entry of ``beat_schedule``, then every template schedule no entry matched.
+
+    ``routes``: where the app routes each entry's task (by entry name) when its options name no
+    queue, as runner.local.routing finds it; an entry without one goes to the default queue.
+    """
+    routes = routes or {}
     events = _events(template)
     claimed: dict[str, str] = {}
     findings = []
@@ -128,7 +177,8 @@ def compare(beat_schedule: Mapping[str, Any], template: Mapping[str, Any]) -> Re
             findings.append(Finding(str(name), event, "refused", detail=detail))
             continue
         claimed[event_name] = str(name)
-        findings.append(_finding(str(name), entry, event, where[1] if where else None))
+        props = where[1] if where else None
+        findings.append(_finding(str(name), entry, event, props, routes.get(str(name))))
     for event_name, (event, _) in events.items():
         if event_name not in claimed:
             findings.append(Finding("", event, "extra"))
@@ -165,21 +215,28 @@ def snippet(event: str, name: str, expression: str, payload: Mapping[str, Any]) 
 def _events(template: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any]]]:
     """Schedule events by logical id: ``(Function.EventId, the event's Properties)``."""
     found: dict[str, tuple[str, Mapping[str, Any]]] = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        events = resource.get("Properties", {}).get("Events", {}) or {}
-        for name, event in events.items():
-            if event.get("Type") in EVENT_TYPES:
-                found.setdefault(name, (f"{logical_id}.{name}", event.get("Properties", {})))
+    for logical_id, name, props in sam.schedule_events(template):
+        found.setdefault(name, (f"{logical_id}.{name}", props))
     return found
 
 
-def _finding(name: str, entry: Any, event: str, props: Mapping[str, Any] | None) -> Finding:
+def _finding(
+    name: str,
+    entry: Any,
+    event: str,
+    props: Mapping[str, Any] | None,
+    route: routing.Route | None,
+) -> Finding:
     try:
-        wanted = _wanted(entry)
+        wanted = _wanted(entry, route)
     except BeatScheduleError as error:
         return Finding(name, event, "refused", detail=str(error))
     fix = snippet(event.split(".", 1)[1], name, wanted.expression, wanted.payload)
-    common = {"task": wanted.payload["task"], "expression": wanted.expression}
+    common = {
+        "task": wanted.payload["task"],
+        "expression": wanted.expression,
+        "queue": wanted.payload.get("queue"),
+    }
     if props is None:
         return Finding(name, event, "missing", snippet=fix, **common)
     problems = _differences(wanted, props)
@@ -188,8 +245,12 @@ def _finding(name: str, entry: Any, event: str, props: Mapping[str, Any] | None)
     return Finding(name, event, "ok", **common)
 
 
-def _wanted(entry: Any) -> _Wanted:
-    """The expression and Input an entry asks for; BeatScheduleError if EventBridge cannot."""
+def _wanted(entry: Any, route: routing.Route | None = None) -> _Wanted:
+    """The expression and Input an entry asks for; BeatScheduleError if EventBridge cannot.
+
+    The queue is the one the entry's options name, else the one ``route`` (the app's routing of
+    its task) gives, else the default.
+    """
     if not isinstance(entry, Mapping):
         raise BeatScheduleError(f"an entry must be a dict, got {type(entry).__name__}")
     unknown = sorted(set(entry) - ENTRY_KEYS)
@@ -199,15 +260,50 @@ def _wanted(entry: Any) -> _Wanted:
         raise BeatScheduleError("no task")
     if "schedule" not in entry:
         raise BeatScheduleError("no schedule")
-    if entry.get("options"):
-        raise BeatScheduleError(
-            f"options {entry['options']!r}: EventBridge sends the schedule Lambda task, args and "
-            "kwargs only; remove the options"
-        )
+    queue, queue_by = _queue_option(entry.get("options")), ""
+    if queue is None and route is not None:
+        queue, queue_by = _routed_queue(route), route.by
     if entry.get("relative"):
         raise BeatScheduleError("relative=True: EventBridge cannot round an interval to its unit")
     payload = _payload(entry)
-    return _Wanted(eventbridge.expression(entry["schedule"]), payload)
+    if queue is not None and queue != queues.JOBS:
+        payload["queue"] = queue
+    return _Wanted(eventbridge.expression(entry["schedule"]), payload, queue_by)
+
+
+def _routed_queue(route: routing.Route) -> str:
+    """The stack queue the app routes an entry's task to; BeatScheduleError if none."""
+    roles = ", ".join(queues.ROLES)
+    if route.queue is None:
+        raise BeatScheduleError(
+            f"celery beat cannot send it: {route.problem} (the stack's queues are {roles})"
+        )
+    if route.queue not in queues.ROLES:
+        raise BeatScheduleError(
+            f"celery beat sends it to queue {route.queue!r} ({route.by}); the stack's queues "
+            f"are {roles}"
+        )
+    return route.queue
+
+
+def _queue_option(options: Any) -> str | None:
+    """The queue an entry's options name, Celery's way (``options={"queue": "long"}``), or None;
+    BeatScheduleError for any other option, which the schedule Lambda cannot take."""
+    if not options:
+        return None
+    if not isinstance(options, Mapping):
+        raise BeatScheduleError(f"options must be a dict, got {type(options).__name__}")
+    if set(options) != {"queue"}:
+        raise BeatScheduleError(
+            f"options {dict(options)!r}: EventBridge sends the schedule Lambda task, args, kwargs "
+            "and a queue only; keep only queue"
+        )
+    queue = options["queue"]
+    if queue not in queues.ROLES:
+        raise BeatScheduleError(
+            f"queue {queue!r}: the stack's queues are {', '.join(queues.ROLES)}"
+        )
+    return str(queue)
 
 
 def _payload(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,7 +335,7 @@ def _payload(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def _differences(wanted: _Wanted, props: Mapping[str, Any]) -> list[str]:
     problems = _expression_differences(wanted.expression, props)
-    problems += _input_differences(wanted.payload, props.get("Input"))
+    problems += _input_differences(wanted, props.get("Input"))
     if props.get("State") == "DISABLED":
         problems.append("State is DISABLED: it never fires on AWS")
     return problems
@@ -262,7 +358,8 @@ def _expression_differences(wanted: str, props: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
+def _input_differences(wanted: _Wanted, raw: Any) -> list[str]:
+    substituted = isinstance(raw, Mapping) and "Fn::Sub" in raw
     text = raw.get("Fn::Sub") if isinstance(raw, Mapping) else raw
     if not isinstance(text, str):
         return [f"Input {raw!r} cannot be read (a JSON string or !Sub of one)"]
@@ -270,19 +367,30 @@ def _input_differences(wanted: Mapping[str, Any], raw: Any) -> list[str]:
         given = json.loads(text)
     except ValueError as error:
         return [f"Input is not JSON ({error})"]
+    except RecursionError:
+        return ["Input is not JSON (nested too deep)"]
     if not isinstance(given, dict):
         return ["Input is not a JSON object"]
-    problems = [
+    problems = []
+    unfilled = schedules.references(given) if not substituted else []
+    if unfilled:
+        # CloudFormation fills in ${Name} only inside Fn::Sub: EventBridge would send the text.
+        names = ", ".join(f"${{{name}}}" for name in unfilled)
+        problems.append(
+            f"Input is not !Sub, so EventBridge sends {names} as written; write it Input: !Sub"
+        )
+    problems += [
         f"Input has {key}, which a beat_schedule entry cannot say"
         for key in given
         if key not in INPUT_KEYS
     ]
-    for key, default in (("task", None), ("args", []), ("kwargs", {})):
-        mine, theirs = wanted.get(key, default), given.get(key, default)
+    for key, default in INPUT_DEFAULTS.items():
+        mine, theirs = wanted.payload.get(key, default), given.get(key, default)
         if mine != theirs:
-            verb = "is" if key == "task" else "are"
+            verb = "are" if key in ("args", "kwargs") else "is"
+            why = f" ({wanted.queue_by})" if key == "queue" and wanted.queue_by else ""
             problems.append(
-                f"Input {key} {verb} {_show(theirs)}, beat_schedule's {verb} {_show(mine)}"
+                f"Input {key} {verb} {_show(theirs)}, beat_schedule's {verb} {_show(mine)}{why}"
             )
     return problems
 

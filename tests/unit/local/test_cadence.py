@@ -410,3 +410,42 @@ def test_malformed_expression_names_the_problem(expression: str, problem: str) -
         parse(expression)
     # THEN the message quotes the expression first, then says what is wrong
     assert str(caught.value).startswith(f"{expression}: ")
+
+
+# --- sizes EventBridge refuses (found by review: OverflowError and ValueError tracebacks) ---------
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        # timedelta cannot hold it: OverflowError while parsing
+        ("rate(99999999999999999999 days)", "longer than 36500 days"),
+        # parsed, then next_after overflowed datetime: `galley local up`'s scheduler calls it
+        ("rate(999999999 days)", "longer than 36500 days"),
+        ("rate(36501 days)", "longer than 36500 days"),
+        ("rate(876001 hours)", "longer than 36500 days"),
+        ("rate(52560001 minutes)", "longer than 36500 days"),
+        # too many digits for int(): ValueError
+        ("rate(" + "9" * 5000 + " minutes)", "longer than 256 characters"),
+        ("cron(" + "9" * 5000 + " 0 * * ? *)", "longer than 256 characters"),
+    ],
+)
+def test_expressions_too_large_for_eventbridge_are_refused_when_parsed(
+    expression: str, problem: str
+) -> None:
+    with pytest.raises(ScheduleExpressionError, match=re.escape(problem)) as caught:
+        parse(expression).next_after(utc(2026, 1, 1))
+    # one line, short enough to read, however long the expression
+    assert "\n" not in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "expression", ["rate(36500 days)", "rate(876000 hours)", "rate(52560000 minutes)"]
+)
+def test_the_longest_rate_fires(expression: str) -> None:
+    assert parse(expression).next_after(utc(2199, 12, 31)) == utc(2299, 12, 7)
+
+
+def test_a_rate_past_the_last_representable_year_never_fires_again() -> None:
+    assert parse("rate(36500 days)").next_after(utc(9950, 1, 1)) is None

@@ -59,3 +59,24 @@ def test_what_the_local_stack_lacks_is_summarized_by_type_in_one_line() -> None:
     )
     assert sam.summarize(missing[:1]).startswith("1 resource moto")
     assert str(missing[0]) == "AWS::CloudWatch::Alarm (A): not implemented"
+
+
+def _one_schedule(props: dict[str, object]) -> dict[str, object]:
+    return {
+        "Resources": {
+            "Fn": {"Properties": {"Events": {"E": {"Type": "ScheduleV2", "Properties": props}}}}
+        }
+    }
+
+
+def test_only_a_sub_input_has_its_references_filled_in_as_on_aws() -> None:
+    """Found by review: `local up` filled ${ResultsBucket} into a plain-string Input, where
+    EventBridge sends the text as written; the local stack now does what AWS does."""
+    text = '{"task": "tasks.x", "args": ["${ResultsBucket}"]}'
+    subs = {"ResultsBucket": "bucket-1"}
+    plain = sam.schedules(_one_schedule({"ScheduleExpression": "rate(1 day)", "Input": text}), subs)
+    sub = sam.schedules(
+        _one_schedule({"ScheduleExpression": "rate(1 day)", "Input": {"Fn::Sub": text}}), subs
+    )
+    assert plain[0].input["args"] == ["${ResultsBucket}"]
+    assert sub[0].input["args"] == ["bucket-1"]

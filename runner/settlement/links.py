@@ -92,9 +92,8 @@ def route_problem(
 
     As Celery routes it: the options, else the queue the task declares (``@app.task(queue=
     ...)``, which ``Task.apply_async`` adds to the options), else ``task_routes``, else the
-    default queue. A named
-    exchange reaches nothing: the app's queues are predefined SQS queues, bound to none, and
-    kombu drops a message no binding matches without a word.
+    default queue. A named exchange reaches nothing: the app's queues are predefined SQS
+    queues, bound to none, and kombu drops a message no binding matches without a word.
     """
     options = dict(options)
     # the registry as it is: Celery's send_task does not finalize the app to look a task up

@@ -185,6 +185,31 @@ def received_body(stack: embedded.LocalResources) -> str:
     return str(message["Body"])
 
 
+def take_job(stack: embedded.LocalResources, task_id: str, what: str) -> list[dict[str, Any]]:
+    """Every message of job ``task_id`` on the jobs queue, received (within 30 s) and deleted;
+    other tests' messages on the shared queue are given back at once."""
+    sqs, _ = support.clients(stack)
+    taken: list[dict[str, Any]] = []
+
+    def arrived() -> bool:
+        for raw in sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            if codec.decode(raw["Body"]).id == task_id:
+                taken.append(raw)
+                sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=raw["ReceiptHandle"])
+            else:  # another test's message: give it back
+                sqs.change_message_visibility(
+                    QueueUrl=stack.queue_url,
+                    ReceiptHandle=raw["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+        return bool(taken)
+
+    wait_for(arrived, timeout=30, what=what)
+    return taken
+
+
 def dlq_reasons(stack: embedded.LocalResources) -> dict[str, str]:
     """Dead-lettered task ids (or bodies) and their reasons."""
     sqs, _ = support.clients(stack)
@@ -311,27 +336,10 @@ def test_mixed_batch_settles_every_record(consumer: Consumer, galley_app: Any) -
     assert AsyncResult(wrong_id, app=galley_app).state == "FAILURE"
     # AND the retry is a new, delayed message on the queue: nobody waits for it (the queue is
     # shared with other tests: their messages are told apart by id)
-    retried: list[dict[str, Any]] = []
-
-    def retry_arrived() -> bool:
-        for raw in sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            if codec.decode(raw["Body"]).id == retry_id:
-                retried.append(raw)
-            else:  # another test's message: give it back
-                sqs.change_message_visibility(
-                    QueueUrl=stack.queue_url,
-                    ReceiptHandle=raw["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
-        return bool(retried)
-
-    wait_for(retry_arrived, timeout=30, what="the retry message to become visible")
+    retried = take_job(stack, retry_id, "the retry message to become visible")
     assert len(retried) == 1
     again = codec.decode(retried[0]["Body"])
     assert (again.id, again.task, again.retries) == (retry_id, "tasks.uploads.publish_upload", 1)
-    sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=retried[0]["ReceiptHandle"])
     # AND the dead-letter queue holds the four others with their reasons
     reasons = dlq_reasons(stack)
     assert set(reasons) == {failing_id, unknown_id, wrong_id, garbage}
@@ -802,24 +810,7 @@ def test_a_retry_goes_back_to_its_queue_whatever_exchange_the_message_names(
     # queue is bound to, nor sent to another queue)
     assert outcome.action == "acked", f"{outcome.action}: {outcome.reason}"
     assert AsyncResult(task_id, app=galley_app).state == "RETRY"
-    retried: list[dict[str, Any]] = []
-
-    def retry_arrived() -> bool:
-        for raw in sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            if codec.decode(raw["Body"]).id == task_id:
-                retried.append(raw)
-                sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=raw["ReceiptHandle"])
-            else:  # another test's message: give it back
-                sqs.change_message_visibility(
-                    QueueUrl=stack.queue_url,
-                    ReceiptHandle=raw["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
-        return bool(retried)
-
-    wait_for(retry_arrived, timeout=30, what="the retry message on the jobs queue")
+    retried = take_job(stack, task_id, "the retry message on the jobs queue")
     assert codec.decode(retried[0]["Body"]).retries == 1
 
 

@@ -174,11 +174,9 @@ def test_a_state_damaged_anywhere_is_a_state_or_one_clear_line(
     _read_is_a_state_or_one_line_error(tmp_path / "fuzz.json", raw)
 
 
-def test_the_lock_is_held_by_one_holder_and_released_at_exit(tmp_path: Path) -> None:
-    # GIVEN no stack: the lock is free
-    path = tmp_path / ".galley" / "local.json"
-    assert not state.held_elsewhere(path)
-    # WHEN another process takes it
+def _lock_holder(path: Path) -> subprocess.Popen[str]:
+    """Another process holding the stack's lock for ``path`` (a stand-in for `local up`); it
+    holds it until killed or its stdin closes."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -191,8 +189,17 @@ def test_the_lock_is_held_by_one_holder_and_released_at_exit(tmp_path: Path) -> 
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_the_lock_is_held_by_one_holder_and_released_at_exit(tmp_path: Path) -> None:
+    # GIVEN no stack: the lock is free
+    path = tmp_path / ".galley" / "local.json"
+    assert not state.held_elsewhere(path)
+    # WHEN another process takes it
+    holder = _lock_holder(path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         # THEN it is held, and no one else can take it
         assert state.held_elsewhere(path)
         assert not state.StackLock(path).try_acquire()
@@ -227,20 +234,8 @@ def test_down_signals_the_lock_holder_never_a_stale_pid(tmp_path: Path) -> None:
 
     path = tmp_path / ".galley" / "local.json"
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, pathlib; from runner.local import state;"
-            f"lock = state.StackLock(pathlib.Path({str(path)!r})); assert lock.try_acquire();"
-            "print('held', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _lock_holder(path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         state.save(path, RUNNING.model_copy(update={"pid": bystander.pid, "processes": ()}))
         # THEN the running stack is named by the lock's holder
         assert state.describe_running(path).startswith(f"pid {holder.pid}")

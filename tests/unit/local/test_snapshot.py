@@ -4,15 +4,12 @@ input."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from runner.errors import LocalDataError
 from runner.local import snapshot
@@ -30,19 +27,6 @@ FUZZ = settings(
 )
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield
-
-
 def _fresh_moto() -> tuple[Any, Any, str]:
     """Clients on an empty moto with the stack's queue and bucket (as a new deployment has)."""
     from moto.core.models import BackendDict
@@ -54,7 +38,7 @@ def _fresh_moto() -> tuple[Any, Any, str]:
     return sqs, s3, url
 
 
-def test_every_message_and_object_comes_back_as_it_was(aws: None) -> None:
+def test_every_message_and_object_comes_back_as_it_was(moto_in_process: None) -> None:
     # GIVEN a queue with a dead letter's reason, a binary attribute, a job in flight and a
     # delayed one, and a bucket with a result
     sqs, s3, url = _fresh_moto()
@@ -93,7 +77,7 @@ def test_every_message_and_object_comes_back_as_it_was(aws: None) -> None:
         assert after[field] == before[field], field
 
 
-def test_what_is_already_there_is_not_overwritten(aws: None) -> None:
+def test_what_is_already_there_is_not_overwritten(moto_in_process: None) -> None:
     # GIVEN a saved result and message, and a new moto where both exist already (a worker
     # attached from another shell wrote the result again before the restore)
     sqs, s3, url = _fresh_moto()
@@ -109,7 +93,9 @@ def test_what_is_already_there_is_not_overwritten(aws: None) -> None:
     assert attrs["ApproximateNumberOfMessages"] == "1"
 
 
-def test_a_queue_or_bucket_the_new_stack_lacks_is_kept_aside(aws: None, tmp_path: Path) -> None:
+def test_a_queue_or_bucket_the_new_stack_lacks_is_kept_aside(
+    moto_in_process: None, tmp_path: Path
+) -> None:
     # GIVEN saved data of a queue the template has since renamed
     sqs, _, url = _fresh_moto()
     old = sqs.create_queue(QueueName="renamed-away")["QueueUrl"]
@@ -129,7 +115,7 @@ def test_a_queue_or_bucket_the_new_stack_lacks_is_kept_aside(aws: None, tmp_path
     assert aside is not None and [q.name for q in aside.queues] == ["renamed-away"]
 
 
-def test_saving_waits_until_the_last_data_is_back(aws: None, tmp_path: Path) -> None:
+def test_saving_waits_until_the_last_data_is_back(moto_in_process: None, tmp_path: Path) -> None:
     # GIVEN a data file from the last run, and a moto that has not restored it (a deployment
     # that failed)
     _fresh_moto()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -16,7 +16,6 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from runner.errors import (
     IdempotencyError,
@@ -36,19 +35,11 @@ T0 = 1_000_000.0
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+def s3(moto_in_process: None) -> Any:
     motoserver.serialize_s3_objects()  # conditional writes atomic, as S3's are
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=32))
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+    client = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=32))
+    client.create_bucket(Bucket=BUCKET)
+    return client
 
 
 def claim(s3: Any, task_id: str, now: float = T0, key: str = "k1") -> idempotency.Claim:

@@ -11,6 +11,7 @@ import click
 
 from runner.cli import schedules as schedules_
 from runner.cli.failures import one_line_errors
+from runner.core import queues
 from runner.local import control, embedded, supervisor, workers
 from runner.local import sam as stack_
 from runner.local import state as local_state
@@ -66,6 +67,8 @@ class _Seconds(click.ParamType):
 
 
 SECONDS = _Seconds()
+#: ``--queue`` of the commands that take a queue by role (runner.core.queues).
+QUEUE_ROLE = click.Choice(list(queues.ROLES))
 #: ``--timeout`` of the commands that can ``--wait``.
 TIMEOUT_OPTION = click.option(
     "--timeout",
@@ -204,7 +207,7 @@ def local_down(timeout: float, state_file: Path) -> None:
 @click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments, a JSON object.")
 @click.option(
     "--queue",
-    type=click.Choice(["jobs", "long"]),
+    type=QUEUE_ROLE,
     default=None,
     help="The queue by role: jobs, or long (the Fargate workers'). Default: the task's route.",
 )
@@ -275,7 +278,7 @@ def demo() -> None:
 @main.command()
 @click.option(
     "--queue",
-    type=click.Choice(["jobs", "long"]),
+    type=QUEUE_ROLE,
     default="jobs",
     show_default=True,
     help="Check as the worker of this queue would (celery worker -Q QUEUE).",

@@ -1,0 +1,203 @@
+"""Galley against stock Celery on one moto, same machine, same run: jobs/s, requests and dollars.
+
+Both drain the same N no-op jobs with a prefork worker at concurrency 4, talking to moto through
+the test suite's proxy (tests/faults.py), which adds a round trip of :data:`RTT` to every request
+(AWS is a few milliseconds away; moto is on this machine) and counts requests by AWS operation.
+The jobs are sent straight to moto, not through the proxy, once the worker is polling: the counts
+are the worker's alone. Scenarios:
+
+- ``kept``: the result is kept (``perf.noop``); done when the queue is empty and every result is
+  in the bucket;
+- ``ignored``: fire-and-forget (``ignore_result=True``, ``perf.noop_ignored``); done when the queue
+  is empty.
+
+Stock Celery is ``tests/perf/stock_app.py``: SQS broker and S3 backend as Celery's documentation
+configures them, Celery's defaults otherwise (early ack, prefetch multiplier 4). Galley is
+``runner.app`` as deployed (late ack, heartbeat, dead-lettering), with its default settings.
+
+Prices (us-east-1 list prices): SQS $0.40 per million requests; S3 PUT/POST/DELETE $5.00 and
+GET/HEAD $0.40 per million. One SendMessage per job is added for the sender (batched sends cost
+a tenth of that; the table assumes the common one-by-one ``.delay()``). Printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.core import settings
+from runner.local import embedded
+from runner.local.process import Child, python_module, wait_for
+from runner.wire import codec
+from tests import support
+from tests.faults import FaultProxy
+from tests.perf import stock_app
+from tests.perf.bench import emit, heading
+
+N = 400
+CONCURRENCY = 4
+#: Latency the proxy adds to every request (one round trip).
+RTT = 0.010
+SQS_PRICE = 0.40
+S3_WRITE_PRICE = 5.00
+S3_READ_PRICE = 0.40
+S3_WRITES = ("s3:PUT", "s3:POST", "s3:DELETE")
+S3_READS = ("s3:GET", "s3:HEAD")
+SCENARIOS = {"kept": "perf.noop", "ignored": "perf.noop_ignored"}
+
+
+@dataclasses.dataclass
+class Run:
+    system: str
+    scenario: str
+    seconds: float
+    counts: Counter[str]
+
+    @property
+    def jobs_per_s(self) -> float:
+        return N / self.seconds
+
+    def per_job(self, prefix: str) -> float:
+        return sum(v for k, v in self.counts.items() if k.startswith(prefix)) / N
+
+    @property
+    def dollars_per_million(self) -> float:
+        """Dollars per million jobs: the worker's requests plus one SendMessage per job."""
+        sqs = self.per_job("sqs:") + 1
+        writes = sum(self.counts[k] for k in S3_WRITES) / N
+        reads = sum(self.counts[k] for k in S3_READS) / N
+        return sqs * SQS_PRICE + writes * S3_WRITE_PRICE + reads * S3_READ_PRICE
+
+
+def _start_galley(stack: embedded.LocalResources, proxy_url: str, log: Path) -> Child:
+    through_proxy = dataclasses.replace(stack, endpoint_url=proxy_url)
+    return support.start_worker(
+        through_proxy,
+        log,
+        concurrency=CONCURRENCY,
+        GALLEY_TASK_MODULES="tests.perf.noop_tasks",
+        **{settings.RECEIVE_WAIT_SECONDS: "20"},  # as deployed (locally it is 5)
+    )
+
+
+def _start_stock(stack: embedded.LocalResources, proxy_url: str, log: Path) -> Child:
+    env = {
+        **support.attached_env_plain(),
+        **dataclasses.replace(stack, endpoint_url=proxy_url).env(),
+        "STOCK_QUEUE_URL": stack.queue_url,
+        "STOCK_BUCKET": stack.bucket,
+    }
+    argv = python_module(
+        "celery", "-A", "tests.perf.stock_app", "worker", "--loglevel", "INFO",
+        "--pool", "prefork", "--concurrency", str(CONCURRENCY),
+    )  # fmt: skip
+    worker = Child(argv, env=env, log=log)
+
+    def ready() -> bool:
+        if not worker.alive():
+            raise AssertionError(f"stock worker exited early:\n{worker.log_tail(60)}")
+        return bool(log.exists() and support.READY.search(log.read_text(errors="replace")))
+
+    wait_for(ready, timeout=60, what="the stock celery worker to be ready")
+    return worker
+
+
+SYSTEMS: dict[str, tuple[Callable[[embedded.LocalResources, str, Path], Child], str]] = {
+    # system -> (start a worker, the routing key its messages carry)
+    "stock-celery": (_start_stock, stock_app.QUEUE),
+    "galley": (_start_galley, "jobs"),
+}
+
+
+def _results(stack: embedded.LocalResources) -> int:
+    _, s3 = support.clients(stack)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket)
+    return sum(
+        1 for page in pages for o in page.get("Contents", []) if "celery-task-meta-" in o["Key"]
+    )
+
+
+def _drain(
+    system: str, scenario: str, server_url: str, proxy: FaultProxy, tmp_path: Path
+) -> Run:
+    start, routing_key = SYSTEMS[system]
+    stack = support.provision(server_url, support.unique_config(visibility_timeout=60))
+    proxy.reset_counts()
+    worker = start(stack, proxy.url, tmp_path / f"{system}-{scenario}.log")
+    try:
+        wait_for(
+            lambda: proxy.counts()["sqs:ReceiveMessage"] > 0,
+            timeout=30,
+            what=f"{system} polling",
+        )
+        sqs, _ = support.clients(stack)
+        bodies = [
+            codec.encode_message(codec.build(SCENARIOS[scenario], queue=routing_key))
+            for _ in range(N)
+        ]  # each its own task id, so each keeps a result of its own
+        proxy.reset_counts()
+        began = time.monotonic()
+        for first in range(0, N, 10):
+            entries = [
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate(bodies[first : first + 10])
+            ]
+            sqs.send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
+
+        def done() -> bool:
+            if support.queue_depth(stack, stack.queue_url):
+                return False
+            return scenario != "kept" or _results(stack) >= N
+
+        wait_for(done, timeout=900, interval=0.25, what=f"{system} draining {N} {scenario} jobs")
+        seconds = time.monotonic() - began
+        counts = proxy.counts()
+    finally:
+        worker.stop(grace=30)
+    return Run(system, scenario, seconds, counts)
+
+
+def _print(run: Run) -> None:
+    emit(
+        f"side_by_side.{run.scenario}",
+        run.system,
+        jobs=N,
+        jobs_per_s=run.jobs_per_s,
+        aws_per_job=run.per_job("sqs:") + run.per_job("s3:"),
+        sqs_per_job=run.per_job("sqs:"),
+        s3_per_job=run.per_job("s3:"),
+        dollars_per_million_jobs=run.dollars_per_million,
+    )
+    for name, count in sorted(run.counts.items()):
+        emit(f"side_by_side.{run.scenario}.by_operation", f"{run.system}:{name}", per_job=count / N)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(3600)
+def test_galley_against_stock_celery(tmp_path: Path) -> None:
+    heading(
+        f"side by side: {N} no-op jobs, prefork concurrency {CONCURRENCY}, "
+        f"{RTT * 1000:.0f} ms added per request; prices: SQS ${SQS_PRICE}/M requests, "
+        f"S3 PUT ${S3_WRITE_PRICE}/M, GET/HEAD ${S3_READ_PRICE}/M, + 1 SendMessage per job"
+    )
+    runs: dict[tuple[str, str], Run] = {}
+    with embedded.MotoServer(log=tmp_path / "moto.log") as server, FaultProxy(server.url) as proxy:
+        proxy.inject("latency", seconds=RTT)
+        for scenario in SCENARIOS:
+            for system in SYSTEMS:
+                run = _drain(system, scenario, server.url, proxy, tmp_path)
+                runs[system, scenario] = run
+                _print(run)
+    for scenario in SCENARIOS:
+        galley, stock = runs["galley", scenario], runs["stock-celery", scenario]
+        emit(
+            f"side_by_side.{scenario}.ratio",
+            "galley/stock",
+            throughput=galley.jobs_per_s / stock.jobs_per_s,
+            cost=galley.dollars_per_million / stock.dollars_per_million,
+        )

@@ -1,5 +1,5 @@
-"""moto's server for the local stack: S3's conditional writes made atomic, and the stack's data
-kept across restarts.
+"""moto's server for the local stack: S3's conditional writes and SQS receives made atomic, and
+the stack's data kept across restarts.
 
 S3 applies a conditional write (``If-Match`` / ``If-None-Match``) atomically: of two writers
 holding the same ETag, exactly one succeeds. moto 5 checks the condition and then writes, without
@@ -12,6 +12,12 @@ the local stack it must hold as it does on AWS.
 key) one at a time. Bucket-level requests (listings, batch deletes) stay concurrent. Call it in
 the process that serves moto: ``python -m runner.local.motoserver`` (what ``galley local up``
 and the tests start) does.
+
+SQS hands a message to one receiver at a time. moto's ReceiveMessage checks each message's
+visibility and then marks it received, without a lock, so two receives at the same moment (two
+workers, or one worker's receivers polling side by side) can both return the same message: it
+runs twice. :func:`serialize_sqs_receives` takes messages from a queue one receive at a time; the
+long poll's waiting happens outside the lock, so a poll waiting on an empty queue holds up no one.
 
 With ``--data FILE`` the server keeps the stack's data (:mod:`runner.local.snapshot`): ``POST
 /_galley/restore``, sent by `galley local up` once template.yaml is deployed, puts FILE's
@@ -60,6 +66,43 @@ def serialize_s3_objects() -> None:
 
     key_response.galley_serialized = True  # type: ignore[attr-defined]
     S3Response.key_response = key_response  # type: ignore[method-assign]
+
+
+_RECEIVE_LOCKS: dict[str, threading.Lock] = {}
+
+
+def serialize_sqs_receives() -> None:
+    """Take messages from each queue one ReceiveMessage at a time, in this process. Idempotent."""
+    from moto.sqs.models import SQSBackend
+
+    current = SQSBackend.receive_message
+    if getattr(current, "galley_serialized", False):
+        return
+
+    @functools.wraps(current)
+    def receive_message(
+        self: SQSBackend,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        queue = self.get_queue(queue_name)
+        lock = _RECEIVE_LOCKS.setdefault(queue.queue_arn, threading.Lock())
+        deadline = time.monotonic() + wait_seconds_timeout
+        while True:
+            with lock:  # one look at the queue, no waiting: moto's own loop with a wait of 0
+                found = current(
+                    self, queue_name, count, 0, visibility_timeout, message_attribute_names
+                )
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return found
+            queue.wait_for_messages(min(1.0, remaining))  # as moto waits: woken by a send
+
+    receive_message.galley_serialized = True  # type: ignore[attr-defined]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
 
 
 class _InProgress:
@@ -141,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))
     serialize_s3_objects()
+    serialize_sqs_receives()
     data = snapshot.DataFile(args.data) if args.data else None
     app = GalleyApp(DomainDispatcherApplication(create_backend_app), data)
     server = make_server(

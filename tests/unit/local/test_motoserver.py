@@ -62,3 +62,67 @@ def test_serializing_twice_wraps_once() -> None:
     wrapped = motoserver.S3Response.key_response
     motoserver.serialize_s3_objects()
     assert motoserver.S3Response.key_response is wrapped
+
+
+def test_two_receives_at_the_same_moment_never_return_the_same_message(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto checks a message's visibility, then marks it received, without a lock: two receives
+    at once both took the one message (a job run twice, in the chaos suite's "moto receive
+    race"). SQS hands a message to one receiver."""
+    from moto.sqs.models import Message, SQSBackend
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="race")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="once")
+    # GIVEN a moto whose receives take a while between the check and the mark
+    slow_mark = Message.mark_received
+
+    def mark_received(self: Message, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.2)
+        return slow_mark(self, *args, **kwargs)
+
+    monkeypatch.setattr(Message, "mark_received", mark_received)
+    monkeypatch.setattr(SQSBackend, "receive_message", SQSBackend.receive_message)  # restored after
+    motoserver.serialize_sqs_receives()
+    # WHEN two receivers poll at the same moment
+    got: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def receive() -> None:
+        barrier.wait()
+        answer = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=30)
+        got.extend(m["Body"] for m in answer.get("Messages", []))
+
+    receivers = [threading.Thread(target=receive) for _ in range(2)]
+    for receiver in receivers:
+        receiver.start()
+    for receiver in receivers:
+        receiver.join()
+    # THEN one of them has it
+    assert got == ["once"]
+
+
+def test_a_long_poll_waiting_on_an_empty_queue_holds_up_no_other_receive(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.sqs.models import SQSBackend
+
+    monkeypatch.setattr(SQSBackend, "receive_message", SQSBackend.receive_message)
+    motoserver.serialize_sqs_receives()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="waits")["QueueUrl"]
+    # GIVEN a long poll waiting on the empty queue
+    waiting = threading.Thread(
+        target=lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=3), daemon=True
+    )
+    waiting.start()
+    time.sleep(0.2)  # let it start waiting (the state under test, not an outcome)
+    # WHEN a message is sent and another receiver polls
+    sqs.send_message(QueueUrl=url, MessageBody="now")
+    started = time.monotonic()
+    answer = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=3)
+    # THEN it is answered at once (with the message, or empty if the waiting poll took it)
+    assert time.monotonic() - started < 1.5
+    assert len(answer.get("Messages", [])) <= 1
+    waiting.join(5)

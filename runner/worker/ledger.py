@@ -121,6 +121,7 @@ class Ledger:
                 )
             entry.action = action
             entry.delay_seconds = delay_seconds
+            self._changed.notify_all()  # one fewer held: the receiver may ask for more
             return entry
 
     def extended(self, receipts: list[str], until: float) -> None:
@@ -168,13 +169,24 @@ class Ledger:
                 return len(self._entries)
             return sum(1 for e in self._entries.values() if e.queue_url == queue_url)
 
+    def held(self, queue_url: str) -> int:
+        """Messages of ``queue_url`` held and not yet decided (buffered, waiting or running):
+        those settling do not take a job's place."""
+        with self._changed:
+            return self._held(queue_url)
+
+    def _held(self, queue_url: str) -> int:
+        return sum(
+            1 for e in self._entries.values() if e.queue_url == queue_url and e.action is None
+        )
+
     def wait_below(self, queue_url: str, limit: int, timeout: float) -> bool:
-        """Wait until fewer than ``limit`` messages of ``queue_url`` are held; False on timeout."""
+        """Wait until fewer than ``limit`` messages of ``queue_url`` are held and undecided;
+        False on timeout."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                held = sum(1 for e in self._entries.values() if e.queue_url == queue_url)
-                if held < limit:
+                if self._held(queue_url) < limit:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

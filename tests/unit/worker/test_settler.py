@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -204,3 +205,51 @@ def test_a_message_given_back_too_often_is_dead_lettered_with_the_reason() -> No
         "delivered 10 times without finishing (requeued, or its worker process was lost, each time)"
     )
     assert fresh is not None and fresh.action == "release"
+
+
+def test_acks_arriving_one_by_one_are_deleted_together_within_the_window() -> None:
+    """Issue 12: each ack was deleted in a call of its own (0.95 DeleteMessageBatch per job)."""
+    # GIVEN a settler, and five jobs finishing 20 ms apart (as a pool of four finishes them)
+    ledger, sqs = Ledger(), FakeSQS()
+    settler = run(ledger, sqs)
+    receipts = hold(ledger, Q1, 5)
+    started = time.monotonic()
+    for receipt in receipts:
+        entry = ledger.decide(receipt, "delete")
+        assert entry is not None
+        settler.submit(entry)
+        time.sleep(0.02)  # the spacing under test, not a wait for an outcome
+    assert settler.flush(10)
+    # THEN one call deleted all five, within the window of the first ack
+    assert [len(d["Entries"]) for d in sqs.of("delete")] == [5]
+    assert time.monotonic() - started < settling.DELETE_WINDOW_SECONDS + 0.5
+    assert ledger.count() == 0
+
+
+def test_ten_acks_on_a_queue_are_deleted_at_once_without_waiting_for_the_window() -> None:
+    ledger, sqs = Ledger(), FakeSQS()
+    settler = Settler(ledger, sqs, lambda: DLQ, window=30.0)
+    settler.start()
+    receipts = hold(ledger, Q1, 10)
+    # WHEN ten are acknowledged (a full batch) under a 30 s window
+    settle(settler, ledger, receipts, "delete")  # flush waits at most 10 s
+    # THEN they went at once
+    assert [len(d["Entries"]) for d in sqs.of("delete")] == [10]
+
+
+def test_a_release_does_not_wait_for_the_window() -> None:
+    # a message given back is for another worker to take now
+    ledger, sqs = Ledger(), FakeSQS()
+    settler = Settler(ledger, sqs, lambda: DLQ, window=30.0)
+    settler.start()
+    settle(settler, ledger, hold(ledger, Q1, 1), "release")
+    assert len(sqs.of("release")) == 1
+
+
+def test_held_counts_only_messages_not_yet_decided() -> None:
+    # messages waiting for their batched delete do not take a running job's place
+    ledger = Ledger()
+    receipts = hold(ledger, Q1, 4)
+    ledger.decide(receipts[0], "delete")
+    assert ledger.count(Q1) == 4
+    assert ledger.held(Q1) == 3

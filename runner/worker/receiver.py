@@ -9,8 +9,8 @@ connection hangs the worker for good), and a 5xx, a timeout or a 4xx on ReceiveM
   retried with exponential backoff and jitter, so the worker rides out an outage and resumes by
   itself when the network heals;
 - it asks for no more messages than the worker has room for (its prefetch limit, less what it
-  already holds), up to 10 a call, and records each message in the ledger before handing it on
-  (so the heartbeat covers it from its first second);
+  already holds), in full batches of up to 10 while there is a backlog, and records each
+  message in the ledger before handing it on (so the heartbeat covers it from its first second);
 - when it is stopped mid-poll, the messages that poll still brings are released at once, not left
   invisible for a whole visibility timeout (celery#8875).
 """
@@ -44,8 +44,22 @@ CONFIG_ERRORS = {
 }
 
 
+class Intake:
+    """What the receivers of one queue share: the room their polls in flight have asked for, and
+    whether the queue has a backlog (the last poll came back with all it asked for)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.reserved = 0
+        self.backlog = False
+
+
 class Receiver(threading.Thread):
-    """Receives from ``queue_url`` until stopped; ``deliver(entries)`` gets each batch."""
+    """Receives from ``queue_url`` until stopped; ``deliver(entries)`` gets each batch.
+
+    Several receivers may share one :class:`Intake`: the ``lead`` always polls (an idle queue
+    costs one long poll at a time), the others only while there is a backlog, so that the next
+    batch is on its way while the last one runs (a ReceiveMessage takes a round trip and more)."""
 
     def __init__(
         self,
@@ -57,8 +71,11 @@ class Receiver(threading.Thread):
         *,
         capacity: Callable[[], int],
         wait_time_seconds: int = limits.MAX_WAIT_TIME_SECONDS,
+        intake: Intake | None = None,
+        lead: bool = True,
     ) -> None:
-        super().__init__(name=f"galley-receiver:{queue_url.rsplit('/', 1)[-1]}", daemon=True)
+        name = queue_url.rsplit("/", 1)[-1]
+        super().__init__(name=f"galley-receiver:{name}{'' if lead else '+'}", daemon=True)
         self.sqs = sqs
         self.queue_url = queue_url
         self.ledger = ledger
@@ -66,21 +83,26 @@ class Receiver(threading.Thread):
         self.release = release
         self.capacity = capacity
         self.wait_time_seconds = wait_time_seconds
+        self.intake = intake or Intake()
+        self.lead = lead
         self.stopped = threading.Event()
         self.failures = 0
         self.receives = 0
 
     def stop(self) -> None:
         self.stopped.set()
+        with self.intake.changed:
+            self.intake.changed.notify_all()
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            room = self._room()
-            if room <= 0:
+            ask = self._reserve()
+            if ask <= 0:
                 continue
             try:
-                messages = self._receive(room)
+                messages = self._receive(ask)
             except Exception as error:
+                self._unreserve(ask, backlog=False)
                 self._failed(error)
                 continue
             if self.failures:
@@ -88,18 +110,44 @@ class Receiver(threading.Thread):
                     "receiving from %s again after %d failures", self.queue_url, self.failures
                 )
                 self.failures = 0
-            self._hand_over(messages)
+            try:
+                self._hand_over(messages)
+            finally:
+                self._unreserve(ask, backlog=len(messages) >= ask)
 
-    def _room(self) -> int:
-        """How many messages to ask for: waits (a second at a time) while there is no room."""
+    def _reserve(self) -> int:
+        """How many messages to ask for, reserved against the room the worker has; 0 after a
+        short wait when this receiver is not to poll now.
+
+        A worker with a backlog asks for whole batches (ten, or half its limit when that is
+        smaller, so a small worker still has its next job at hand) once it has room for one, so a
+        busy queue costs one ReceiveMessage per ten jobs, not one per job finished; a worker
+        holding nothing asks at once. Messages whose outcome
+        is decided (a delete waiting for its batch) take no room."""
         limit = self.capacity()
         if limit <= 0:
             limit = limits.MAX_BATCH_MESSAGES
-        held = self.ledger.count(self.queue_url)
-        if held >= limit:
-            self.ledger.wait_below(self.queue_url, limit, timeout=1.0)
-            return 0
-        return min(limit - held, limits.MAX_BATCH_MESSAGES)
+        batch = min(max(1, limit // 2), limits.MAX_BATCH_MESSAGES)
+        intake = self.intake
+        with intake.changed:
+            if not (self.lead or intake.backlog):
+                intake.changed.wait(1.0)
+                return 0
+            reserved = intake.reserved
+            free = limit - self.ledger.held(self.queue_url) - reserved
+            if free >= batch:
+                ask = min(free, limits.MAX_BATCH_MESSAGES)
+                intake.reserved += ask
+                return ask
+        # no room for a batch: wait until jobs are decided (or another poll returns)
+        self.ledger.wait_below(self.queue_url, limit - batch - reserved + 1, timeout=0.25)
+        return 0
+
+    def _unreserve(self, asked: int, *, backlog: bool) -> None:
+        with self.intake.changed:
+            self.intake.reserved -= asked
+            self.intake.backlog = backlog
+            self.intake.changed.notify_all()
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
         self.receives += 1

@@ -6,8 +6,9 @@ an undecodable body stops it too, a plain-text one is deleted unseen, and messag
 restored on whatever queue the message itself names. This transport keeps kombu's channel for
 publishing and replaces the rest:
 
-- receiving: a :class:`~runner.worker.receiver.Receiver` thread per consumed queue (boto3, timeouts,
-  retries with backoff), waking the worker's event loop through a pipe;
+- receiving: :class:`~runner.worker.receiver.Receiver` threads per consumed queue (boto3, timeouts,
+  retries with backoff, batches of ten while there is a backlog), waking the worker's event loop
+  through a pipe;
 - checking: every message is judged (runner/settlement/rules.py, the rules the Lambda consumer
   applies too) before Celery sees it; one that is not a runnable JSON task message is
   dead-lettered with the reason and never reaches Celery; one that Celery still cannot accept
@@ -48,6 +49,9 @@ SCHEME = "galley-sqs"
 #: How long closing the connection waits for a receiver's poll in flight (then releases what it
 #: brought): the long poll plus the read timeout's margin.
 RECEIVER_JOIN_SECONDS = receiving.READ_TIMEOUT + 5
+#: Receivers per consumed queue: one always polls; the others poll while there is a backlog and
+#: room for a batch, so that the next batch is on its way while the last one runs.
+RECEIVERS_PER_QUEUE = 3
 #: How long closing waits for outcomes still being settled.
 SETTLE_FLUSH_SECONDS = 20.0
 #: Reason given to a message rejected without one.
@@ -133,7 +137,7 @@ class Transport(SQSTransport):
         self.wait_time_seconds = int(options.get("wait_time_seconds", 20))
         self._inbox: deque[tuple[str, Entry, dict[str, Any]]] = deque()
         self._arrived = threading.Condition()
-        self._receivers: dict[str, receiving.Receiver] = {}
+        self._receivers: dict[str, list[receiving.Receiver]] = {}
         self._stopped: list[receiving.Receiver] = []
         self._consuming: dict[str, Any] = {}  # queue -> the Channel consuming it
         self._hub: Any = None
@@ -161,26 +165,33 @@ class Transport(SQSTransport):
             return
         url = channel._new_queue(queue)
         self._consuming[queue] = channel
-        thread = receiving.Receiver(
-            aws.client("sqs", use="receive", region=self.region),
-            url,
-            self.galley.ledger,
-            lambda received: self._arrive(queue, received),
-            self._release,
-            capacity=lambda: channel.qos.prefetch_count or 0,
-            wait_time_seconds=self.wait_time_seconds,
-        )
-        self._receivers[queue] = thread
-        thread.start()
+        intake = receiving.Intake()
+        threads = [
+            receiving.Receiver(
+                aws.client("sqs", use="receive", region=self.region),
+                url,
+                self.galley.ledger,
+                lambda received: self._arrive(queue, received),
+                self._release,
+                capacity=lambda: channel.qos.prefetch_count or 0,
+                wait_time_seconds=self.wait_time_seconds,
+                intake=intake,
+                lead=number == 0,
+            )
+            for number in range(RECEIVERS_PER_QUEUE)
+        ]
+        self._receivers[queue] = threads
+        for thread in threads:
+            thread.start()
         log.info("receiving from %s", url)
 
     def _release(self, entry: Entry) -> None:
         self.galley.settle(entry.receipt, "release")
 
     def stop_receiving(self, queue: str) -> None:
-        thread = self._receivers.pop(queue, None)
+        threads = self._receivers.pop(queue, [])
         self._consuming.pop(queue, None)
-        if thread is not None:
+        for thread in threads:
             thread.stop()
             self._stopped.append(thread)
 

@@ -23,6 +23,7 @@ a tenth of that; the table assumes the common one-by-one ``.delay()``). Printed,
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -122,9 +123,7 @@ def _results(stack: embedded.LocalResources) -> int:
     )
 
 
-def _drain(
-    system: str, scenario: str, server_url: str, proxy: FaultProxy, tmp_path: Path
-) -> Run:
+def _drain(system: str, scenario: str, server_url: str, proxy: FaultProxy, tmp_path: Path) -> Run:
     start, routing_key = SYSTEMS[system]
     stack = support.provision(server_url, support.unique_config(visibility_timeout=60))
     proxy.reset_counts()
@@ -185,15 +184,17 @@ def test_galley_against_stock_celery(tmp_path: Path) -> None:
         f"{RTT * 1000:.0f} ms added per request; prices: SQS ${SQS_PRICE}/M requests, "
         f"S3 PUT ${S3_WRITE_PRICE}/M, GET/HEAD ${S3_READ_PRICE}/M, + 1 SendMessage per job"
     )
+    # BENCH_SYSTEMS=galley runs one system only (while tuning); the ratios need both
+    chosen = os.environ.get("BENCH_SYSTEMS", ",".join(SYSTEMS)).split(",")
     runs: dict[tuple[str, str], Run] = {}
     with embedded.MotoServer(log=tmp_path / "moto.log") as server, FaultProxy(server.url) as proxy:
         proxy.inject("latency", seconds=RTT)
         for scenario in SCENARIOS:
-            for system in SYSTEMS:
+            for system in chosen:
                 run = _drain(system, scenario, server.url, proxy, tmp_path)
                 runs[system, scenario] = run
                 _print(run)
-    for scenario in SCENARIOS:
+    for scenario in SCENARIOS if len(chosen) == len(SYSTEMS) else ():
         galley, stock = runs["galley", scenario], runs["stock-celery", scenario]
         emit(
             f"side_by_side.{scenario}.ratio",

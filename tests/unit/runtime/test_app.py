@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from runner.core import queues
 from runner.core.settings import WorkerSettings
 from runner.errors import SettingsError
 from runner.runtime.app import GalleyCelery, celery_config, create_app, task_modules
@@ -84,7 +85,12 @@ def test_reliability_defaults() -> None:
     config = celery_config(SETTINGS)
     assert config["task_acks_late"] is True
     assert config["task_reject_on_worker_lost"] is True
-    assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_the_jobs_queue_is_received_in_batches_and_long_jobs_one_a_process() -> None:
+    # Issue 12: with one message a process a worker could never ask SQS for a batch of ten
+    assert celery_config(SETTINGS)["worker_prefetch_multiplier"] == 8
+    assert celery_config(SETTINGS, queues.LONG)["worker_prefetch_multiplier"] == 1
 
 
 def test_results_go_to_s3_under_the_prefix() -> None:

@@ -1,0 +1,102 @@
+"""How many messages the receiver asks for: full batches while there is a backlog."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from runner.worker.ledger import Ledger
+from runner.worker.receiver import Intake, Receiver
+
+Q = "http://127.0.0.1:1/123456789012/jobs"
+
+
+def receiver(
+    ledger: Ledger, limit: int, intake: Intake | None = None, lead: bool = True
+) -> Receiver:
+    return Receiver(
+        object(),
+        Q,
+        ledger,
+        lambda received: None,
+        lambda entry: None,
+        capacity=lambda: limit,
+        intake=intake,
+        lead=lead,
+    )
+
+
+def hold(ledger: Ledger, n: int) -> list[str]:
+    receipts = [f"r{i:02d}" for i in range(n)]
+    for receipt in receipts:
+        ledger.add(Q, {"ReceiptHandle": receipt, "MessageId": receipt, "Body": "b"})
+    return receipts
+
+
+def test_a_busy_worker_waits_for_room_for_a_whole_batch() -> None:
+    """Issue 12: the receiver asked for whatever room there was, one or two messages at a time
+    (0.9 ReceiveMessage per job on a backlog)."""
+    ledger = Ledger()
+    receipts = hold(ledger, 11)
+    # GIVEN a limit of 20 and 11 held: room for 9, not for a batch of 10
+    r = receiver(ledger, 20)
+    assert r._reserve() == 0
+    # WHEN one more job finishes (its delete waits for its batch)
+    ledger.decide(receipts[0], "delete")
+    # THEN it asks for ten
+    assert r._reserve() == 10
+
+
+def test_the_wait_ends_as_soon_as_a_job_is_decided() -> None:
+    ledger = Ledger()
+    receipts = hold(ledger, 11)
+    r = receiver(ledger, 20)
+    threading.Timer(0.05, ledger.decide, (receipts[0], "delete")).start()
+    done = threading.Event()
+    result: list[Any] = []
+
+    def room() -> None:
+        result.append(r._reserve())
+        done.set()
+
+    threading.Thread(target=room).start()
+    assert done.wait(0.9), "the receiver slept through the decision"
+    assert result == [0]
+
+
+def test_an_idle_worker_asks_at_once_and_a_small_one_for_half_its_limit() -> None:
+    ledger = Ledger()
+    assert receiver(ledger, 16)._reserve() == 10
+    assert receiver(ledger, 4)._reserve() == 4
+    hold(ledger, 2)
+    assert receiver(ledger, 4)._reserve() == 2  # two running, two more at hand
+    assert receiver(Ledger(), 4)._reserve() == 4
+    three = Ledger()
+    hold(three, 3)
+    assert receiver(three, 4)._reserve() == 0
+
+
+def test_one_process_with_a_prefetch_of_two_has_its_next_job_at_hand() -> None:
+    # found by the SIGTERM e2e test: with room asked for in batches of the whole limit, a worker
+    # of one process and a prefetch of two did not receive the next job until the first ended
+    ledger = Ledger()
+    hold(ledger, 1)
+    assert receiver(ledger, 2)._reserve() == 1
+
+
+def test_a_second_receiver_polls_only_while_there_is_a_backlog_and_room() -> None:
+    # GIVEN a lead and two followers sharing an intake, room for 32
+    ledger, intake = Ledger(), Intake()
+    lead = receiver(ledger, 32, intake)
+    followers = [receiver(ledger, 32, intake, lead=False) for _ in range(2)]
+    assert lead._reserve() == 10
+    # WHEN there is no backlog THEN the followers do not poll (an idle queue: one long poll)
+    assert followers[0]._reserve() == 0
+    # WHEN the last poll came back full
+    lead._unreserve(10, backlog=True)
+    hold(ledger, 10)
+    # THEN a follower asks for the next batch while those run, and the last has no room left
+    assert followers[0]._reserve() == 10
+    assert followers[1]._reserve() == 10
+    assert lead._reserve() == 0
+    assert intake.reserved == 20

@@ -14,6 +14,8 @@ backend reads theirs. What changes is how many requests it takes:
 - **A read is one GetObject** (a missing object is PENDING), where Celery sends HEAD + GET.
 - **Waiting** (``AsyncResult.get()``, joins) polls with backoff (runner.runtime.polling), in the
   calling thread.
+- **Chords** count their header in S3 (runner.runtime.chords): no ``celery.chord_unlock`` task
+  polling every second.
 
 Celery's backends retry nothing unless told which errors are safe to retry; its S3 backend says
 none. A 5xx, a throttle or a reset on a result write made outside the task's body (RETRY, FAILURE)
@@ -35,7 +37,7 @@ from celery.exceptions import BackendStoreError
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.utils.encoding import bytes_to_str
 
-from runner.runtime import conditional, polling
+from runner.runtime import chords, conditional, polling
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +153,13 @@ class S3Backend(CeleryS3Backend):
             if nap is None:
                 raise CeleryTimeoutError("The operation timed out.")
             time.sleep(nap)
+
+    # --- chords: counted in S3 (runner.runtime.chords) ---
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
+        self.ensure_chords_allowed()
+        header = self.app.GroupResult(*header_result_args)
+        chords.start(self, header)
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        chords.part_returned(self, request, state)

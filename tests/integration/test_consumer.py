@@ -77,7 +77,7 @@ PROBES: dict[str, Callable[[], None]] = {}
 
 
 def _register_test_tasks(app: Any) -> None:
-    @app.task(name=BLOCKING_TASK, shared=False)
+    @app.task(name=BLOCKING_TASK, shared=False, track_started=True)
     def blocking(seconds: float, probe: str = "") -> str:
         if probe in PROBES:
             PROBES[probe]()

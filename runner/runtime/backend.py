@@ -73,8 +73,8 @@ class S3Backend(CeleryS3Backend):
 
     def object_key(self, key: str | bytes) -> str:
         """The S3 key of a backend key, as Celery's S3 backend names it."""
-        key = bytes_to_str(key)
-        return self.base_path + key if self.base_path else key
+        name = str(bytes_to_str(key))
+        return f"{self.base_path}{name}" if self.base_path else name
 
     # --- the key/value store: one request each ---
 

@@ -69,8 +69,9 @@ Guarantee, precisely (for one task name + key, while its record exists and lease
 - **Scope**: keys are per task name (the same key in two tasks is two records). A direct call of the
   task function (``task(...)``, no message) runs plainly, as any function.
 - **Same task id, two deliveries**: the duplicate that waits stores ``RETRY`` (and later
-  ``STARTED``, for a task with ``track_started``) under the shared task id before ending at ``SUCCESS`` with the same value; a reader
-  polling in between may see those states. ``AsyncResult.get()`` waits for ``SUCCESS``.
+  ``STARTED``, for a task with ``track_started``) under the shared task id before ending at
+  ``SUCCESS`` with the same value; a reader polling in between may see those states.
+  ``AsyncResult.get()`` waits for ``SUCCESS``.
 - **Callbacks and chains** (``link=``, ``chain(...)``) go out once per key, not once per
   delivery. Celery's tracer dispatches ``request.callbacks`` and ``request.chain`` after the body
   returns, then stores the result and calls ``on_success``. The run that completes the key

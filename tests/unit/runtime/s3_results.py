@@ -56,5 +56,3 @@ def request(task_id: str, **fields: Any) -> Context:
     return Context(
         {"id": task_id, "task": "unit.job", "args": [1], "kwargs": {}, "hostname": "w", **fields}
     )
-
-

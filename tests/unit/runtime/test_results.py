@@ -31,7 +31,9 @@ def test_wait_backs_off_and_reads_once_per_poll(s3: Any, monkeypatch: pytest.Mon
     monkeypatch.setattr(time, "monotonic", lambda: sum(naps))
     seen: list[str] = []
     # WHEN `galley result --wait` waits for it
-    final = results.wait(app, "job", timeout=60, interval=0.5, on_change=lambda s: seen.append(s.state))
+    final = results.wait(
+        app, "job", timeout=60, interval=0.5, on_change=lambda s: seen.append(s.state)
+    )
     # THEN the pauses grow x1.5 up to 2 s, each poll is one GetObject, each change is seen
     assert final.result == "ok"
     assert naps == [0.5, 0.75, 1.125, 1.6875, 2.0]

@@ -35,7 +35,7 @@ from runner.runtime.app import create_app
 from runner.wire import codec
 from tests.faults import FaultProxy
 from tests.perf.bench import emit, heading, summary
-from tests.perf.stock_results import use_stock_results
+from tests.perf.stock import use_stock_results
 
 N = 2000
 N_WITH_AWS = 100

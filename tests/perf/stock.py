@@ -1,13 +1,10 @@
-"""Loaded first through GALLEY_TASK_MODULES, this makes a Galley worker store results as it did
-before runner.runtime.chords and the one-request backend: stock Celery's S3 backend (HEAD + GET
-before each write, chords through celery.chord_unlock) and task_track_started. For side-by-side
-benchmarks only."""
+"""Stock Celery's result storage, for side-by-side benchmarks: what Galley's result backend
+replaced (stock Celery's S3 backend: HEAD + GET before each write, chords through
+celery.chord_unlock; and task_track_started)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from runner.runtime.app import app
 
 STOCK_BACKEND = "celery.backends.s3:S3Backend"
 
@@ -20,6 +17,3 @@ def use_stock_results(celery: Any) -> None:
     celery.conf.task_track_started = True
     celery._backend_cache = None
     vars(celery._local).pop("backend", None)
-
-
-use_stock_results(app)

@@ -27,8 +27,8 @@ class InvocationEnding(BaseException):
     """Raised inside a running task when its record's time budget is spent.
 
     A BaseException, so neither the task's ``except Exception`` nor Celery's tracer records it
-    as the task's failure: the tracer re-raises it, the job stays STARTED, and the record is
-    reported for redelivery.
+    as the task's failure: the tracer re-raises it, the job keeps its state (PENDING, or STARTED
+    for a task with ``track_started``), and the record is reported for redelivery.
     """
 
 

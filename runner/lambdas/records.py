@@ -289,9 +289,12 @@ class Consumer:
 
     def _unrun(self, message: codec.TaskMessage) -> Context:
         """The request of a job that did not run, for the result backend: Celery's backend reads
-        it by attribute (``request.chord``); its links are not followed, as Celery's worker does
-        for an unknown task (``Consumer.on_unknown_task``)."""
-        return Context({**self._request(message), "chord": None, "chain": None, "errbacks": None})
+        it by attribute (``request.chord``); its chain and errbacks are not followed, as Celery's
+        worker does for an unknown task (``Consumer.on_unknown_task``). Its chord is kept: the
+        chord is counted in S3 (runner.runtime.chords), so a header task refused or expired
+        here still counts, and its body fails with a ChordError instead of waiting forever (as
+        Celery's worker counts a revoked one, ``Request.revoked``)."""
+        return Context({**self._request(message), "chain": None, "errbacks": None})
 
     def _defer(
         self, record: dict[str, Any], source: str, message: codec.TaskMessage, hop: int

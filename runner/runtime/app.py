@@ -98,7 +98,9 @@ def celery_config(settings: WorkerSettings, consume: str = queues.JOBS) -> dict[
         # Objects expire by the bucket's lifecycle rule; no celery.backend_cleanup task.
         "result_expires": None,
         "result_extended": True,
-        "task_track_started": True,
+        # Celery's default: no STARTED write (a PUT) before each job; a task that wants its
+        # callers to see it running declares @app.task(track_started=True)
+        "task_track_started": False,
         # --- JSON only, both ways ---
         "task_serializer": "json",
         "result_serializer": "json",

@@ -1,19 +1,45 @@
-"""Celery's S3 result backend, riding out passing S3 faults instead of failing the job.
+"""Celery's S3 result backend, with fewer requests per job and chords counted in S3.
+
+Objects are stock Celery's: the same key (``<s3_base_path>celery-task-meta-<id>``) and the same
+JSON, so ``AsyncResult`` in any Celery client with the stock S3 backend reads them, and this
+backend reads theirs. What changes is how many requests it takes:
+
+- **SUCCESS is one PutObject.** Celery reads the stored state before every write (HEAD + GET), so
+  that a duplicate run cannot overwrite a SUCCESS. A SUCCESS may overwrite anything, so it is
+  written blind.
+- **Any other state** (STARTED, RETRY, FAILURE, REVOKED, a custom state from ``update_state``)
+  keeps that guard with one GetObject, then writes with ``If-Match`` the ETag read (or
+  ``If-None-Match: *`` if there was none): a SUCCESS landing in between makes the write fail (412)
+  and is read, and kept. Celery's guard had that window open.
+- **A read is one GetObject** (a missing object is PENDING), where Celery sends HEAD + GET.
+- **Waiting** (``AsyncResult.get()``, joins) polls with backoff (runner.runtime.polling), in the
+  calling thread.
+- **Chords** count their header in S3 (runner.runtime.chords): no ``celery.chord_unlock`` task
+  polling every second.
 
 Celery's backends retry nothing unless told which errors are safe to retry; its S3 backend says
-none. A 5xx, a throttle or a reset on a result write made outside the task's body (STARTED before
-it runs, RETRY, FAILURE) then became the job's final failure: dead-lettered though its body never
-failed. Here transient S3 errors are retried with Celery's exponential backoff (and jitter), for
-about a minute, before giving up; a 4xx that will not pass (no such bucket, access denied) fails
-at once.
+none. A 5xx, a throttle or a reset on a result write made outside the task's body (RETRY, FAILURE)
+then became the job's final failure: dead-lettered though its body never failed. Here transient
+S3 errors are retried with Celery's exponential backoff (and jitter), for about a minute, before
+giving up; a 4xx that will not pass (no such bucket, access denied) fails at once.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from celery import states
 from celery.backends.s3 import S3Backend as CeleryS3Backend
+from celery.exceptions import BackendStoreError
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.utils.encoding import bytes_to_str
+
+from runner.runtime import chords, conditional, polling
+
+log = logging.getLogger(__name__)
 
 #: Error codes S3 (and botocore's retry logic) treat as passing: throttling and server errors.
 TRANSIENT_CODES = frozenset(
@@ -39,3 +65,101 @@ def is_transient(exc: BaseException) -> bool:
 class S3Backend(CeleryS3Backend):
     def exception_safe_to_retry(self, exc: Any) -> bool:
         return is_transient(exc)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client of Celery's S3 resource (AWS_ENDPOINT_URL, region, retries)."""
+        return self._s3_resource.meta.client
+
+    def object_key(self, key: str | bytes) -> str:
+        """The S3 key of a backend key, as Celery's S3 backend names it."""
+        name = str(bytes_to_str(key))
+        return f"{self.base_path}{name}" if self.base_path else name
+
+    # --- the key/value store: one request each ---
+
+    def get(self, key: str | bytes) -> Any:
+        found = conditional.read(self.client, self.bucket_name, self.object_key(key))
+        return None if found is None else self._text(found[0])
+
+    def set(self, key: str | bytes, value: Any) -> None:
+        self.client.put_object(Bucket=self.bucket_name, Key=self.object_key(key), Body=value)
+
+    def _text(self, data: bytes) -> Any:
+        return data if self.content_encoding == "binary" else data.decode("utf-8")
+
+    # --- results ---
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        meta = self._get_result_meta(
+            result=result, state=state, traceback=traceback, request=request
+        )
+        meta["task_id"] = bytes_to_str(task_id)
+        key = self.get_key_for_task(task_id)
+        try:
+            if state == states.SUCCESS:
+                self.set(key, self.encode(meta))
+            else:
+                self._store_unless_success(key, self.encode(meta))
+        except BackendStoreError as ex:
+            raise BackendStoreError(str(ex), state=state, task_id=task_id) from ex
+        return result
+
+    def _store_unless_success(self, key: str | bytes, value: Any) -> None:
+        """Write ``value`` unless a SUCCESS is stored: one GetObject and a conditional PUT."""
+        name = self.object_key(key)
+        for attempt in range(conditional.MAX_ATTEMPTS):
+            if attempt:
+                conditional.pause(attempt)
+            found = conditional.read(self.client, self.bucket_name, name)
+            if found is not None:
+                current = self.decode_result(self._text(found[0]))
+                if current.get("status") == states.SUCCESS:
+                    return  # a duplicate run must not undo a SUCCESS
+            etag = found[1] if found is not None else None
+            if conditional.put_if(self.client, self.bucket_name, name, value, etag) is not None:
+                return
+        raise BackendStoreError(
+            f"s3://{self.bucket_name}/{name} kept changing under "
+            f"{conditional.MAX_ATTEMPTS} conditional writes"
+        )
+
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Any = None,
+    ) -> Any:
+        """Celery's wait, polling with backoff (runner.runtime.polling): one GetObject a poll."""
+        self._ensure_not_eager()
+        schedule = polling.naps(interval, timeout)
+        while True:
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
+            if on_interval:
+                on_interval()
+            nap = next(schedule, None)
+            if nap is None:
+                raise CeleryTimeoutError("The operation timed out.")
+            time.sleep(nap)
+
+    # --- chords: counted in S3 (runner.runtime.chords) ---
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
+        self.ensure_chords_allowed()
+        header = self.app.GroupResult(*header_result_args)
+        chords.start(self, header)
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        chords.part_returned(self, request, state)

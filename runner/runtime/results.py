@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery, states
 
 from runner.errors import JobError, WaitTimeout
+from runner.runtime import polling
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,11 @@ def wait(
     interval: float = 0.5,
     on_change: Callable[[JobStatus], None] | None = None,
 ) -> JobStatus:
-    """Poll until the job is ready; ``on_change`` sees every new state or progress value."""
-    deadline = time.monotonic() + timeout
+    """Poll until the job is ready; ``on_change`` sees every new state or progress value.
+
+    One GetObject a poll, the pauses growing from ``interval`` x1.5 up to 2 s
+    (runner.runtime.polling), in this thread."""
+    schedule = polling.naps(interval, timeout)
     last: JobStatus | None = None
     while True:
         current = status(app, task_id)
@@ -76,6 +80,7 @@ def wait(
         last = current
         if current.ready:
             return current
-        if time.monotonic() >= deadline:
+        nap = next(schedule, None)
+        if nap is None:
             raise WaitTimeout(f"job {task_id} is still {current.state} after {timeout:g}s")
-        time.sleep(interval)
+        time.sleep(nap)

@@ -43,7 +43,12 @@ def _effect(bucket: str, job: str, wait: bool) -> dict[str, str]:
     return {"job": job, "run": run}
 
 
-@app.task(base=Idempotent, name="idem.keyed", idempotency_key=lambda bucket, job, wait=False: job)
+@app.task(
+    base=Idempotent,
+    name="idem.keyed",
+    idempotency_key=lambda bucket, job, wait=False: job,
+    track_started=True,  # the tests see the holder running
+)
 def keyed(bucket: str, job: str, wait: bool = False) -> dict[str, str]:
     """Keyed by a function of its arguments: the job."""
     return _effect(bucket, job, wait)

@@ -20,7 +20,7 @@ if os.environ.get("GALLEY_TEST_EARLY_ACK"):  # the negative control: stock Celer
     app.conf.task_reject_on_worker_lost = False
 
 
-@app.task(bind=True, name="reliability.work")
+@app.task(bind=True, name="reliability.work", track_started=True)
 def work(self: Task, bucket: str, job: str, seconds: float) -> str:
     s3 = aws.client("s3")
     run = uuid.uuid4().hex

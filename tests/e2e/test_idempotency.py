@@ -259,8 +259,8 @@ def test_a_duplicate_does_not_run_the_next_step_again(
     assert len(next_steps(stack, job)) == 1
     assert effects(stack, job) == [first["run"]]
     # AND both task ids end at SUCCESS with the first result: the new enqueue's STARTED (written
-    # by task_track_started before the body) did not stay, and the redelivery kept the stored
-    # SUCCESS (Celery's key-value backends never overwrite a SUCCESS)
+    # before the body: idem.keyed tracks started) did not stay, and the redelivery kept the
+    # stored SUCCESS (Galley's result backend never overwrites a SUCCESS)
     assert stored_state(step) == ("SUCCESS", first)
     assert stored_state(again) == ("SUCCESS", first)
     # AND the key's record says whose next steps went out

@@ -73,11 +73,13 @@ def shared_app(stack: embedded.LocalResources) -> Any:
 BLOCKING_TASK = "tests.integration.blocking"
 #: A job that calls sys.exit().
 EXITING_TASK = "tests.integration.exiting"
+#: A chord body: how many header results it got.
+COUNTING_TASK = "tests.integration.counting"
 PROBES: dict[str, Callable[[], None]] = {}
 
 
 def _register_test_tasks(app: Any) -> None:
-    @app.task(name=BLOCKING_TASK, shared=False)
+    @app.task(name=BLOCKING_TASK, shared=False, track_started=True)
     def blocking(seconds: float, probe: str = "") -> str:
         if probe in PROBES:
             PROBES[probe]()
@@ -87,6 +89,10 @@ def _register_test_tasks(app: Any) -> None:
     @app.task(name=EXITING_TASK, shared=False)
     def exiting() -> None:
         sys.exit(3)
+
+    @app.task(name=COUNTING_TASK, shared=False)
+    def counting(results: list[Any]) -> int:
+        return len(results)
 
 
 @pytest.fixture(scope="session")
@@ -832,3 +838,44 @@ def test_a_record_from_the_long_queue_is_dead_lettered_to_its_dlq(
     assert outcome.action == "dead-lettered"
     assert garbage in dlq_reasons(long)
     assert garbage not in dlq_reasons(stack)
+
+
+def _settle_what_is_queued(consumer: Consumer, stack: embedded.LocalResources, count: int) -> None:
+    """Receive ``count`` messages from the jobs queue and hand them to the consumer."""
+    sqs, _ = support.clients(stack)
+    got: list[dict[str, Any]] = []
+
+    def received() -> bool:
+        response = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10)
+        got.extend(response.get("Messages", []))
+        return len(got) >= count
+
+    wait_for(received, timeout=20, what=f"{count} messages on the jobs queue")
+    records = [record(m["Body"], stack, m["ReceiptHandle"]) for m in got]
+    consumer.run_batch(records, Context(60_000))
+
+
+@pytest.mark.parametrize("expired_header", [False, True])
+def test_a_chord_s_last_header_task_fires_its_body_in_the_consumer(
+    consumer: Consumer, galley_app: Any, expired_header: bool
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from celery import chord
+
+    stack = _stack(consumer)
+    # GIVEN a 3-task chord (one header task already expired, in the second case)
+    header = [galley_app.signature(BLOCKING_TASK, (0,)) for _ in range(3)]
+    if expired_header:
+        header[1].set(expires=datetime.now(UTC) - timedelta(seconds=60))
+    result = chord(header, galley_app.signature(COUNTING_TASK)).apply_async()
+    # WHEN the consumer runs the header tasks
+    _settle_what_is_queued(consumer, stack, 3)
+    if expired_header:
+        # THEN the expired one counts, as Celery's worker counts a revoked task: the body fails
+        body = AsyncResult(result.id, app=galley_app)
+        assert body.state == "FAILURE" and type(body.result).__name__ == "ChordError"
+        return
+    # THEN the last one sent the body, which runs on the header's results
+    _settle_what_is_queued(consumer, stack, 1)
+    assert AsyncResult(result.id, app=galley_app).get(timeout=10) == 3

@@ -6,11 +6,13 @@ so what is left is Galley's and Celery's work per message. It is split into
 
 - ``decode``: ``runner.wire.codec.decode`` of the record body alone;
 - ``trace``: ``celery.app.trace.trace_task`` alone (decoded message, request built beforehand):
-  Celery's tracer with signals, STARTED + SUCCESS stored in the memory backend;
+  Celery's tracer with signals, the SUCCESS stored in the memory backend;
 - ``handle``: the whole ``Consumer.handle`` (decode, checks, request, trace, outcome, log).
 
-Then ``handle`` again with Celery's real S3 result backend on a moto server, labelled
-"including AWS calls" (a STARTED and a SUCCESS PutObject per message, over local HTTP).
+Then ``handle`` again with S3 results on a moto server, labelled "including AWS calls", its S3
+requests counted at the test suite's proxy (tests/faults.py): Galley's result backend (one
+PutObject per message) beside what it replaced, "today" (stock Celery's S3 backend with
+task_track_started: a HEAD before each of the STARTED and SUCCESS PutObjects).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from runner.lambdas.records import Consumer
 from runner.local import embedded
 from runner.runtime.app import create_app
 from runner.wire import codec
+from tests.faults import FaultProxy
 from tests.perf.bench import emit, heading, summary
+from tests.perf.stock import use_stock_results
 
 N = 2000
 N_WITH_AWS = 100
@@ -217,25 +221,27 @@ def test_consumer_overhead_per_message(settings: ConsumerSettings) -> None:
     )
 
 
+@pytest.mark.parametrize("variant", ["galley", "today"])
 def test_consumer_per_message_with_s3_results(
-    settings: ConsumerSettings, moto_server: embedded.MotoServer, monkeypatch: pytest.MonkeyPatch
+    settings: ConsumerSettings,
+    moto_server: embedded.MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    variant: str,
 ) -> None:
-    # GIVEN the same consumer with Celery's S3 result backend on a moto server
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    # GIVEN the same consumer with S3 results on a moto server, through the counting proxy:
+    # Galley's result backend, or what it replaced ("today": stock Celery's S3 backend, STARTED)
+    proxy = FaultProxy(moto_server.url).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     bucket = f"bench-results-{uuid.uuid4().hex[:10]}"
     s3 = embedded.local_session(REGION).client("s3", endpoint_url=moto_server.url)
     s3.create_bucket(Bucket=bucket)
     settings = load(ConsumerSettings, **{**settings.model_dump(), "results_bucket": bucket})
     app, calls = bench_app(settings, memory_backend=False)
+    if variant == "today":
+        use_stock_results(app)
     sqs = StubSQS()
     consumer = Consumer(app, settings, sqs=sqs, hostname="bench")
     records = make_records(N_WITH_AWS)
-    s3_calls: Counter[str] = Counter()
-
-    def count(event_name: str, **_: Any) -> None:
-        s3_calls[event_name.rsplit(".", 1)[-1]] += 1
-
-    app.backend._s3_resource.meta.client.meta.events.register("before-call.s3", count)
 
     # WHEN the whole handle runs over batches of 10
     responses: list[dict[str, Any]] = []
@@ -243,8 +249,12 @@ def test_consumer_per_message_with_s3_results(
     def handle(batch: list[dict[str, Any]]) -> None:
         responses.append(consumer.handle({"Records": batch}))
 
-    handle_ns = [timed(handle, b) for b in batches(records)]
-    during = Counter(s3_calls)  # the checks below read S3 too
+    try:
+        proxy.reset_counts()
+        handle_ns = [timed(handle, b) for b in batches(records)]
+        during = Counter({k: v for k, v in proxy.counts().items() if k.startswith("s3:")})
+    finally:
+        proxy.stop()
 
     # THEN every record ran and its result is in S3
     assert all(response == {"batchItemFailures": []} for response in responses)
@@ -252,15 +262,19 @@ def test_consumer_per_message_with_s3_results(
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=settings.results_prefix)
     assert listed["KeyCount"] == N_WITH_AWS
     sample = codec.decode(records[-1]["body"]).id
-    assert app.AsyncResult(sample).state == states.SUCCESS
+    key = f"{settings.results_prefix}celery-task-meta-{sample}"
+    assert b'"status": "SUCCESS"' in s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     heading(
-        f"consumer per message, no-op task, INCLUDING AWS calls (S3 results, moto, N={N_WITH_AWS})"
+        f"consumer per message, no-op task, INCLUDING AWS calls ({variant}: S3 results, moto, "
+        f"N={N_WITH_AWS}, S3 requests counted at a proxy)"
     )
-    emit_us("consumer.handle", "including_aws_s3_moto", per_message_us(handle_ns), N_WITH_AWS)
+    emit_us(
+        "consumer.handle", f"including_aws_s3_moto_{variant}", per_message_us(handle_ns), N_WITH_AWS
+    )
     emit(
-        "consumer.s3_calls",
-        "per_message",
-        **{op: n / N_WITH_AWS for op, n in sorted(during.items())},
+        "consumer.s3_requests",
+        f"per_message_{variant}",
+        **{op.replace("s3:", "").lower(): n / N_WITH_AWS for op, n in sorted(during.items())},
         total=sum(during.values()) / N_WITH_AWS,
     )

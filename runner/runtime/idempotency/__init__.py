@@ -69,8 +69,9 @@ Guarantee, precisely (for one task name + key, while its record exists and lease
 - **Scope**: keys are per task name (the same key in two tasks is two records). A direct call of the
   task function (``task(...)``, no message) runs plainly, as any function.
 - **Same task id, two deliveries**: the duplicate that waits stores ``RETRY`` (and later
-  ``STARTED``) under the shared task id before ending at ``SUCCESS`` with the same value; a reader
-  polling in between may see those states. ``AsyncResult.get()`` waits for ``SUCCESS``.
+  ``STARTED``, for a task with ``track_started``) under the shared task id before ending at
+  ``SUCCESS`` with the same value; a reader polling in between may see those states.
+  ``AsyncResult.get()`` waits for ``SUCCESS``.
 - **Callbacks and chains** (``link=``, ``chain(...)``) go out once per key, not once per
   delivery. Celery's tracer dispatches ``request.callbacks`` and ``request.chain`` after the body
   returns, then stores the result and calls ``on_success``. The run that completes the key
@@ -78,12 +79,14 @@ Guarantee, precisely (for one task name + key, while its record exists and lease
   (``callbacks_sent_by``). A duplicate that finds that note drops its request's callbacks and
   chain before the tracer reads them, and still ends at ``SUCCESS`` with the stored result.
   (Raising ``Ignore`` instead would skip the callbacks too, but also the result: a duplicate
-  enqueue's task id would stay at the ``STARTED`` that ``task_track_started`` wrote.) At least once,
+  enqueue's task id would stay ``PENDING``, or at the ``STARTED`` that ``track_started``
+  wrote.) At least once,
   like the effect: if the completing run dies, or its dispatch fails, before the note, the next
   duplicate dispatches its own and notes it; duplicates racing that note may both dispatch. A
   duplicate enqueue's own chain therefore stops after its first step: wait on that step's
-  result. Chord bodies are started by ``celery.chord_unlock`` once per chord (the S3 backend
-  counts no chord parts), so a redelivered header task does not start its chord body again.
+  result. A chord body is fired by the header task that completes its chord
+  (runner.runtime.chords counts header task ids, not deliveries), so a redelivered header task
+  does not start its chord body again.
 
 The atomicity comes from S3, not from Galley: S3 evaluates conditional ``PutObject``
 (``If-None-Match``, ``If-Match``) and conditional ``DeleteObject`` (``If-Match``; general purpose

@@ -13,8 +13,6 @@ import enum
 import functools
 import json
 import logging
-import random
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runner.errors import IdempotencyError, LeaseLost, ResultNotJSON
+from runner.runtime import conditional
 from runner.runtime.idempotency.keys import PREFIX, key_hash, record_key
 from runner.wire import kombu_json
 
@@ -99,7 +98,7 @@ def claim(
     )
     for attempt in range(MAX_CLAIM_ATTEMPTS):
         if attempt:
-            _pause(attempt)
+            conditional.pause(attempt)
         etag = _put(s3, bucket, name, body, IfNoneMatch="*")
         if etag is not None:
             return mine(Outcome.ACQUIRED, etag=etag)
@@ -165,7 +164,7 @@ def release(s3: Any, held: Claim) -> bool:
     try:
         s3.delete_object(Bucket=held.bucket, Key=held.record_key, IfMatch=held.etag)
     except ClientError as error:
-        if _code(error) in ("PreconditionFailed", "NoSuchKey", "404", "412"):
+        if conditional.code(error) in ("PreconditionFailed", "NoSuchKey", "404", "412"):
             return False  # taken over or gone: not ours to delete
         raise
     return True
@@ -177,7 +176,7 @@ def mark_callbacks_sent(s3: Any, done: Claim, task_id: str) -> bool:
     ``done`` (a later run of an expired record owns it)."""
     for attempt in range(MAX_CLAIM_ATTEMPTS):
         if attempt:
-            _pause(attempt)
+            conditional.pause(attempt)
         found = _get(s3, done.bucket, done.record_key)
         if found is None:
             return False
@@ -214,14 +213,7 @@ def _put(s3: Any, bucket: str, name: str, body: Mapping[str, Any], **condition: 
             **condition,
         )
     except ClientError as error:
-        if _code(error) in (
-            "PreconditionFailed",
-            "412",
-            "ConditionalRequestConflict",
-            "409",
-            "NoSuchKey",
-            "404",
-        ):
+        if conditional.code(error) in conditional.CONDITION_FAILED:
             return None
         raise IdempotencyError(f"cannot write s3://{bucket}/{name}: {error}") from error
     return str(response["ETag"])
@@ -231,7 +223,7 @@ def _get(s3: Any, bucket: str, name: str) -> tuple[dict[str, Any], str] | None:
     try:
         response = s3.get_object(Bucket=bucket, Key=name)
     except ClientError as error:
-        if _code(error) in ("NoSuchKey", "404"):
+        if conditional.code(error) in conditional.MISSING:
             return None
         raise IdempotencyError(f"cannot read s3://{bucket}/{name}: {error}") from error
     raw = response["Body"].read()
@@ -245,12 +237,3 @@ def _get(s3: Any, bucket: str, name: str) -> tuple[dict[str, Any], str] | None:
             "delete it to let the task run"
         )
     return record, str(response["ETag"])
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _pause(attempt: int) -> None:
-    """A short jittered pause between conflicting conditional writes."""
-    time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not crypto

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runner.core import queues
@@ -170,3 +172,32 @@ def test_a_send_through_a_named_exchange_is_refused_not_dropped() -> None:
             app.send_task(name, args=[1], **options)
     with pytest.raises(RoutingError, match="routed to a queue this app does not have"):
         app.send_task("tasks.other", queue="galley-prod-long-jobs")
+
+
+def test_started_is_stored_only_for_tasks_that_ask_for_it(s3: Any) -> None:
+    from celery.app.trace import trace_task
+
+    from tests.unit.runtime.s3_results import BUCKET, record_calls
+
+    # GIVEN Galley's app, a plain task and one declared with track_started=True
+    app = create_app(SETTINGS.model_copy(update={"results_bucket": BUCKET, "region": "us-east-1"}))
+
+    @app.task(name="unit.plain", shared=False)
+    def plain() -> int:
+        return 1
+
+    @app.task(name="unit.tracked", shared=False, track_started=True)
+    def tracked() -> int:
+        return 2
+
+    calls = record_calls(app)
+    # WHEN each runs through Celery's tracer, as a worker runs it
+    for task, task_id in ((plain, "t-plain"), (tracked, "t-tracked")):
+        trace_task(task, task_id, (), {}, {"id": task_id}, app=app, eager=False)
+        seen, calls[:] = list(calls), []
+        # THEN a plain job costs one PutObject (its SUCCESS); a tracked one stores STARTED first
+        if task is plain:
+            assert seen == ["PutObject"]
+        else:
+            assert seen == ["GetObject", "PutObject", "PutObject"]
+    assert celery_config(SETTINGS)["task_track_started"] is False  # Celery's default

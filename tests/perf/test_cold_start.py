@@ -133,8 +133,16 @@ def _variants(queues: dict[str, str]) -> list[Variant]:
 
 
 def _child_env(endpoint_url: str, variant: Variant) -> dict[str, str]:
-    """This environment without any AWS or Galley variable, then the stack's, dummy creds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GALLEY_"))}
+    """This environment without any AWS or Galley variable, then the stack's, dummy creds.
+
+    Without PYTHONDONTWRITEBYTECODE too: boto3 and Celery load from the .pyc files pip wrote at
+    install, so with it set only Galley's own modules (an editable install) would be compiled
+    from source on every run, and the WARMUP run could not write their caches."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "GALLEY_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(embedded.DUMMY_CREDENTIALS)
     env.update(
         {

@@ -10,14 +10,13 @@ queue, so a worker serves one of them.
 
 from __future__ import annotations
 
-from runner.core.settings import (
-    DLQ_URL,
-    LONG_DLQ_URL,
-    LONG_QUEUE_URL,
-    QUEUE_URL,
-    ProducerSettings,
-)
+from typing import TYPE_CHECKING
+
+from runner.core.variables import DLQ_URL, LONG_DLQ_URL, LONG_QUEUE_URL, QUEUE_URL
 from runner.errors import SettingsError
+
+if TYPE_CHECKING:
+    from runner.core.producer_config import ProducerOptions
 
 JOBS = "jobs"
 LONG = "long"
@@ -28,7 +27,7 @@ QUEUE_VARIABLE = {JOBS: QUEUE_URL, LONG: LONG_QUEUE_URL}
 DLQ_VARIABLE = {JOBS: DLQ_URL, LONG: LONG_DLQ_URL}
 
 
-def urls(settings: ProducerSettings) -> dict[str, str]:
+def urls(settings: ProducerOptions) -> dict[str, str]:
     """Role -> URL of every queue ``settings`` name (``jobs`` always, ``long`` when set)."""
     found = {JOBS: settings.queue_url}
     if settings.long_queue_url:
@@ -36,7 +35,7 @@ def urls(settings: ProducerSettings) -> dict[str, str]:
     return found
 
 
-def url_for(settings: ProducerSettings, role: str) -> str:
+def url_for(settings: ProducerOptions, role: str) -> str:
     """The URL of the queue with ``role``; a SettingsError names what is missing."""
     check_role(role)
     found = urls(settings).get(role)
@@ -53,7 +52,7 @@ def check_role(role: str) -> str:
     return role
 
 
-def role_of(settings: ProducerSettings, url: str) -> str | None:
+def role_of(settings: ProducerOptions, url: str) -> str | None:
     """The role of the queue at ``url``, or None when it is not one of the stack's."""
     for role, known in urls(settings).items():
         if known == url:

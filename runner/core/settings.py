@@ -1,106 +1,88 @@
 """Typed settings, one model per process kind, read from the environment and validated at start.
 
-Every environment variable Galley reads is named here and nowhere else. Resolution order:
+Every environment variable Galley reads is named in runner.core.variables (importable from here
+too) and nowhere else. Resolution order:
 explicit keyword argument > environment variable > default. A missing or malformed variable
 raises :class:`SettingsError` naming the variable, before any AWS client is built.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.core import limits
-from runner.errors import SettingsError
-
-# --- environment variable names (the template and README use exactly these) ---
-QUEUE_URL = "GALLEY_QUEUE_URL"
-LONG_QUEUE_URL = "GALLEY_LONG_QUEUE_URL"
-DLQ_URL = "GALLEY_DLQ_URL"
-LONG_DLQ_URL = "GALLEY_LONG_DLQ_URL"
-RESULTS_BUCKET = "GALLEY_RESULTS_BUCKET"
-RESULTS_PREFIX = "GALLEY_RESULTS_PREFIX"
-VISIBILITY_TIMEOUT = "GALLEY_VISIBILITY_TIMEOUT"
-TASK_TIME_LIMIT = "GALLEY_TASK_TIME_LIMIT"
-LAMBDA_RESERVE_SECONDS = "GALLEY_LAMBDA_RESERVE_SECONDS"
-VISIBILITY_HEARTBEAT = "GALLEY_VISIBILITY_HEARTBEAT"
-TASK_MODULES = "GALLEY_TASK_MODULES"
-MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
-PAYLOAD_THRESHOLD_BYTES = "GALLEY_PAYLOAD_THRESHOLD_BYTES"
-SCALE_IN_PROTECTION = "GALLEY_SCALE_IN_PROTECTION"
-RECEIVE_WAIT_SECONDS = "GALLEY_RECEIVE_WAIT_SECONDS"
-AWS_REGION = "AWS_REGION"
-AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
-AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
-
-#: Every variable Galley reads, for the README and the template check.
-ALL_VARIABLES = (
-    QUEUE_URL,
-    LONG_QUEUE_URL,
-    DLQ_URL,
-    LONG_DLQ_URL,
-    RESULTS_BUCKET,
-    RESULTS_PREFIX,
-    VISIBILITY_TIMEOUT,
-    TASK_TIME_LIMIT,
-    LAMBDA_RESERVE_SECONDS,
-    VISIBILITY_HEARTBEAT,
-    TASK_MODULES,
-    MAX_HOP_SECONDS,
-    PAYLOAD_THRESHOLD_BYTES,
-    SCALE_IN_PROTECTION,
-    RECEIVE_WAIT_SECONDS,
-    AWS_REGION,
+from runner.core.variables import (
+    ALL_VARIABLES,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
+    AWS_REGION,
+    DEFAULT_PAYLOAD_THRESHOLD_BYTES,
+    DEFAULT_REGION,
+    DLQ_URL,
+    LAMBDA_RESERVE_SECONDS,
+    LONG_DLQ_URL,
+    LONG_QUEUE_URL,
+    MAX_HOP_SECONDS,
+    MIN_PAYLOAD_THRESHOLD_BYTES,
+    PAYLOAD_THRESHOLD_BYTES,
+    QUEUE_URL,
+    RECEIVE_WAIT_SECONDS,
+    RESULTS_BUCKET,
+    RESULTS_PREFIX,
+    SCALE_IN_PROTECTION,
+    TASK_MODULES,
+    TASK_TIME_LIMIT,
+    VISIBILITY_HEARTBEAT,
+    VISIBILITY_TIMEOUT,
+    check_bucket_name,
+    check_endpoint_url,
+    check_queue_url,
+    check_standard_queue_url,
+    queue_name_from_url,
+    refuse_fifo,
 )
+from runner.errors import SettingsError
 
-_QUEUE_NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{limits.MAX_QUEUE_NAME_LENGTH}}}$")
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: The variables' names and checks live in runner.core.variables (no pydantic); they are
+#: importable from here too, as before.
+__all__ = [
+    "ALL_VARIABLES",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "DLQ_URL",
+    "LAMBDA_RESERVE_SECONDS",
+    "LONG_DLQ_URL",
+    "LONG_QUEUE_URL",
+    "MAX_HOP_SECONDS",
+    "PAYLOAD_THRESHOLD_BYTES",
+    "QUEUE_URL",
+    "RECEIVE_WAIT_SECONDS",
+    "RESULTS_BUCKET",
+    "RESULTS_PREFIX",
+    "SCALE_IN_PROTECTION",
+    "TASK_MODULES",
+    "TASK_TIME_LIMIT",
+    "VISIBILITY_HEARTBEAT",
+    "VISIBILITY_TIMEOUT",
+    "AwsSettings",
+    "ConsumerSettings",
+    "DlqSettings",
+    "ProducerSettings",
+    "WorkerSettings",
+    "check_standard_queue_url",
+    "load",
+    "queue_name_from_url",
+]
 
 _HINTS = {
     QUEUE_URL: "the SQS queue URL jobs go to, "
     "e.g. https://sqs.us-east-1.amazonaws.com/123456789012/galley-jobs",
     RESULTS_BUCKET: "the S3 bucket results are stored in",
 }
-
-
-def queue_name_from_url(url: str) -> str:
-    """The queue name is the last path segment of its URL."""
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _check_queue_url(value: str) -> str:
-    parts = urlsplit(value)
-    segments = [s for s in parts.path.split("/") if s]
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(segments) != 2:
-        raise ValueError(
-            f"{value!r} is not an SQS queue URL (expected scheme://host/<account-id>/<queue-name>)"
-        )
-    name = segments[1].removesuffix(".fifo")
-    if not _QUEUE_NAME.match(name):
-        raise ValueError(f"{segments[1]!r} is not a valid SQS queue name")
-    return value.rstrip("/")
-
-
-def check_standard_queue_url(value: str) -> str:
-    """``value`` as the URL of a standard SQS queue (no trailing slash), or ValueError saying
-    why not: for a queue URL given some other way than a variable (`galley dlq --queue`)."""
-    return _refuse_fifo(_check_queue_url(value))
-
-
-def _refuse_fifo(value: str) -> str:
-    """Galley's worker, Lambda consumer, hops and DLQ sends speak standard queues only."""
-    if queue_name_from_url(value).endswith(".fifo"):
-        raise ValueError(
-            f"{value!r} is a FIFO queue; Galley supports standard queues only "
-            "(FIFO needs message groups for every send; a separate feature)"
-        )
-    return value
 
 
 class _Base(BaseSettings):
@@ -119,7 +101,7 @@ class AwsSettings(_Base):
     """What every process needs to reach AWS (or moto, through ``AWS_ENDPOINT_URL``)."""
 
     region: str = Field(
-        default="us-east-1", validation_alias=AliasChoices(AWS_REGION, AWS_DEFAULT_REGION)
+        default=DEFAULT_REGION, validation_alias=AliasChoices(AWS_REGION, AWS_DEFAULT_REGION)
     )
     #: Only read to validate it and to report it; boto3 honours the variable by itself.
     endpoint_url: str | None = Field(default=None, validation_alias=AWS_ENDPOINT_URL)
@@ -127,12 +109,7 @@ class AwsSettings(_Base):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint_is_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+        return check_endpoint_url(value)
 
 
 class ProducerSettings(AwsSettings):
@@ -144,7 +121,11 @@ class ProducerSettings(AwsSettings):
     #: Where large arguments go (runner/wire/payloads.py); required by workers, optional here.
     results_bucket: str | None = None
     #: SQS messages larger than this carry their arguments in S3 instead (claim check).
-    payload_threshold_bytes: int = Field(default=256 * 1024, ge=1024, le=limits.MAX_MESSAGE_BYTES)
+    payload_threshold_bytes: int = Field(
+        default=DEFAULT_PAYLOAD_THRESHOLD_BYTES,
+        ge=MIN_PAYLOAD_THRESHOLD_BYTES,
+        le=limits.MAX_MESSAGE_BYTES,
+    )
 
     @property
     def queue_name(self) -> str:
@@ -153,25 +134,17 @@ class ProducerSettings(AwsSettings):
     @field_validator("queue_url")
     @classmethod
     def _queue_url_valid(cls, value: str) -> str:
-        return _check_queue_url(value)
+        return check_queue_url(value)
 
     @field_validator("long_queue_url")
     @classmethod
     def _long_queue_url_valid(cls, value: str | None) -> str | None:
-        return None if value in (None, "") else _check_queue_url(value)
+        return None if value in (None, "") else check_queue_url(value)
 
     @field_validator("results_bucket")
     @classmethod
     def _bucket_valid(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not _BUCKET_NAME.match(value) or ".." in value:
-            raise ValueError(
-                f"{value!r} is not a valid S3 bucket name "
-                "(3-63 lowercase letters, digits, '.' or '-')"
-            )
-        return value
+        return check_bucket_name(value)
 
 
 class WorkerSettings(ProducerSettings):
@@ -213,12 +186,12 @@ class WorkerSettings(ProducerSettings):
     @field_validator("dlq_url", "long_dlq_url")
     @classmethod
     def _dlq_url_valid(cls, value: str | None) -> str | None:
-        return None if value in (None, "") else _check_queue_url(value)
+        return None if value in (None, "") else check_queue_url(value)
 
     @field_validator("queue_url", "long_queue_url", "dlq_url", "long_dlq_url")
     @classmethod
     def _standard_queues_only(cls, value: str | None) -> str | None:
-        return None if value is None else _refuse_fifo(value)
+        return None if value is None else refuse_fifo(value)
 
     @field_validator("results_prefix")
     @classmethod

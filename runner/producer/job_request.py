@@ -6,13 +6,15 @@ Shared by the example producer Lambda (``runner.lambdas.enqueue``), the schedule
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.core import aws
-from runner.core.settings import ProducerSettings, load
+from runner.core import aws, producer_config
 from runner.producer import sender
+
+if TYPE_CHECKING:
+    from runner.core.producer_config import ProducerOptions
 
 
 class JobRequest(BaseModel):
@@ -33,12 +35,13 @@ class JobRequest(BaseModel):
 def submit(
     request: JobRequest,
     *,
-    settings: ProducerSettings | None = None,
+    settings: ProducerOptions | None = None,
     session: Any = None,
     client: Any = None,
 ) -> str:
     """Enqueue ``request``; returns the task id."""
-    settings = settings or load(ProducerSettings)
+    if settings is None:  # read as enqueue reads them (no pydantic-settings on a cold start)
+        settings = producer_config.read()
     if client is None and session is not None:
         client = aws.client(
             "sqs", endpoint_url=settings.endpoint_url, region=settings.region, session=session

@@ -24,18 +24,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.core import aws, batching, contracts, delays, limits, queues
-from runner.core.settings import (
-    QUEUE_URL,
-    RESULTS_BUCKET,
-    ProducerSettings,
-    load,
-    queue_name_from_url,
-)
+from runner.core import aws, batching, contracts, delays, limits, producer_config, queues
+from runner.core.variables import QUEUE_URL, RESULTS_BUCKET, queue_name_from_url
 from runner.errors import (
     CallError,
     EnqueueError,
@@ -45,6 +39,9 @@ from runner.errors import (
 )
 from runner.wire import codec, payloads
 from runner.wire.saferepr import saferepr
+
+if TYPE_CHECKING:
+    from runner.core.producer_config import ProducerOptions
 
 IDEMPOTENCY_HEADER = codec.IDEMPOTENCY_HEADER
 
@@ -91,7 +88,7 @@ def enqueue(
     task_id: str | None = None,
     idempotency_key: str | None = None,
     client: Any = None,
-    settings: ProducerSettings | None = None,
+    settings: ProducerOptions | None = None,
 ) -> str:
     """Send one task call; return its task id (``AsyncResult(task_id)`` reads its result).
 
@@ -100,16 +97,16 @@ def enqueue(
     or :class:`MessageTooLargeError` before sending, :class:`QueueNotFoundError` or
     :class:`EnqueueError` when SQS refuses the message.
     """
-    settings, role = _settings(queue, queue_url, settings)
+    config, role = _settings(queue, queue_url, settings)
     call = Call(task_name, args, kwargs, countdown, task_id, idempotency_key)
     task_id, request = message_request(
-        call, settings.queue_url, routing_key=role, **_payload_options(settings)
+        call, config.queue_url, routing_key=role, **_payload_options(config)
     )
-    client = client or _sqs(settings)
+    client = client or _sqs(config)
     try:
         client.send_message(**request)
     except (ClientError, BotoCoreError) as error:
-        reason = _describe(error, settings.queue_url)
+        reason = _describe(error, config.queue_url)
         failed = [EnqueueResult(task_id, error=reason)]
         raise _error_type(error)(f"task {task_name!r} was not sent: {reason}", failed) from error
     return task_id
@@ -121,7 +118,7 @@ def enqueue_many(
     queue: str | None = None,
     queue_url: str | None = None,
     client: Any = None,
-    settings: ProducerSettings | None = None,
+    settings: ProducerOptions | None = None,
     raise_on_error: bool = True,
 ) -> list[EnqueueResult]:
     """Send many task calls in SendMessageBatch requests; one result per call, in call order.
@@ -133,28 +130,28 @@ def enqueue_many(
     ``results`` tell sent from unsent; with ``raise_on_error=False`` the caller must check
     ``result.ok``.
     """
-    settings, role = _settings(queue, queue_url, settings)
-    options = {"routing_key": role, **_payload_options(settings)}
+    config, role = _settings(queue, queue_url, settings)
+    options = {"routing_key": role, **_payload_options(config)}
     requests = []
     for index, call in enumerate(calls):
         try:
-            requests.append(message_request(call, settings.queue_url, **options))
+            requests.append(message_request(call, config.queue_url, **options))
         except (ValueError, TypeError) as error:
             raise type(error)(f"call {index}: {error}") from None
     if not requests:
         return []
-    client = client or _sqs(settings)
+    client = client or _sqs(config)
     results: dict[int, EnqueueResult] = {}
     failure: ClientError | BotoCoreError | None = None
     sizes = [len(request["MessageBody"].encode()) for _, request in requests]
     for chunk in batching.batched_by_size(range(len(requests)), sizes.__getitem__):
         if failure is None:
             try:
-                results.update(_send_batch(client, settings.queue_url, chunk, requests))
+                results.update(_send_batch(client, config.queue_url, chunk, requests))
                 continue
             except (ClientError, BotoCoreError) as error:
                 failure = error
-        reason = f"not sent: {_describe(failure, settings.queue_url)}"
+        reason = f"not sent: {_describe(failure, config.queue_url)}"
         results.update({index: EnqueueResult(requests[index][0], error=reason) for index in chunk})
     ordered = [results[index] for index in range(len(requests))]
     failed = [result for result in ordered if not result.ok]
@@ -311,26 +308,29 @@ def _error_type(error: ClientError | BotoCoreError | None) -> type[EnqueueError]
 
 
 def _settings(
-    queue: str | None, queue_url: str | None, settings: ProducerSettings | None
-) -> tuple[ProducerSettings, str]:
+    queue: str | None, queue_url: str | None, settings: ProducerOptions | None
+) -> tuple[ProducerOptions, str]:
     """The settings to send with (their ``queue_url`` the queue to send to), and the routing
     key Celery would write: the queue's role (runner.core.queues), or the SQS name of a queue
-    given by ``queue_url``, as an app that predefines it under that name would."""
+    given by ``queue_url``, as an app that predefines it under that name would.
+
+    Read from the environment without pydantic when they are plain (runner.core.producer_config);
+    any doubt goes to ProducerSettings, whose SettingsError names the variable."""
     if queue is not None and queue_url:
         raise SettingsError("give queue (a role: jobs, long) or queue_url, not both")
-    if settings is None:  # a queue_url alone is enough: GALLEY_QUEUE_URL may be unset
-        settings = load(ProducerSettings, **({"queue_url": queue_url} if queue_url else {}))
+    # a queue_url alone is enough: GALLEY_QUEUE_URL may be unset
+    options = settings if settings is not None else producer_config.read(queue_url or None)
     if queue_url:
-        if queue_url != settings.queue_url:
-            settings = load(ProducerSettings, **{**settings.model_dump(), "queue_url": queue_url})
-        return settings, queue_name_from_url(queue_url)
+        if queue_url != options.queue_url:
+            options = producer_config.with_queue(options, queue_url)
+        return options, queue_name_from_url(queue_url)
     if queue is None or queue == queues.JOBS:
-        return settings, queues.check_role(queue or queues.JOBS)
-    target = queues.url_for(settings, queue)
-    return load(ProducerSettings, **{**settings.model_dump(), "queue_url": target}), queue
+        return options, queues.check_role(queue or queues.JOBS)
+    target = queues.url_for(options, queue)
+    return producer_config.with_queue(options, target), queue
 
 
-def _payload_options(settings: ProducerSettings) -> dict[str, Any]:
+def _payload_options(settings: ProducerOptions) -> dict[str, Any]:
     """The threshold, and an S3 offloader when a bucket is configured."""
     options: dict[str, Any] = {"threshold": settings.payload_threshold_bytes}
     bucket = settings.results_bucket
@@ -344,7 +344,7 @@ def _payload_options(settings: ProducerSettings) -> dict[str, Any]:
     return options
 
 
-def _sqs(settings: ProducerSettings) -> Any:
+def _sqs(settings: ProducerOptions) -> Any:
     """This process's SQS client for the settings' region and endpoint: clients are
     thread-safe, and slow to build (a Lambda reuses it across invocations)."""
     return aws.cached("sqs", region=settings.region, endpoint_url=settings.endpoint_url)

@@ -9,9 +9,12 @@ interleaved so that machine noise spreads over all of them. Figures per variant:
   enqueue (interpreter start-up and exit excluded), split into ``import`` and ``first_send``;
 - ``startup``: parent's clock before the spawn to the child's first line (exec + site).
 
-Variants: ``producer`` (runner.producer.sender.enqueue), ``celery`` (runner.app's Celery app,
-``send_task``), ``celery_stock`` (a plain Celery app with the same broker/backend settings and no
-Galley import), ``boto3`` (bare ``boto3.client("sqs").send_message``: the floor).
+Variants: ``producer`` (runner.producer.sender.enqueue with the settings a deployed producer has:
+``GALLEY_RESULTS_BUCKET`` set), ``producer_no_bucket`` (the same without it), ``celery``
+(runner.app's Celery app, ``send_task``), ``celery_stock`` (a plain Celery app with the same
+broker/backend settings and no Galley import), ``boto3`` (bare ``boto3.client("sqs").send_message``:
+the floor). Ratios are printed against ``boto3`` (the producer's target: at most 1.05) and against
+``celery``.
 
 The install-footprint test lists the distributions a process importing only runner.producer.sender
 loads beyond boto3's, with their size on disk.
@@ -59,6 +62,8 @@ class Variant:
     queue_url: str
     imports: str
     send: str
+    #: GALLEY_RESULTS_BUCKET in the child's environment, as in a deployed stack.
+    bucket: str | None = BUCKET
 
     @property
     def code(self) -> str:
@@ -98,6 +103,13 @@ def _variants(queues: dict[str, str]) -> list[Variant]:
             f"enqueue({TASK!r}, {ARGS!r}, queue_url={queues['producer']!r})",
         ),
         Variant(
+            "producer_no_bucket",
+            queues["producer_no_bucket"],
+            "from runner.producer.sender import enqueue",
+            f"enqueue({TASK!r}, {ARGS!r}, queue_url={queues['producer_no_bucket']!r})",
+            bucket=None,
+        ),
+        Variant(
             "celery",
             queues["celery"],
             "from runner.runtime.app import app",
@@ -120,19 +132,28 @@ def _variants(queues: dict[str, str]) -> list[Variant]:
     ]
 
 
-def _child_env(endpoint_url: str, queue_url: str) -> dict[str, str]:
-    """This environment without any AWS or Galley variable, then the stack's, dummy creds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GALLEY_"))}
+def _child_env(endpoint_url: str, variant: Variant) -> dict[str, str]:
+    """This environment without any AWS or Galley variable, then the stack's, dummy creds.
+
+    Without PYTHONDONTWRITEBYTECODE too: boto3 and Celery load from the .pyc files pip wrote at
+    install, so with it set only Galley's own modules (an editable install) would be compiled
+    from source on every run, and the WARMUP run could not write their caches."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "GALLEY_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(embedded.DUMMY_CREDENTIALS)
     env.update(
         {
             "AWS_ENDPOINT_URL": endpoint_url,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
-            "GALLEY_QUEUE_URL": queue_url,
-            "GALLEY_RESULTS_BUCKET": BUCKET,
+            "GALLEY_QUEUE_URL": variant.queue_url,
         }
     )
+    if variant.bucket:
+        env["GALLEY_RESULTS_BUCKET"] = variant.bucket
     return env
 
 
@@ -174,10 +195,10 @@ def test_cold_start_producer_vs_celery(moto_server: embedded.MotoServer) -> None
     # GIVEN one queue per variant on a moto server
     sqs = embedded.local_session(REGION).client("sqs", endpoint_url=moto_server.url)
     suffix = os.urandom(4).hex()
-    names = ("producer", "celery", "celery_stock", "boto3")
+    names = ("producer", "producer_no_bucket", "celery", "celery_stock", "boto3")
     queues = {n: sqs.create_queue(QueueName=f"bench-cold-{n}-{suffix}")["QueueUrl"] for n in names}
     variants = _variants(queues)
-    envs = {v.name: _child_env(moto_server.url, v.queue_url) for v in variants}
+    envs = {v.name: _child_env(moto_server.url, v) for v in variants}
 
     # WHEN each variant runs WARMUP + RUNS times in fresh processes, interleaved
     runs: dict[str, list[Run]] = {v.name: [] for v in variants}
@@ -226,6 +247,14 @@ def test_cold_start_producer_vs_celery(moto_server: embedded.MotoServer) -> None
             import_median_ms=split["import"],
             first_send_median_ms=split["first_send"],
             exit_ms=wall_median - sum(split.values()),
+        )
+    for subject in ("producer", "producer_no_bucket"):
+        emit(
+            "cold_start.ratio",
+            f"{subject}/boto3",
+            wall=walls[subject] / walls["boto3"],
+            in_process=inside[subject] / inside["boto3"],
+            target="<=1.05" if subject == "producer" else "-",
         )
     for subject in ("producer", "boto3", "celery_stock"):
         emit(

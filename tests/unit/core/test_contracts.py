@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -38,6 +39,45 @@ def test_bad_calls_name_the_field(
 
 def test_untyped_tasks_are_not_checked() -> None:
     assert contracts.check("tasks.imports.import_records", [1, 2, 3, 4, 5], {"any": 1}) is None
+
+
+def test_the_names_read_from_the_source_are_those_schemas_lists() -> None:
+    # The producer tells typed from untyped tasks by reading tasks/schemas.py's source.
+    assert contracts.listed() == frozenset(SCHEMAS)
+
+
+_LITERAL = "from pydantic import BaseModel\nclass M(BaseModel): pass\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "names"),
+    [
+        (_LITERAL + 'SCHEMAS = {"a.b": M, "a.c": M}', {"a.b", "a.c"}),
+        (_LITERAL + 'SCHEMAS: dict[str, type] = {"a.b": M}', {"a.b"}),
+        (_LITERAL + "SCHEMAS = {}", set()),
+        ("", None),  # no SCHEMAS: registry() says so
+        (_LITERAL + "SCHEMAS = dict(a=M)", None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nSCHEMAS["a.c"] = M', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nSCHEMAS.update(more)', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nSCHEMAS = {}', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M, **OTHER}', None),
+        (_LITERAL + "SCHEMAS = {NAME: M}", None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nfrom tasks.more_schemas import *', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nfrom .more import N', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nimport tasks.more_schemas', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nglobals()["X"] = 1', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\nsetattr(sys.modules[__name__], "X", 1)', None),
+        (_LITERAL + 'SCHEMAS = {"a.b": M}\ndef f():\n    global SCHEMAS', None),
+    ],
+)
+def test_names_are_read_from_the_source_only_when_it_alone_decides_them(
+    source: str, names: set[str] | None
+) -> None:
+    # GIVEN a schema module's source
+    # WHEN its names are read without running it
+    read = contracts._literal_names(ast.parse(source))
+    # THEN a plain dict literal gives its keys; anything else is left to importing the module
+    assert read == (None if names is None else frozenset(names))
 
 
 def test_every_input_model_is_listed_in_schemas() -> None:

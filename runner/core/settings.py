@@ -93,6 +93,17 @@ def check_standard_queue_url(value: str) -> str:
     return _refuse_fifo(_check_queue_url(value))
 
 
+def _check_bucket(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    assert value is not None
+    if not _BUCKET_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-')"
+        )
+    return value
+
+
 def _refuse_fifo(value: str) -> str:
     """Galley's worker, Lambda consumer, hops and DLQ sends speak standard queues only."""
     if queue_name_from_url(value).endswith(".fifo"):
@@ -163,15 +174,7 @@ class ProducerSettings(AwsSettings):
     @field_validator("results_bucket")
     @classmethod
     def _bucket_valid(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not _BUCKET_NAME.match(value) or ".." in value:
-            raise ValueError(
-                f"{value!r} is not a valid S3 bucket name "
-                "(3-63 lowercase letters, digits, '.' or '-')"
-            )
-        return value
+        return _check_bucket(value)
 
 
 class WorkerSettings(ProducerSettings):
@@ -270,6 +273,28 @@ class DlqSettings(AwsSettings):
     @classmethod
     def _dlq_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else check_standard_queue_url(str(value))
+
+
+class StatusSettings(AwsSettings):
+    """`galley status` without ``--stack``: the stack's queues as a worker's environment names
+    them (``galley local env`` exports them all). Each is optional here; the status says which
+    are not set, and needs at least the jobs queue (runner.ops.status)."""
+
+    queue_url: str | None = None
+    long_queue_url: str | None = None
+    dlq_url: str | None = None
+    long_dlq_url: str | None = None
+    results_bucket: str | None = None
+
+    @field_validator("queue_url", "long_queue_url", "dlq_url", "long_dlq_url")
+    @classmethod
+    def _queue_urls_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else check_standard_queue_url(str(value))
+
+    @field_validator("results_bucket")
+    @classmethod
+    def _bucket_valid(cls, value: str | None) -> str | None:
+        return _check_bucket(value)
 
 
 _S = TypeVar("_S", bound=_Base)

@@ -8,7 +8,7 @@ raises :class:`SettingsError` naming the variable, before any AWS client is buil
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
@@ -33,6 +33,7 @@ MAX_HOP_SECONDS = "GALLEY_MAX_HOP_SECONDS"
 PAYLOAD_THRESHOLD_BYTES = "GALLEY_PAYLOAD_THRESHOLD_BYTES"
 SCALE_IN_PROTECTION = "GALLEY_SCALE_IN_PROTECTION"
 RECEIVE_WAIT_SECONDS = "GALLEY_RECEIVE_WAIT_SECONDS"
+LOG_FORMAT = "GALLEY_LOG_FORMAT"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -54,6 +55,7 @@ ALL_VARIABLES = (
     PAYLOAD_THRESHOLD_BYTES,
     SCALE_IN_PROTECTION,
     RECEIVE_WAIT_SECONDS,
+    LOG_FORMAT,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -208,6 +210,9 @@ class WorkerSettings(ProducerSettings):
     max_hop_seconds: int = Field(
         default=limits.MAX_DELAY_SECONDS, ge=1, le=limits.MAX_DELAY_SECONDS
     )
+    #: ``text`` (Celery's lines) or ``json``: one JSON object per line, with task name, id,
+    #: state, duration and receive count on task lines (runner/core/logformat.py).
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def extra_task_modules(self) -> list[str]:

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from runner.core import aws, contracts, queues
 from runner.core.settings import TASK_MODULES, WorkerSettings, load
 from runner.errors import InProgressElsewhere, PayloadError, RoutingError, SettingsError
-from runner.runtime import backend, idempotency, publish, remote, schedules
+from runner.runtime import backend, idempotency, publish, remote, schedules, tasklogs
 from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
@@ -194,6 +194,12 @@ class GalleyCelery(Celery):
         kwargs.setdefault("events", "runner.runtime.remote:Events")
         super().__init__(*args, **kwargs)
         self.steps["consumer"].add(ScaleInProtection)
+        tasklogs.install(lambda: self.galley_settings)
+
+    @property
+    def Worker(self) -> Any:  # noqa: N802 (Celery's name)
+        """``celery worker``'s program: JSON logs cover its banner and shutdown line too."""
+        return self.subclass_with_self(tasklogs.Worker)
 
     @property
     def galley_settings(self) -> WorkerSettings:

@@ -832,3 +832,35 @@ def test_a_record_from_the_long_queue_is_dead_lettered_to_its_dlq(
     assert outcome.action == "dead-lettered"
     assert garbage in dlq_reasons(long)
     assert garbage not in dlq_reasons(stack)
+
+
+def test_json_logs_carry_the_task_fields(
+    consumer: Consumer, lambda_env: embedded.LocalResources
+) -> None:
+    import io
+
+    from runner.runtime import tasklogs
+
+    # GIVEN the consumer logs JSON (what its cold start does with GALLEY_LOG_FORMAT=json)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    buffer = io.StringIO()
+    root.handlers[:] = [logging.StreamHandler(buffer)]
+    root.setLevel(logging.INFO)
+    tasklogs.use_json()
+    try:
+        # WHEN it runs a job
+        task_id = str(uuid.uuid4())
+        body = codec.encode(BLOCKING_TASK, (0,), {}, queue="jobs", task_id=task_id)
+        consumer.handle({"Records": [record(body, lambda_env)]})
+    finally:
+        tasklogs._json = False
+        logging.captureWarnings(False)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    # THEN every line is JSON, and the run's line has its id, state, duration, receive count
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    ends = [line for line in lines if line.get("task_id") == task_id and "duration" in line]
+    assert ends and ends[-1]["state"] == "SUCCESS"
+    assert ends[-1]["receive_count"] == 1
+    assert ends[-1]["task"] == BLOCKING_TASK

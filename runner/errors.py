@@ -25,6 +25,8 @@ what is wrong. The tree::
     │   └── ResultNotJSON
     ├── InProgressElsewhere      another run holds the key's lease (retry later)
     ├── DlqError                 a dead-letter operation cannot be done as asked
+    ├── RemoteControlError       a Celery remote-control call that SQS cannot carry (no broadcast)
+    ├── StatusError              `galley status` cannot find or read the stack
     ├── StackError               the template could not be translated or deployed
     ├── ProcessError             a child process did not start or became unhealthy
     │   ├── PortInUseError
@@ -150,6 +152,15 @@ class InProgressElsewhere(GalleyError):
 
 class DlqError(GalleyError, ValueError):
     """A dead-letter operation cannot be done as asked; the message says why."""
+
+
+class RemoteControlError(GalleyError, NotImplementedError):
+    """Celery's remote control (inspect, control, events, Flower) needs broadcast, which SQS does
+    not have; the message names the Galley command that answers the same question."""
+
+
+class StatusError(GalleyError, RuntimeError):
+    """`galley status` cannot find the stack or read its queues; the message says which."""
 
 
 class StackError(GalleyError, RuntimeError):

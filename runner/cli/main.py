@@ -313,9 +313,11 @@ def _fancy(stream: Any) -> bool:
     return bool(stream.isatty()) and encoding == "utf8"
 
 
+from runner.cli import status as status_  # noqa: E402
 from runner.cli.dlq import dlq  # noqa: E402
 
 main.add_command(dlq)
+main.add_command(status_.status)
 main.add_command(schedules_.schedules)
 
 

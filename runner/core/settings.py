@@ -8,7 +8,7 @@ raises :class:`SettingsError` naming the variable, before any AWS client is buil
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,7 @@ from runner.core.variables import (
     DEFAULT_REGION,
     DLQ_URL,
     LAMBDA_RESERVE_SECONDS,
+    LOG_FORMAT,
     LONG_DLQ_URL,
     LONG_QUEUE_URL,
     MAX_HOP_SECONDS,
@@ -55,6 +56,7 @@ __all__ = [
     "AWS_REGION",
     "DLQ_URL",
     "LAMBDA_RESERVE_SECONDS",
+    "LOG_FORMAT",
     "LONG_DLQ_URL",
     "LONG_QUEUE_URL",
     "MAX_HOP_SECONDS",
@@ -72,6 +74,7 @@ __all__ = [
     "ConsumerSettings",
     "DlqSettings",
     "ProducerSettings",
+    "StatusSettings",
     "WorkerSettings",
     "check_standard_queue_url",
     "load",
@@ -178,6 +181,9 @@ class WorkerSettings(ProducerSettings):
     max_hop_seconds: int = Field(
         default=limits.MAX_DELAY_SECONDS, ge=1, le=limits.MAX_DELAY_SECONDS
     )
+    #: ``text`` (Celery's lines) or ``json``: one JSON object per line, with task name, id,
+    #: state, duration and receive count on task lines (runner/core/logformat.py).
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def extra_task_modules(self) -> list[str]:
@@ -243,6 +249,28 @@ class DlqSettings(AwsSettings):
     @classmethod
     def _dlq_url_valid(cls, value: str | None) -> str | None:
         return None if value in (None, "") else check_standard_queue_url(str(value))
+
+
+class StatusSettings(AwsSettings):
+    """`galley status` without ``--stack``: the stack's queues as a worker's environment names
+    them (``galley local env`` exports them all). Each is optional here; the status says which
+    are not set, and needs at least the jobs queue (runner.ops.status)."""
+
+    queue_url: str | None = None
+    long_queue_url: str | None = None
+    dlq_url: str | None = None
+    long_dlq_url: str | None = None
+    results_bucket: str | None = None
+
+    @field_validator("queue_url", "long_queue_url", "dlq_url", "long_dlq_url")
+    @classmethod
+    def _queue_urls_valid(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else check_standard_queue_url(str(value))
+
+    @field_validator("results_bucket")
+    @classmethod
+    def _bucket_valid(cls, value: str | None) -> str | None:
+        return check_bucket_name(value)
 
 
 _S = TypeVar("_S", bound=_Base)

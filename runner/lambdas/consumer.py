@@ -29,6 +29,9 @@ def _cold_start() -> Consumer:
             f"{DLQ_URL} is not set: the Lambda consumer sends jobs that fail for good to this "
             "dead-letter queue (template.yaml sets it to the jobs queue's DLQ)"
         )
+    from runner.runtime import tasklogs
     from runner.runtime.app import app
 
+    if settings.log_format == "json":
+        tasklogs.use_json()
     return Consumer(app, settings)

@@ -39,7 +39,7 @@ from runner.core.settings import ConsumerSettings
 from runner.lambdas import settle
 from runner.lambdas.budget import MAX_BUDGET_SECONDS, Budget, InvocationEnding, time_limit
 from runner.lambdas.settle import Action, Outcome
-from runner.runtime import publish
+from runner.runtime import publish, tasklogs
 from runner.settlement import links, rules
 from runner.wire import codec, payloads
 
@@ -189,7 +189,7 @@ class Consumer:
                     message.id,
                     message.args,
                     message.kwargs,
-                    self._request(message, source),
+                    self._request(message, source, _receive_count(record)),
                     hostname=self.hostname,
                     loader=self.app.loader,
                     app=self.app,
@@ -252,7 +252,12 @@ class Consumer:
         except Exception as error:  # the lifecycle rule removes it later
             log.warning("payload of %s not deleted: %s", message.id, rules.describe(error))
 
-    def _request(self, message: codec.TaskMessage, source: str | None = None) -> dict[str, Any]:
+    def _request(
+        self,
+        message: codec.TaskMessage,
+        source: str | None = None,
+        receive_count: int | None = None,
+    ) -> dict[str, Any]:
         """The request dict Celery's worker builds for the tracer (celery.worker.request).
 
         Delivered on the role of ``source`` (runner.core.queues), whatever the message says, as
@@ -276,6 +281,8 @@ class Consumer:
             kwargs=message.kwargs,
             is_eager=False,
         )
+        if receive_count is not None:
+            request[tasklogs.RECEIVE_COUNT] = receive_count
         request.update(message.embed or {})  # callbacks, errbacks, chain, chord (as Celery)
         return request
 
@@ -336,6 +343,14 @@ def _records_of(event: Any) -> list[Any]:
         log.error("not an SQS event (no Records list): %s", _sketch(event))
         return []
     return records
+
+
+def _receive_count(record: dict[str, Any]) -> int | None:
+    """SQS's ApproximateReceiveCount of the record, if the event has it."""
+    try:
+        return int((record.get("attributes") or {})["ApproximateReceiveCount"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _message_id(record: Any) -> str | None:

@@ -99,7 +99,7 @@ def serialize_sqs_receives() -> None:
             remaining = deadline - time.monotonic()
             if found or remaining <= 0:
                 return found
-            queue.wait_for_messages(min(1.0, remaining))  # as moto waits: woken by a send
+            queue.wait_for_messages(1)  # as moto waits: up to a second, woken by a send
 
     receive_message.galley_serialized = True  # type: ignore[attr-defined]
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]

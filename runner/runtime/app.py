@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from runner.core import aws, contracts, queues
 from runner.core.settings import TASK_MODULES, WorkerSettings, load
 from runner.errors import InProgressElsewhere, PayloadError, RoutingError, SettingsError
-from runner.runtime import backend, idempotency, publish, schedules
+from runner.runtime import backend, idempotency, publish, remote, schedules, tasklogs
 from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
@@ -31,6 +31,7 @@ from runner.worker.protection import ScaleInProtection
 
 transport.register()
 startup.install()
+remote.install_cli_guards()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
 TASK_PACKAGES = ("tasks",)
@@ -193,8 +194,17 @@ class GalleyCelery(Celery):
     def __init__(self, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any) -> None:
         self._galley_settings = settings
         kwargs.setdefault("task_cls", GalleyTask)
+        # SQS has no broadcast: remote control and events answer with what to use instead
+        kwargs.setdefault("control", "runner.runtime.remote:Control")
+        kwargs.setdefault("events", "runner.runtime.remote:Events")
         super().__init__(*args, **kwargs)
         self.steps["consumer"].add(ScaleInProtection)
+        tasklogs.install(lambda: self.galley_settings)
+
+    @property
+    def Worker(self) -> Any:  # noqa: N802 (Celery's name)
+        """``celery worker``'s program: JSON logs cover its banner and shutdown line too."""
+        return self.subclass_with_self(tasklogs.Worker)
 
     @property
     def galley_settings(self) -> WorkerSettings:

@@ -25,6 +25,9 @@ from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
 
+#: runner.runtime.tasklogs.RECEIVE_COUNT (the worker tier cannot import the runtime's).
+RECEIVE_COUNT = "galley_receive_count"
+
 #: Outcomes that are not a final failure of the job.
 _NOT_FINAL = (
     Terminated,
@@ -65,6 +68,15 @@ def is_final_failure(exc: BaseException) -> bool:
 class Request(CeleryRequest):
     #: The job failed for good: its message goes to the dead-letter queue, not away.
     _galley_dead_letter = False
+
+    def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(message, *args, **kwargs)
+        # SQS's receive count reaches the task's request (task.request.galley_receive_count),
+        # in the pool child too: JSON log lines carry it (runner/runtime/tasklogs.py)
+        sqs_message = (message.delivery_info or {}).get("sqs_message") or {}
+        count = (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount")
+        if count is not None:
+            self._request_dict[RECEIVE_COUNT] = int(count)
 
     def acknowledge(self) -> None:
         """Ack, then delete the job's S3 payload: nothing reads it again, unless the job went

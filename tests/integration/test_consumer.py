@@ -879,3 +879,35 @@ def test_a_chord_s_last_header_task_fires_its_body_in_the_consumer(
     # THEN the last one sent the body, which runs on the header's results
     _settle_what_is_queued(consumer, stack, 1)
     assert AsyncResult(result.id, app=galley_app).get(timeout=10) == 3
+
+
+def test_json_logs_carry_the_task_fields(
+    consumer: Consumer, lambda_env: embedded.LocalResources
+) -> None:
+    import io
+
+    from runner.runtime import tasklogs
+
+    # GIVEN the consumer logs JSON (what its cold start does with GALLEY_LOG_FORMAT=json)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    buffer = io.StringIO()
+    root.handlers[:] = [logging.StreamHandler(buffer)]
+    root.setLevel(logging.INFO)
+    tasklogs.use_json()
+    try:
+        # WHEN it runs a job
+        task_id = str(uuid.uuid4())
+        body = codec.encode(BLOCKING_TASK, (0,), {}, queue="jobs", task_id=task_id)
+        consumer.handle({"Records": [record(body, lambda_env)]})
+    finally:
+        tasklogs._json = False
+        logging.captureWarnings(False)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    # THEN every line is JSON, and the run's line has its id, state, duration, receive count
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    ends = [line for line in lines if line.get("task_id") == task_id and "duration" in line]
+    assert ends and ends[-1]["state"] == "SUCCESS"
+    assert ends[-1]["receive_count"] == 1
+    assert ends[-1]["task"] == BLOCKING_TASK

@@ -1,0 +1,115 @@
+"""`galley status`: the stack's queues, workers and last failures. Thin over runner.ops.status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from runner.cli.dlq import REASON_WIDTH, _clear_errors, _echo
+from runner.core import aws, settings
+from runner.ops import dlq
+from runner.ops import status as ops
+
+
+@click.command("status")
+@click.option(
+    "--stack",
+    default=None,
+    metavar="NAME",
+    help="A deployed stack: its queues and bucket from its CloudFormation outputs "
+    "[default: the GALLEY_* variables, as `galley local env` exports them].",
+)
+@click.option(
+    "--failures",
+    type=click.IntRange(0, ops.PEEK_LIMIT),
+    default=ops.DEFAULT_FAILURES,
+    show_default=True,
+    help="How many of the last failures to show.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def status(stack: str | None, failures: int, as_json: bool) -> None:
+    """Each queue and dead-letter queue: visible, in flight, delayed, age of the oldest message;
+    the workers; the last failures with their reasons.
+
+    Reading a dead-letter queue counts as a receive (as `galley dlq list`).
+    """
+    with _clear_errors():
+        config = settings.load(settings.AwsSettings if stack else settings.StatusSettings)
+
+        def clients(service: str) -> Any:
+            return aws.client(
+                service, use="checks", endpoint_url=config.endpoint_url, region=config.region
+            )
+
+        if stack is not None:
+            target = ops.from_stack(clients("cloudformation"), stack)
+        else:
+            assert isinstance(config, settings.StatusSettings)
+            target = ops.from_settings(config)
+        report = ops.gather(target, clients, failures=failures)
+    if as_json:
+        _echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for line in lines(report):
+        _echo(line)
+
+
+def lines(report: ops.Status) -> list[str]:
+    """The status as text: a table of queues, the workers, the last failures."""
+    out = [f"{report.source}, bucket {report.bucket or '-'}, at {report.at:%Y-%m-%d %H:%M:%S} UTC"]
+    rows = [("QUEUE", "VISIBLE", "IN FLIGHT", "DELAYED", "OLDEST")]
+    for queue in report.queues:
+        if queue.problem is not None:
+            rows.append((queue.name, "-", "-", "-", queue.problem))
+            continue
+        rows.append(
+            (
+                queue.name,
+                str(queue.visible),
+                str(queue.in_flight),
+                str(queue.delayed),
+                _age(queue),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        out.append("  ".join([*(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)), row[4]]))
+    out.append("workers:")
+    for role, known in report.workers.items():
+        out.append(f"  {role}: {_worker(known)}" if role != "note" else f"  ({known})")
+    if not report.failures:
+        out.append("no failures in the dead-letter queues")
+        return out
+    out.append("last failures:")
+    for item in report.failures:
+        when = (item["failed_at"] or "-")[:19].replace("T", " ")
+        task = item["task"] or "(undecodable)"
+        ident = item["task_id"] or item["message_id"]
+        reason = dlq.shorten_reason(item["reason"], REASON_WIDTH)
+        out.append(f"  {when}  {item['queue']:<4}  {task}  {ident}  {reason}")
+    return out
+
+
+def _age(queue: ops.QueueStatus) -> str:
+    if queue.oldest_age_seconds is None:
+        return queue.oldest_age_source
+    seconds = int(queue.oldest_age_seconds)
+    shown = f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds}s"
+    return f"{shown} ({queue.oldest_age_source})"
+
+
+def _worker(known: Any) -> str:
+    if not isinstance(known, dict):
+        return str(known)
+    if "problem" in known:
+        name = known.get("service") or known.get("function")
+        return f"{known.get('kind')} {name}: {known['problem']}"
+    if known.get("kind") == "fargate":
+        return (
+            f"Fargate service {known['service']}: {known['running']} running, "
+            f"{known['pending']} pending, {known['desired']} desired"
+        )
+    sources = ", ".join(f"{s['state']}" for s in known.get("event_sources", [])) or "none"
+    return f"Lambda consumer {known['function']}: event source {sources}"

@@ -1,0 +1,60 @@
+"""``GALLEY_LOG_FORMAT=json``: one JSON object per log line, what CloudWatch Logs Insights reads.
+
+Every line has ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message`` and ``pid``; an
+exception's traceback is the ``exception`` field of the same line, never lines of its own. A line
+logged while a task runs, or about a task, also has ``task``, ``task_id``, ``receive_count``
+(SQS's ApproximateReceiveCount of the delivery) and, where they are known, ``state`` and
+``duration`` (seconds): runner.runtime.tasklogs sets them from Celery's task signals and trace
+lines. Plain text (Celery's own format) stays the default. No Celery import: the Lambda consumer
+and the worker share it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+TEXT = "text"
+JSON = "json"
+
+#: The task the current thread runs: ``task``, ``task_id``, ``receive_count``.
+current_task: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "galley_current_task", default=None
+)
+#: Set on a record (``extra={FIELDS: {...}}``): fields that go into its JSON object.
+FIELDS = "galley_fields"
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one line of JSON; values JSON cannot hold are written as their repr."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        running = current_task.get()
+        if running:
+            line.update(running)
+        line.update(getattr(record, FIELDS, None) or {})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=repr, ensure_ascii=False)
+
+
+def use_json(logger: logging.Logger) -> None:
+    """Every handler of ``logger`` writes JSON lines; a logger without one gets a stderr
+    handler (the Lambda runtime has its own on the root logger; a test has none)."""
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in logger.handlers:
+        handler.setFormatter(JsonFormatter())

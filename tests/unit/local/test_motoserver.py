@@ -118,11 +118,64 @@ def test_a_long_poll_waiting_on_an_empty_queue_holds_up_no_other_receive(
     )
     waiting.start()
     time.sleep(0.2)  # let it start waiting (the state under test, not an outcome)
-    # WHEN a message is sent and another receiver polls
+    # WHEN a message is sent and another receiver looks without waiting
     sqs.send_message(QueueUrl=url, MessageBody="now")
     started = time.monotonic()
-    answer = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=3)
+    answer = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
     # THEN it is answered at once (with the message, or empty if the waiting poll took it)
     assert time.monotonic() - started < 1.5
     assert len(answer.get("Messages", [])) <= 1
     waiting.join(5)
+
+
+def test_a_receive_does_not_compute_the_queue_s_attributes_for_each_message(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto read the retention period of each message it handed out through every attribute of
+    the queue, each count a pass over all its messages: on a queue of 600, moto's CPU, not the
+    worker, set the benchmark's pace."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    monkeypatch.setattr(
+        SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        SQSBackend.is_message_valid_based_on_retention_period,
+    )
+    motoserver.lighten_sqs_receives()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="light")["QueueUrl"]
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(10)]
+    )
+    computed: list[int] = []
+    attributes = Queue.attributes
+    monkeypatch.setattr(
+        Queue, "attributes", property(lambda q: computed.append(1) or attributes.fget(q))
+    )
+    # WHEN ten messages are received
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    # THEN all ten came, and the queue's attributes were not computed once per message
+    assert len(got) == 10
+    assert len(computed) <= 1
+
+
+def test_a_message_past_its_queue_s_retention_is_not_handed_out(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.sqs.models import SQSBackend
+
+    monkeypatch.setattr(
+        SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        SQSBackend.is_message_valid_based_on_retention_period,
+    )
+    motoserver.lighten_sqs_receives()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="old", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="fresh")
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["fresh"]
+    sqs.send_message(QueueUrl=url, MessageBody="stale")
+    # WHEN the retention clock has passed the second one's 60 s
+    monkeypatch.setattr("moto.core.utils.unix_time", lambda *a: time.time() + 61)
+    # THEN it is not handed out
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)

@@ -21,7 +21,9 @@ long poll's waiting happens outside the lock, so a poll waiting on an empty queu
 :func:`lighten_sqs_receives` removes moto's heaviest cost: for each message it hands out, moto
 computes every attribute of the queue (each count a pass over all its messages) to read one
 number, so a receive from a queue of N messages cost N x 10 passes; moto ran out of CPU at ~30
-receives of ten a second on a queue of a few hundred.
+receives of ten a second on a queue of a few hundred. :func:`remember_moto_modules` lists moto's
+modules once: its dispatcher listed its ~200 package folders (a stat each) for every request,
+under a lock all requests share.
 
 With ``--data FILE`` the server keeps the stack's data (:mod:`runner.local.snapshot`): ``POST
 /_galley/restore``, sent by `galley local up` once template.yaml is deployed, puts FILE's
@@ -133,6 +135,26 @@ def lighten_sqs_receives() -> None:
     )
 
 
+def remember_moto_modules() -> None:
+    """List moto's modules once, not on every request (they do not change while it runs)."""
+    from moto import backends
+
+    current = backends.list_of_moto_modules
+    if getattr(current, "galley_remembered", False):
+        return
+
+    @functools.cache
+    def modules() -> tuple[str, ...]:
+        return tuple(current())
+
+    @functools.wraps(current)
+    def list_of_moto_modules() -> Iterable[str]:
+        return modules()
+
+    list_of_moto_modules.galley_remembered = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules
+
+
 class _InProgress:
     """Counts requests in progress, so a stopping server saves only once they are done."""
 
@@ -214,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     serialize_s3_objects()
     serialize_sqs_receives()
     lighten_sqs_receives()
+    remember_moto_modules()
     data = snapshot.DataFile(args.data) if args.data else None
     app = GalleyApp(DomainDispatcherApplication(create_backend_app), data)
     server = make_server(

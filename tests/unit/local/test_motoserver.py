@@ -179,3 +179,20 @@ def test_a_message_past_its_queue_s_retention_is_not_handed_out(
     monkeypatch.setattr("moto.core.utils.unix_time", lambda *a: time.time() + 61)
     # THEN it is not handed out
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
+
+
+def test_moto_s_modules_are_listed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's dispatcher listed its package folders (a stat each) for every request."""
+    import os
+
+    from moto import backends
+
+    monkeypatch.setattr(backends, "list_of_moto_modules", backends.list_of_moto_modules)
+    listed: list[str] = []
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or listdir(path))
+    motoserver.remember_moto_modules()
+    first = list(backends.list_of_moto_modules())
+    second = list(backends.list_of_moto_modules())
+    assert "sqs" in first and first == second
+    assert len(listed) == 1

@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # pip's output goes here, not to the terminal; its tail is printed if an install fails.
 INSTALL_LOG := $(VENV)/install.log
 PYTEST_ARGS ?=
+# `make test` runs the suite on this many pytest processes (pytest-xdist; pyproject.toml says why).
+TEST_PROCESSES ?= 2
 # Template tools live in venvs of their own: their pins conflict with moto's and each other's.
 TOOLS  ?= .venv-tools
 SAM_CLI_VERSION := 1.170.0
@@ -63,7 +65,7 @@ demo: install
 	$(BIN)/galley demo
 
 test: lint tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.core import aws
+from runner.core import aws, settings
 from runner.local import embedded
 from runner.local.process import Child, wait_for
 
 READY = re.compile(r"celery@\S+ ready\.")
+#: Test workers long-poll for 1 s, not the local stack's 5 s: a stopping worker first waits for
+#: its poll in flight, and every test stops its workers. A test about the long poll sets its own.
+RECEIVE_WAIT_SECONDS = "1"
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def start_worker(
 ) -> Child:
     """A real prefork ``celery -A runner.app worker`` on the queue with role ``queue``; returns
     once it reports ready."""
+    env = {settings.RECEIVE_WAIT_SECONDS: RECEIVE_WAIT_SECONDS, **env}
     worker = embedded.start_worker(stack, log=log, concurrency=concurrency, queue=queue, **env)
 
     def ready() -> bool:
@@ -157,8 +161,6 @@ def recorder(endpoint_url: str, action: str) -> None:
 
 def attached_env_plain() -> dict[str, str]:
     """This process's environment without any Galley or endpoint variable."""
-    from runner.core import settings
-
     return {k: v for k, v in os.environ.items() if k not in settings.ALL_VARIABLES}
 
 

@@ -15,22 +15,34 @@ from celery import Celery
 #: The queue's name in kombu's predefined_queues (Celery's default queue).
 QUEUE = "celery"
 
-app = Celery("stock")
-app.conf.update(
-    broker_url="sqs://",
-    broker_transport_options={
-        "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        "predefined_queues": {QUEUE: {"url": os.environ.get("STOCK_QUEUE_URL", "")}},
-    },
-    result_backend="s3",
-    s3_bucket=os.environ.get("STOCK_BUCKET", ""),
-    s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
-    s3_region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    worker_enable_remote_control=False,  # SQS has no broadcast: pidbox queues cannot be created
-    worker_send_task_events=False,
+
+def configure(celery: Celery, queue_url: str, bucket: str, endpoint_url: str | None) -> Celery:
+    """``celery`` configured as Celery's documentation configures SQS and S3."""
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    celery.conf.update(
+        broker_url="sqs://",
+        broker_transport_options={
+            "region": region,
+            "predefined_queues": {QUEUE: {"url": queue_url}},
+        },
+        result_backend="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=endpoint_url,
+        s3_region=region,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        worker_enable_remote_control=False,  # SQS has no broadcast: no pidbox queues
+        worker_send_task_events=False,
+    )
+    return celery
+
+
+app = configure(
+    Celery("stock"),
+    os.environ.get("STOCK_QUEUE_URL", ""),
+    os.environ.get("STOCK_BUCKET", ""),
+    os.environ.get("AWS_ENDPOINT_URL"),
 )
 
 
@@ -42,3 +54,15 @@ def noop() -> None:
 @app.task(name="perf.noop_ignored", ignore_result=True)
 def noop_ignored() -> None:
     """Nothing, fire-and-forget."""
+
+
+@app.task(name="perf.one")
+def one() -> int:
+    """A chord's header task."""
+    return 1
+
+
+@app.task(name="perf.total")
+def total(numbers: list[int]) -> int:
+    """A chord's body."""
+    return sum(numbers)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import sys
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ SCHEMA_MODULE = "tasks.schemas"
 #: The name of its task name -> model mapping.
 SCHEMAS = "SCHEMAS"
 #: Calls through which a module can bind names its source does not show.
-_DYNAMIC_CALLS = frozenset({"globals", "vars", "setattr", "exec", "eval", "__import__"})
+_DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "setattr", "exec", "eval", "__import__"})
 
 
 @cache
@@ -58,7 +59,9 @@ def registry() -> Mapping[str, type[BaseModel]]:
 @cache
 def listed() -> frozenset[str] | None:
     """The task names ``SCHEMAS`` lists, read from ``tasks.schemas``' source without running it;
-    None when the source does not say them plainly (then :func:`registry` must be asked)."""
+    None when the source does not say them plainly (then :func:`registry` must be asked).
+    Finding the module runs the ``tasks`` package; if that loaded the module (and may have
+    changed SCHEMAS), the module itself is asked."""
     try:
         spec = importlib.util.find_spec(SCHEMA_MODULE)
     except ModuleNotFoundError as error:
@@ -67,6 +70,8 @@ def listed() -> frozenset[str] | None:
         raise
     if spec is None:
         return frozenset()
+    if SCHEMA_MODULE in sys.modules:  # loaded already (by the tasks package, say): ask it
+        return frozenset(registry())
     loader: Any = spec.loader
     try:
         source = loader.get_source(SCHEMA_MODULE) if hasattr(loader, "get_source") else None
@@ -144,19 +149,22 @@ def _schemas_value(stmt: ast.stmt) -> ast.expr | None:
 
 
 def _mentions_schemas(node: ast.AST) -> bool:
+    """Whether ``node`` names SCHEMAS: reads it, or binds it in any form (def, class, import
+    ... as, except ... as, a match capture, a keyword argument, global)."""
     if isinstance(node, ast.Name):
         return node.id == SCHEMAS
     if isinstance(node, ast.Attribute):
         return node.attr == SCHEMAS
     if isinstance(node, ast.Constant):
         return node.value == SCHEMAS
-    if isinstance(node, ast.alias):
-        return SCHEMAS in (node.name, node.asname)
-    return isinstance(node, ast.Global | ast.Nonlocal) and SCHEMAS in node.names
+    if isinstance(node, ast.Global | ast.Nonlocal):
+        return SCHEMAS in node.names
+    return any(getattr(node, name, None) == SCHEMAS for name in ("name", "asname", "rest", "arg"))
 
 
 def _dynamic(node: ast.AST) -> bool:
-    """A star import, another module of the package, or a call binding names unseen."""
+    """A star import, another module of the package, or a call or ``__dict__`` binding names
+    unseen (``locals()`` is the module's namespace at its top level)."""
     if isinstance(node, ast.ImportFrom):
         package = SCHEMA_MODULE.split(".")[0]
         module = node.module or ""
@@ -167,4 +175,4 @@ def _dynamic(node: ast.AST) -> bool:
         return any(a.name == package or a.name.startswith(package + ".") for a in node.names)
     if isinstance(node, ast.Call):
         return isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC_CALLS
-    return False
+    return isinstance(node, ast.Attribute) and node.attr == "__dict__"

@@ -70,6 +70,10 @@ _VARIABLES = {
     "endpoint_url": (variables.AWS_ENDPOINT_URL,),
 }
 _NAMES = frozenset(name for names in _VARIABLES.values() for name in names)
+#: Variables the model also reads, though Galley names none of them: a field with an alias
+#: (region, endpoint_url) is read by its own name too (GALLEY_ + the field's name), after the
+#: alias. The quick reader leaves an environment with one of them to the model.
+_MODEL_ALSO_READS = frozenset(f"GALLEY_{name.upper()}" for name in ("region", "endpoint_url"))
 _DIGITS = re.compile(r"[1-9][0-9]{0,9}")
 
 
@@ -104,6 +108,8 @@ def _quick(environ: Mapping[str, str], queue_url: str | None) -> ProducerConfig 
         return None
     if any(key.upper() in _NAMES and key != key.upper() for key in environ):
         return None  # pydantic-settings reads names in any case; which one wins is its call
+    if any(key.upper() in _MODEL_ALSO_READS for key in environ):
+        return None
     raw: dict[str, str] = {}
     for field, names in _VARIABLES.items():
         value = next((environ[name] for name in names if environ.get(name)), None)

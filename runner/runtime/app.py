@@ -110,9 +110,10 @@ def celery_config(settings: WorkerSettings, consume: str = queues.JOBS) -> dict[
         # --- reliability: a killed worker's task comes back instead of vanishing ---
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # A jobs-queue worker holds up to four messages a process (Celery's default), so that
-        # it receives ten at a time from a backlog (runner/worker/receiver.py); long jobs are
-        # taken one a process, so none waits behind another while other workers are idle.
+        # A jobs-queue worker holds up to eight messages a process (Celery's default is four),
+        # so that it receives ten at a time from a backlog (runner/worker/receiver.py); long
+        # jobs are taken one a process, so none waits behind another while other workers are
+        # idle.
         "worker_prefetch_multiplier": 1 if consume == queues.LONG else 8,
         # every message Celery refuses is dead-lettered with the reason, none acked away
         "worker_consumer": "runner.worker.refusals:Consumer",

@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
+import types
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.core import contracts
 from runner.errors import InvalidTaskInput
@@ -105,6 +110,71 @@ def test_every_input_model_is_listed_in_schemas() -> None:
 
 
 def _base_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("GALLEY_")}
+
+
+_STATEMENTS = [
+    "def SCHEMAS():\n    return {}\n",
+    "async def SCHEMAS():\n    pass\n",
+    "class SCHEMAS:\n    pass\n",
+    "try:\n    raise ValueError\nexcept ValueError as SCHEMAS:\n    pass\n",
+    'match {"k": {}}:\n    case {"k": SCHEMAS}:\n        pass\n',
+    "match {}:\n    case {**SCHEMAS}:\n        pass\n",
+    "match [1]:\n    case [*SCHEMAS]:\n        pass\n",
+    'locals().update(SCHEMAS={"x.y": M})\n',
+    'sys.modules[__name__].__dict__.update(SCHEMAS={"x.y": M})\n',
+    "import json as SCHEMAS\n",
+    "def f(SCHEMAS=1):\n    return SCHEMAS\n",
+    "X = 1\n",
+    "def g():\n    return 1\n",
+]
+
+
+@given(st.lists(st.sampled_from(_STATEMENTS), max_size=3))
+def test_names_read_from_the_source_are_those_the_module_ends_with(extra: list[str]) -> None:
+    # GIVEN a schema module binding SCHEMAS to a dict literal, then other statements
+    source = "import sys\nclass M: pass\n" + 'SCHEMAS = {"a.b": M}\n' + "".join(extra)
+    # WHEN its names are read without running it, and it is run
+    read = contracts._literal_names(ast.parse(source))
+    module = types.ModuleType("galley_fuzzed_schemas")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(source, module.__name__, "exec"), module.__dict__)  # noqa: S102
+    finally:
+        del sys.modules[module.__name__]
+    value = module.__dict__.get("SCHEMAS")
+    ran = frozenset(value) if isinstance(value, dict) else value
+    # THEN the names read, when there are any, are the keys it ends with
+    assert read is None or read == ran
+
+
+def test_names_added_by_the_tasks_package_are_seen(tmp_path: Any) -> None:
+    """tasks/__init__.py imports tasks.schemas as it loads (the producer's find_spec runs it)
+    and adds a model: the module's source alone does not say every name."""
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "schemas.py").write_text(
+        "from pydantic import BaseModel, ConfigDict\n"
+        "class M(BaseModel):\n    model_config = ConfigDict(extra='forbid')\n    n: int\n"
+        'SCHEMAS = {"tasks.a": M}\n'
+    )
+    (package / "__init__.py").write_text(
+        'from tasks import schemas\nschemas.SCHEMAS["tasks.b"] = schemas.M\n'
+    )
+    code = (
+        "from runner.core import contracts\n"
+        "from runner.errors import InvalidTaskInput\n"
+        "try:\n    contracts.check('tasks.b', ['x'], {})\n"
+        "except InvalidTaskInput as e:\n    print('refused:', e)\n"
+        "else:\n    print('sent unchecked')\n"
+    )
+    env = {**_base_env(), "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.stdout.startswith("refused: tasks.b: n:"), out.stdout + out.stderr

@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from runner.core import producer_config
 from runner.core.producer_config import ProducerConfig
@@ -51,6 +54,10 @@ HANDED_OVER = [
     {"GALLEY_QUEUE_URL": QUEUE, "GALLEY_PAYLOAD_THRESHOLD_BYTES": "४०९६"},  # digits, not ASCII
     {"galley_queue_url": QUEUE},
     {"GALLEY_QUEUE_URL": QUEUE, "Galley_Queue_Url": LONG},
+    # the model reads a field with an alias by its own name too (GALLEY_ + field)
+    {"GALLEY_QUEUE_URL": QUEUE, "GALLEY_REGION": "eu-west-1"},
+    {"GALLEY_QUEUE_URL": QUEUE, "GALLEY_ENDPOINT_URL": "localhost:5000"},
+    {"GALLEY_QUEUE_URL": QUEUE, "galley_endpoint_url": "http://127.0.0.1:5000"},
 ]
 
 
@@ -128,3 +135,63 @@ def test_with_queue_checks_the_new_url_as_the_model(queue_url: str) -> None:
     # THEN both give the same settings, or the same error naming GALLEY_QUEUE_URL
     assert outcomes[0] == outcomes[1]
     assert "GALLEY_QUEUE_URL" in str(outcomes[0]) or outcomes[0]["queue_url"] == queue_url
+
+
+#: Names a producer's environment may hold: the producer's, others the model might read, and
+#: the same in other cases.
+_FUZZED_NAMES = [
+    *producer_config._NAMES,
+    "GALLEY_REGION",
+    "GALLEY_ENDPOINT_URL",
+    "REGION",
+    "ENDPOINT_URL",
+    "galley_queue_url",
+    "Galley_Region",
+    "aws_region",
+]
+_FUZZED_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            QUEUE,
+            QUEUE + "/",
+            LONG + ".fifo",
+            "",
+            " ",
+            "http://h/1/q",
+            "http://127.0.0.1:5000",
+            "localhost:5000",
+            "1024",
+            "1048576",
+            "1_024",
+            "+1024",
+            "1024 ",
+            "eu-west-1",
+            "galley-results",
+            "a..b",
+            "null",
+        ]
+    ),  # fmt: skip
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=10),
+)
+
+
+@hypothesis_settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    environment=st.dictionaries(st.sampled_from(_FUZZED_NAMES), _FUZZED_VALUES, max_size=5),
+    queue_url=st.one_of(st.none(), _FUZZED_VALUES),
+)
+def test_any_environment_is_read_as_the_model_reads_it(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], queue_url: str | None
+) -> None:
+    # GIVEN any environment of the producer's variables and others like them (most with a
+    # queue URL the quick reader accepts: where it reads the rest itself)
+    with monkeypatch.context() as patch:
+        for name in {*_FUZZED_NAMES, *ALL_VARIABLES}:
+            patch.delenv(name, raising=False)
+        for name, value in {"GALLEY_QUEUE_URL": QUEUE, **environment}.items():
+            patch.setenv(name, value)
+        # WHEN it is read quickly, and by the model
+        # THEN both give the same settings, or the same error
+        assert _quick_reads(queue_url)[1] == _model_reads(queue_url)

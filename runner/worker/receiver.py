@@ -96,24 +96,29 @@ class Receiver(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            ask = self._reserve()
-            if ask <= 0:
-                continue
             try:
-                messages = self._receive(ask)
-            except Exception as error:
-                self._unreserve(ask, backlog=False)
-                self._failed(error)
-                continue
-            if self.failures:
-                log.warning(
-                    "receiving from %s again after %d failures", self.queue_url, self.failures
-                )
-                self.failures = 0
-            try:
-                self._hand_over(messages)
-            finally:
-                self._unreserve(ask, backlog=len(messages) >= ask)
+                self._poll_once()
+            except Exception:  # never let the thread die: the worker would stop receiving
+                log.exception("receiving from %s failed unexpectedly; going on", self.queue_url)
+                self.stopped.wait(1.0)
+
+    def _poll_once(self) -> None:
+        ask = self._reserve()
+        if ask <= 0:
+            return
+        try:
+            messages = self._receive(ask)
+        except Exception as error:
+            self._unreserve(ask, backlog=False)
+            self._failed(error)
+            return
+        if self.failures:
+            log.warning("receiving from %s again after %d failures", self.queue_url, self.failures)
+            self.failures = 0
+        try:
+            self._hand_over(messages)
+        finally:
+            self._unreserve(ask, backlog=len(messages) >= ask)
 
     def _reserve(self) -> int:
         """How many messages to ask for, reserved against the room the worker has; 0 after a
@@ -169,7 +174,12 @@ class Receiver(threading.Thread):
             for entry, _ in received:
                 self.release(entry)
             return
-        self.deliver(received)
+        try:
+            self.deliver(received)
+        except Exception:
+            log.exception("could not hand %d message(s) over; giving them back", len(received))
+            for entry, _ in received:
+                self.release(entry)
 
     def _failed(self, error: Exception) -> None:
         self.failures += 1

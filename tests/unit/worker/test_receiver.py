@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+from runner.local.process import wait_for
 from runner.worker.ledger import Ledger
 from runner.worker.receiver import Intake, Receiver
 
@@ -100,3 +102,45 @@ def test_a_second_receiver_polls_only_while_there_is_a_backlog_and_room() -> Non
     assert followers[1]._reserve() == 10
     assert lead._reserve() == 0
     assert intake.reserved == 20
+
+
+class OneBatchSQS:
+    """Answers the first receive with two messages, then nothing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            return {"Messages": [{"ReceiptHandle": f"h{i}", "Body": "b"} for i in range(2)]}
+        time.sleep(0.01)
+        return {}
+
+
+def test_a_hand_over_that_fails_gives_the_messages_back_and_keeps_receiving() -> None:
+    """Found by the review: an exception while handing messages over ended the receiver thread
+    without a word (the worker stopped receiving for good) and left its messages held."""
+    ledger, sqs = Ledger(), OneBatchSQS()
+    released: list[str] = []
+
+    def deliver(received: Any) -> None:
+        raise RuntimeError("the event loop's pipe is gone")
+
+    r = Receiver(
+        sqs,
+        Q,
+        ledger,
+        deliver,
+        lambda entry: released.append(entry.receipt),
+        capacity=lambda: 4,
+        wait_time_seconds=0,
+    )
+    r.start()
+    try:
+        wait_for(lambda: sqs.calls >= 3, timeout=5, what="the receiver to poll again")
+        assert r.is_alive()
+        assert sorted(released) == ["h0", "h1"]
+    finally:
+        r.stop()
+        r.join(5)

@@ -127,7 +127,7 @@ class MotoServer:
     def _ready(self) -> bool:
         assert self.child is not None
         if not self.child.alive():
-            raise ProcessError(f"moto server exited with code {self.child.proc.returncode}")
+            raise ProcessError(f"moto server exited with code {self.child.exit_code}")
         return responds(self.url)
 
     def restore(self) -> snapshot.RestoreReport:

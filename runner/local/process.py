@@ -59,7 +59,24 @@ class Child:
         return self.proc.pid
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        """True until the child exits. An exited child is left unreaped (a zombie) for
+        :meth:`stop`: while it is, its pid cannot be reused, so signalling its process group
+        cannot reach a stranger's."""
+        return self.proc.returncode is None and not _exited(self.proc.pid)
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code (negative: the signal that ended it), or None while it runs; read
+        without reaping it."""
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.proc.poll()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -82,21 +99,58 @@ class Child:
     def stop(self, *, grace: float = 10.0) -> int:
         """SIGTERM to the child itself (as ECS does to a container's PID 1: a Celery worker then
         finishes its running tasks), up to ``grace`` seconds, then SIGKILL to the whole group.
-        Returns the exit code."""
+        Returns the exit code.
+
+        What is left in the group (a prefork child orphaned by a SIGKILL) is killed while the
+        child is still unreaped: a group id is the pid of its first process, and once that pid
+        is reaped and the group empty, the id can be given to another process's new group
+        (under xdist a test's fresh process was killed this way)."""
+        reaped_before = self.proc.returncode is not None
         if self.alive():
             self.terminate()
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
+            if not _wait_exited(self.proc.pid, grace):
                 self.signal(signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        # Reap anything left in the group (a prefork child orphaned by a SIGKILL).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+                _wait_exited(self.proc.pid, 10.0)
+        if not reaped_before or _group_has_members(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
         if self._log:
             self._log.close()
             self._log = None
         return self.proc.returncode
+
+
+def _exited(pid: int) -> bool:
+    """True if child ``pid`` has exited (without reaping it); True too if it is reaped."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _wait_exited(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _group_has_members(pgid: int) -> bool:
+    """True if a process (not a zombie) is in process group ``pgid`` (Linux: /proc)."""
+    proc = Path("/proc")
+    if not proc.exists():
+        return False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 def stop_children(children: Sequence[Child], *, grace: float) -> None:

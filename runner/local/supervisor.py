@@ -152,7 +152,7 @@ def _watch_workers(pool: WorkerPool, watcher: TaskWatcher | None, on_note: Note)
         if watcher is None:
             return False
         on_note(
-            f"{spec.name} (pid {child.pid}) exited with code {child.proc.returncode}; "
+            f"{spec.name} (pid {child.pid}) exited with code {child.exit_code}; "
             "it starts again when a module in tasks/ changes"
         )
     return True

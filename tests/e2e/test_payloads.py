@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from runner.core.settings import ProducerSettings, load
 from runner.local import embedded
 from runner.local.process import Child, wait_for
 from runner.producer import sender
@@ -62,7 +63,7 @@ def test_message_just_under_the_threshold_stays_inline(
     # GIVEN the producer's threshold and an argument whose message is just below it
     threshold = 64 * 1024
     monkeypatch.setenv("GALLEY_PAYLOAD_THRESHOLD_BYTES", str(threshold))
-    settings = sender.load(sender.ProducerSettings)
+    settings = load(ProducerSettings)
     blob = "y" * 30_000
     while True:  # grow the argument until the message is within 200 bytes of the threshold
         call = sender.Call("reliability.measure", [blob])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -122,16 +121,12 @@ def test_sigterm_finishes_in_flight_and_releases_the_rest(
     # WHEN ECS stops the task: SIGTERM to the worker's main process only
     os.kill(busy.pid, signal.SIGTERM)
     assert busy.proc.wait(timeout=60) == 0
-    stopped = time.monotonic()
-    # THEN the running task finished and was acknowledged
+    # THEN the other message was visible again by the time the worker exited (released, not
+    # left for the 300 s visibility timeout): one look, no waiting (a timed wait measured how
+    # fast a loaded moto answers, and failed under load)
+    attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    # AND the running task finished and was acknowledged; the other never started
     assert running.state == "SUCCESS"
     assert runs(stack, job, "finished") == 1
-
-    # AND the other message is visible again at once (not after the 300 s visibility timeout)
-    def visible() -> bool:
-        attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
-        return attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
-
-    wait_for(visible, timeout=2, interval=0.05, what="the unstarted message to be released")
-    assert time.monotonic() - stopped < 2
     assert runs(stack, waiting, "started") == 0

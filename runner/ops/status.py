@@ -24,6 +24,7 @@ Where the numbers come from:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,10 +126,22 @@ def from_settings(config: settings.StatusSettings) -> Target:
     )
 
 
+#: CloudFormation's stack names and stack ARNs (what `aws cloudformation` accepts as a name).
+STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
+STACK_ARN = re.compile(
+    r"arn:aws[-a-z]*:cloudformation:[-a-z0-9]+:\d{12}:stack/[A-Za-z][-A-Za-z0-9]{0,127}/[-a-f0-9]+"
+)
+
+
 def from_stack(cloudformation: Any, name: str) -> Target:
     """The stack ``name``'s queues and bucket, from its CloudFormation outputs."""
     if not name.strip():
         raise StatusError("--stack: give the name of a deployed stack")
+    if not (STACK_NAME.fullmatch(name) or STACK_ARN.fullmatch(name)):
+        raise StatusError(
+            f"--stack {name!r}: not a stack name (a letter, then letters, digits and '-', "
+            "at most 128) or a stack ARN"
+        )
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as error:

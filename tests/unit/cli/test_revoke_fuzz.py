@@ -78,8 +78,11 @@ def test_revoke_never_prints_a_traceback(
     if bucket:
         s3.delete_objects(
             Bucket=BUCKET,
-            Delete={"Objects": [{"Key": o["Key"]} for o in
-                                s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])] or
-                    [{"Key": "none"}]},
+            Delete={
+                "Objects": [
+                    {"Key": o["Key"]} for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+                ]
+                or [{"Key": "none"}]
+            },
         )
         s3.delete_bucket(Bucket=BUCKET)

@@ -52,7 +52,7 @@ def settled(stack: embedded.LocalResources, *urls: str) -> Callable[[], bool]:
 
 def discarded(worker: Child, task_id: str) -> bool:
     text = worker.log_path.read_text(errors="replace") if worker.log_path else ""
-    return f"Discarding revoked task: " in text and task_id in text
+    return "Discarding revoked task: " in text and task_id in text
 
 
 def test_a_job_revoked_while_no_worker_ran_is_honoured_by_a_worker_started_later(

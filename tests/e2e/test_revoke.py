@@ -223,3 +223,36 @@ def test_terminate_stops_a_running_job_and_the_worker_runs_the_next(
     assert running.alive()
     wait_for(settled(stack, stack.queue_url), timeout=30, what="both messages settled")
     assert support.queue_depth(stack, stack.dlq_url) == 0
+
+
+def test_revocations_cost_a_worker_one_request_per_refresh_not_per_job(
+    make_recording_stack: Callable[[], embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a moto server recording every request, and a worker with the default refresh (5 s)
+    stack = make_recording_stack()
+    support.recorder(stack.endpoint_url, "reset-recording")
+    support.recorder(stack.endpoint_url, "start-recording")
+    started = time.monotonic()
+    worker(stack, **TASKS)
+    client = app_for(stack)
+    # WHEN it runs 20 jobs and idles, nothing being revoked, for 30 s in all
+    results = [
+        client.send_task("reliability.stamp", args=[stack.bucket, f"j{n}"]) for n in range(20)
+    ]
+    for result in results:
+        result.get(timeout=60)
+    wait_for(lambda: time.monotonic() - started >= 30, timeout=60, what="30 s to pass")
+    elapsed = time.monotonic() - started
+    actions = support.recorded_actions(stack.endpoint_url)
+    # THEN its revocation requests follow the clock, not the jobs: a HEAD per refresh, one LIST
+    heads = sum(n for a, n in actions.items() if a.startswith("HEAD") and "/revoked/" in a)
+    lists = sum(n for a, n in actions.items() if a.startswith("GET") and "prefix=revoked" in a)
+    per_hour = (heads + lists) * 3600 / elapsed
+    print(
+        f"revocations, nothing revoked: {heads} HEAD + {lists} LIST in {elapsed:.0f} s with 20 "
+        f"jobs -> {per_hour:.0f} requests per worker-hour"
+    )
+    assert lists == 1  # the first read; the marker did not change after it
+    assert 1 <= heads <= elapsed / 5 + 1

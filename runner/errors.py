@@ -26,6 +26,7 @@ what is wrong. The tree::
     ├── InProgressElsewhere      another run holds the key's lease (retry later)
     ├── DlqError                 a dead-letter operation cannot be done as asked
     ├── RemoteControlError       a Celery remote-control call that SQS cannot carry (no broadcast)
+    ├── RevokeError              a revocation cannot be made as asked (not a task id, bad signal)
     ├── StatusError              `galley status` cannot find or read the stack
     ├── StackError               the template could not be translated or deployed
     ├── ProcessError             a child process did not start or became unhealthy
@@ -157,6 +158,11 @@ class DlqError(GalleyError, ValueError):
 class RemoteControlError(GalleyError, NotImplementedError):
     """Celery's remote control (inspect, control, events, Flower) needs broadcast, which SQS does
     not have; the message names the Galley command that answers the same question."""
+
+
+class RevokeError(GalleyError, ValueError):
+    """A revocation cannot be made as asked: an argument is not a task id, or the signal is not
+    one; the message names it."""
 
 
 class StatusError(GalleyError, RuntimeError):

@@ -29,7 +29,9 @@ DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 #: up, never waited on.
 RECEIVE_READ_TIMEOUT = limits.MAX_WAIT_TIME_SECONDS + 10
 
-Use = Literal["default", "payloads", "receive", "settle", "heartbeat", "checks", "consumer"]
+Use = Literal[
+    "default", "payloads", "receive", "settle", "heartbeat", "checks", "consumer", "revocations"
+]
 
 #: Per use, what is laid over :data:`DEFAULT_CONFIG` (``Config.merge``: a key given here replaces
 #: the default's whole value, ``retries`` included).
@@ -67,6 +69,11 @@ USES: Mapping[Use, Config] = {
     # reserve the invocation keeps, so short timeouts and few attempts.
     "consumer": Config(
         connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+    ),
+    # Reading the revocations (runner/core/revocations.py) on an interval, in a worker's thread
+    # or at the start of a Lambda batch: a read that cannot reach S3 gives way to the next one.
+    "revocations": Config(
+        connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
     ),
 }
 

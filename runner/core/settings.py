@@ -33,6 +33,7 @@ from runner.core.variables import (
     RECEIVE_WAIT_SECONDS,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
+    REVOKE_REFRESH_SECONDS,
     SCALE_IN_PROTECTION,
     TASK_MODULES,
     TASK_TIME_LIMIT,
@@ -65,6 +66,7 @@ __all__ = [
     "RECEIVE_WAIT_SECONDS",
     "RESULTS_BUCKET",
     "RESULTS_PREFIX",
+    "REVOKE_REFRESH_SECONDS",
     "SCALE_IN_PROTECTION",
     "TASK_MODULES",
     "TASK_TIME_LIMIT",
@@ -184,6 +186,10 @@ class WorkerSettings(ProducerSettings):
     #: ``text`` (Celery's lines) or ``json``: one JSON object per line, with task name, id,
     #: state, duration and receive count on task lines (runner/core/logformat.py).
     log_format: Literal["text", "json"] = "text"
+    #: How often a worker reads the revocations in S3 (runner/core/revocations.py), and how long
+    #: the Lambda consumer trusts what it read: a job revoked less than this before it starts
+    #: may still run. One HeadObject per refresh when nothing changed.
+    revoke_refresh_seconds: float = Field(default=5.0, ge=1, le=300)
 
     @property
     def extra_task_modules(self) -> list[str]:

@@ -9,7 +9,11 @@ in the S3 backend), then settled:
   not the job's own, ...) -> dead-lettered with the reason, a FAILURE result recorded where there
   is a task id; if the dead-letter queue cannot take it, SQS redrives it instead;
 - eta still in the future -> sent on with an SQS delay (a hop), never waited for;
-- expired -> REVOKED, acknowledged.
+- expired, or revoked (runner/core/revocations.py) -> REVOKED, acknowledged; a revoked job is
+  never run nor sent on. The revocations are read at the start of a batch, at most once every
+  ``GALLEY_REVOKE_REFRESH_SECONDS`` across warm invocations (one HeadObject; a ListObjectsV2
+  when something was revoked since). A running job cannot be terminated here: no pool process
+  to signal, and other invocations run it; the revocation stops every later run.
 
 A settled record is deleted from its queue at once (DeleteMessage), not only by the event source
 mapping when the batch returns: an invocation that times out later brings back only the records
@@ -34,7 +38,7 @@ from celery.app.task import Context
 from celery.app.trace import trace_task
 from celery.exceptions import Reject
 
-from runner.core import aws, queues
+from runner.core import aws, queues, revocations
 from runner.core.settings import ConsumerSettings
 from runner.lambdas import settle
 from runner.lambdas.budget import MAX_BUDGET_SECONDS, Budget, InvocationEnding, time_limit
@@ -75,6 +79,9 @@ class Consumer:
         self.sqs = sqs or aws.client("sqs", region=settings.region, use="consumer")
         self.clock = clock
         self.hostname = f"galley@{hostname}"
+        self.revoked = revocations.Watch(
+            aws.client("s3", region=settings.region, use="revocations"), settings.results_bucket
+        )
         app.loader.import_default_modules()
         app.finalize(auto=True)
         publish.install(max_hop=settings.max_hop_seconds)
@@ -108,6 +115,7 @@ class Consumer:
         (it cannot be reported)."""
         outcomes = [] if outcomes is None else outcomes
         budget = Budget(context, self.settings.lambda_reserve_seconds)
+        self._refresh_revoked()
         for record in records:
             message_id = _message_id(record)
             if message_id is None:
@@ -159,6 +167,9 @@ class Consumer:
             task_id = message.id if message else None
             return self._dead_letter(record, source, task_id, verdict.reason)
         assert message is not None
+        if message.id in self.revoked.ids:
+            self._store_revoked(message, "revoked")
+            return Outcome(message_id, "revoked", message.id, "revoked")
         if verdict.action == "expire":
             self._store_revoked(message)
             return Outcome(message_id, "expired", message.id, verdict.reason)
@@ -291,8 +302,22 @@ class Consumer:
     def _store_failure(self, message: codec.TaskMessage, reason: str) -> None:
         settle.store_failure(self.app, message, reason, lambda: self._unrun(message))
 
-    def _store_revoked(self, message: codec.TaskMessage) -> None:
-        settle.store_revoked(self.app, message, lambda: self._unrun(message))
+    def _store_revoked(self, message: codec.TaskMessage, reason: str = "expired") -> None:
+        settle.store_revoked(self.app, message, lambda: self._unrun(message), reason)
+
+    def _refresh_revoked(self) -> None:
+        """Read the revocations unless a warm invocation read them less than
+        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read."""
+        last = self.revoked.refreshed_at
+        now = self.revoked.clock()
+        if last is not None and now - last < self.settings.revoke_refresh_seconds:
+            return
+        try:
+            self.revoked.refresh()
+        except Exception as error:
+            log.warning(
+                "revocations not read (the last ones read apply): %s", rules.describe(error)
+            )
 
     def _unrun(self, message: codec.TaskMessage) -> Context:
         """The request of a job that did not run, for the result backend: Celery's backend reads
@@ -323,7 +348,9 @@ class Consumer:
         return settle.queue_url_from_arn(record.get("eventSourceARN"), self.settings.queue_url)
 
     def _log(self, outcome: Outcome) -> None:
-        level = logging.INFO if outcome.action in ("acked", "deferred") else logging.WARNING
+        level = (
+            logging.INFO if outcome.action in ("acked", "deferred", "revoked") else logging.WARNING
+        )
         log.log(
             level,
             "message %s (task %s): %s%s",

@@ -24,7 +24,9 @@ from runner.wire import codec
 
 log = logging.getLogger(__name__)
 
-Action = Literal["acked", "dead-lettered", "deferred", "expired", "retry-later", "not-started"]
+Action = Literal[
+    "acked", "dead-lettered", "deferred", "expired", "revoked", "retry-later", "not-started"
+]
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,15 @@ def store_failure(
         log.exception("could not record the failure of %s", message.id)
 
 
-def store_revoked(app: Celery, message: codec.TaskMessage, unrun: Callable[[], Context]) -> None:
-    """The REVOKED result of a job that expired before it ran (``unrun()`` gives its request)."""
+def store_revoked(
+    app: Celery, message: codec.TaskMessage, unrun: Callable[[], Context], reason: str = "expired"
+) -> None:
+    """The REVOKED result of a job that expired or was revoked before it ran (``unrun()`` gives
+    its request)."""
     try:
-        app.backend.mark_as_revoked(message.id, "expired", request=unrun())
-    except Exception:  # expired either way; only its REVOKED state is missing
-        log.exception("could not record %s as expired", message.id)
+        app.backend.mark_as_revoked(message.id, reason, request=unrun())
+    except Exception:  # not run either way; only its REVOKED state is missing
+        log.exception("could not record %s as %s", message.id, reason)
 
 
 # --- the queues ---

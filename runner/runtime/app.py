@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import pkgutil
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 from celery import Celery, Task
+from celery.exceptions import Ignore
 from kombu import Queue
 from pydantic import BaseModel
 
@@ -26,11 +28,15 @@ from runner.runtime import backend, idempotency, publish, remote, schedules, tas
 from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
-from runner.worker import startup, transport
+from runner.worker import revocations, startup, transport
 from runner.worker.protection import ScaleInProtection
+from runner.worker.revocations import RevocationWatch
+
+log = logging.getLogger(__name__)
 
 transport.register()
 startup.install()
+revocations.install()
 remote.install_cli_guards()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
@@ -154,6 +160,11 @@ class GalleyTask(Task):
     Request = "runner.worker.request:Request"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if revocations.revoked_in_child(self.request.id):
+            # revoked after the worker handed it to this pool process (runner/worker/revocations)
+            log.info("task %s[%s] revoked before it started: not run", self.name, self.request.id)
+            self.backend.mark_as_revoked(self.request.id, "revoked", request=self.request)
+            raise Ignore()
         header = getattr(self.request, payloads.HEADER, None)
         if header is not None and not args and not kwargs:  # arguments sent through S3
             bucket = self.app.galley_settings.results_bucket
@@ -200,6 +211,7 @@ class GalleyCelery(Celery):
         kwargs.setdefault("events", "runner.runtime.remote:Events")
         super().__init__(*args, **kwargs)
         self.steps["consumer"].add(ScaleInProtection)
+        self.steps["consumer"].add(RevocationWatch)
         tasklogs.install(lambda: self.galley_settings)
 
     @property

@@ -15,8 +15,10 @@ queue, no broadcast), ``app.control.mailbox`` (``celery beat`` builds its node f
 no fanout), and an events *dispatcher* that is disabled (every worker builds one; with events off,
 as runner.runtime.app configures, it sends nothing).
 
-Revoking a job is not built yet: ``revoke`` raises :class:`NoBroadcast` saying so, rather than
-stock Celery's broadcast that no worker would receive.
+Revoking works, without a broadcast: ``app.control.revoke`` (and so ``AsyncResult.revoke()``),
+``app.control.terminate`` and ``celery control revoke|terminate`` record the revocation in S3
+(runner/runtime/revoking.py), where every worker reads it. Revoking by stamped headers, and
+``inspect revoked``, are refused with the line saying to revoke by id.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from celery.app.control import Inspect as CeleryInspect
 from celery.app.events import Events as CeleryEvents
 
 from runner.core import queues
-from runner.errors import RemoteControlError
+from runner.errors import RemoteControlError, RevokeError
+from runner.runtime import revoking
 
 #: Celery's exit code for a remote-control command that cannot run (celery.platforms).
 EX_UNAVAILABLE = 69
@@ -58,12 +61,16 @@ ANSWERS = {
     "enable_events": "Galley workers send no events; GALLEY_LOG_FORMAT=json logs each task's state",
     "disable_events": "Galley workers send no events",
 }
-#: Commands that revoke: Galley's revoke is not built yet.
-REVOKES = frozenset({"revoke", "terminate", "revoke_by_stamped_headers", "revoked"})
-NOT_YET = (
-    "revoking a job is not built yet in Galley (stock Celery's revoke is a broadcast, which SQS "
-    "does not have: no worker would hear it); a job that failed can be removed with `galley dlq`"
+#: Remote-control commands that revoke by id: carried out through S3 (runner/runtime/revoking.py).
+REVOKES = frozenset({"revoke", "terminate"})
+#: Revoke commands Galley has no answer for but revoking by id.
+BY_ID_ONLY = frozenset({"revoke_by_stamped_headers", "revoked"})
+BY_ID = (
+    "Galley revokes by task id only (`galley revoke ID...`, `AsyncResult(id).revoke()`); the "
+    "revocations are the objects under revoked/ in the results bucket"
 )
+#: Node name in the reply of `celery control revoke`: no worker answers, the bucket does.
+REPLY_NODE = "galley (S3)"
 EVENTS = (
     "Galley workers send no events (SQS has no broadcast to carry them); `galley status` shows "
     "the queues and the last failures, and GALLEY_LOG_FORMAT=json logs one JSON line per task "
@@ -90,10 +97,27 @@ def refusal(command: str, *, python_call: str) -> NoBroadcast:
     """The error for remote-control ``command``, named as the user ran it: the ``celery`` command
     line when it runs under the celery CLI, else ``python_call``."""
     what = _cli_command() or python_call
-    if command in REVOKES:
-        return NoBroadcast(f"{what}: {NOT_YET}")
+    if command in BY_ID_ONLY:
+        return NoBroadcast(f"{what}: {BY_ID}")
     answer = ANSWERS.get(command, STATUS)
     return NoBroadcast(f"{what}: SQS has no broadcast, so no worker can be asked; {answer}")
+
+
+class RevokeRefused(RevokeError, click.ClickException):
+    """A revoke with a bad id or signal; under the ``celery`` command one line, exit 2 (usage)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        RevokeError.__init__(self, message)
+        click.ClickException.__init__(self, message)
+
+
+def revoke(app: Any, task_ids: Any, terminate: bool, signal: Any) -> list[revoking.Revoked]:
+    try:
+        return revoking.revoke(app, task_ids, terminate=terminate, signal=signal)
+    except RevokeError as error:
+        raise RevokeRefused(str(error)) from None
 
 
 class Inspect(CeleryInspect):
@@ -110,14 +134,47 @@ class Control(CeleryControl):
     def inspect(self) -> Any:
         return self.app.subclass_with_self(Inspect, reverse="control.inspect")
 
-    def broadcast(self, command: str, *args: Any, **kwargs: Any) -> Any:
-        raise refusal(command, python_call=f"app.control.broadcast({command!r})")
+    def broadcast(
+        self,
+        command: str,
+        arguments: Any = None,
+        *args: Any,
+        callback: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``revoke`` and ``terminate`` (``celery control revoke ID...``) are carried out, with
+        one reply as a worker's; any other command is refused with its answer."""
+        if command not in REVOKES:
+            raise refusal(command, python_call=f"app.control.broadcast({command!r})")
+        arguments = dict(arguments or {})
+        terminate = command == "terminate" or bool(arguments.get("terminate"))
+        done = revoke(self.app, arguments.get("task_id") or [], terminate, arguments.get("signal"))
+        reply = {REPLY_NODE: {"ok": "\n".join(o.line for o in done) or "no task ids given"}}
+        if callback is not None:
+            callback(reply)
+        return [reply]
 
-    def revoke(self, task_id: Any, *args: Any, **kwargs: Any) -> Any:
-        raise refusal("revoke", python_call="app.control.revoke()")
+    def revoke(
+        self,
+        task_id: Any,
+        destination: Any = None,
+        terminate: bool = False,
+        signal: Any = None,
+        **kwargs: Any,
+    ) -> list[revoking.Revoked]:
+        """Record the revocation of ``task_id`` (an id or a list) in S3 and write REVOKED at
+        once (runner/runtime/revoking.py); returns what was done for each id."""
+        return revoke(self.app, task_id, terminate, signal)
+
+    def terminate(
+        self, task_id: Any, destination: Any = None, signal: Any = None, **kwargs: Any
+    ) -> list[revoking.Revoked]:
+        return revoke(self.app, task_id, True, signal)
 
     def revoke_by_stamped_headers(self, headers: Any, *args: Any, **kwargs: Any) -> Any:
-        raise refusal("revoke", python_call="app.control.revoke_by_stamped_headers()")
+        raise refusal(
+            "revoke_by_stamped_headers", python_call="app.control.revoke_by_stamped_headers()"
+        )
 
 
 class Events(CeleryEvents):

@@ -1,5 +1,8 @@
 """The worker's task strategy: links checked before a job runs, and early jobs sent on, not kept.
 
+A revoked job (``worker_state.revoked``) goes straight to Celery's handling, which discards it
+(REVOKED, acknowledged) whatever its eta: it is never sent on.
+
 A job whose links Celery could not send after it ran (runner/settlement/links.py) is refused
 first: its FAILURE is stored and it is dead-lettered with the reason, before its body runs.
 
@@ -22,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery.app.task import Context
+from celery.worker import state as worker_state
 from celery.worker.strategy import default as default_strategy
 
 from runner.core import delays
@@ -39,6 +43,10 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[...,
     def hop_or_handle(
         message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **options: Any
     ) -> Any:
+        if (message.headers or {}).get("id") in worker_state.revoked:
+            # Celery's own handling discards it (REVOKED, acknowledged), eta or not: a revoked
+            # job is not sent on (runner/worker/revocations.py)
+            return handle(message, body, ack, reject, callbacks, **options)
         refused = _links_problem(app, message)
         if refused is not None:
             _refuse(app, task, message, refused)

@@ -77,3 +77,12 @@ def requeue_forever(bucket: str, job: str) -> None:
         Bucket=bucket, Key=f"runs/{job}/started/{uuid.uuid4().hex}", Body=b""
     )
     raise Reject("not now", requeue=True)
+
+
+@app.task(bind=True, name="reliability.retry_later", max_retries=5)
+def retry_later(self: Task, bucket: str, job: str, countdown: float) -> str:
+    """Records each run, then asks to be retried after ``countdown`` seconds."""
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=f"runs/{job}/started/{uuid.uuid4().hex}", Body=b""
+    )
+    raise self.retry(countdown=countdown)

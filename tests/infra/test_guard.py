@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner.core import settings
+from runner.core import revocations, settings
 from runner.core.settings import WorkerSettings
 from runner.local import sam as templates
 from runner.wire import payloads
@@ -122,6 +122,11 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_results(sam: Template)
         for q in resources(sam, "AWS::SQS::Queue").values()
     )
     assert orphans["ExpirationInDays"] > dlq_days
+    # revocations expire too, after any dead letter they revoke could be redriven
+    (revoked,) = [
+        r for r in p["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == revocations.PREFIX
+    ]
+    assert revoked["ExpirationInDays"] > dlq_days
     policies = [
         props(bp)
         for bp in resources(sam, "AWS::S3::BucketPolicy").values()

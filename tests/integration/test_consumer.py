@@ -911,3 +911,39 @@ def test_json_logs_carry_the_task_fields(
     assert ends and ends[-1]["state"] == "SUCCESS"
     assert ends[-1]["receive_count"] == 1
     assert ends[-1]["task"] == BLOCKING_TASK
+
+
+def test_revoked_jobs_are_not_run_and_the_revocations_are_read_once_per_batch(
+    lambda_env: embedded.LocalResources, galley_app: Any, consumer: Consumer
+) -> None:
+    from runner.lambdas import consumer as entry
+
+    stack = lambda_env
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    marker = f"lambda/revoked-{uuid.uuid4().hex}"  # where it would write, were it run
+    # GIVEN two jobs that would write a marker, one of them due in an hour, both revoked
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    bodies = [
+        codec.encode(
+            "tasks.imports.import_records", ([], stack.bucket, marker), queue=queue, task_id=ids[0]
+        ),
+        codec.encode(
+            "tasks.imports.import_records",
+            ([], stack.bucket, marker),
+            queue=queue,
+            task_id=ids[1],
+            countdown=3600,
+        ),
+    ]
+    galley_app.control.revoke(ids)
+    # WHEN the handler gets them in one batch
+    entry._consumer = None
+    response = entry.handler({"Records": [record(b, stack) for b in bodies]}, Context(60_000))
+    # THEN neither ran nor was sent on: both are acknowledged as REVOKED
+    assert response == {"batchItemFailures": []}
+    assert [AsyncResult(i, app=galley_app).state for i in ids] == ["REVOKED", "REVOKED"]
+    assert support.queue_depth(stack, stack.queue_url) == 0  # (drained by `consumer`) not deferred
+    # AND the revocations were read once for the batch: one HEAD and one LIST
+    assert entry._consumer is not None and entry._consumer.revoked is not None
+    assert dict(entry._consumer.revoked.requests) == {"HeadObject": 1, "ListObjectsV2": 1}
+    entry._consumer = None

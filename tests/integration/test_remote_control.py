@@ -61,9 +61,27 @@ def test_remote_control_says_sqs_has_no_broadcast(
     assert line.startswith(f"Error: celery {argv[0]}")
 
 
-def test_control_revoke_says_it_is_not_built_yet(stack: embedded.LocalResources) -> None:
-    result = celery("control", "revoke", "abc", env=support.attached_env(stack))
-    assert_one_line(result, "revoke", "not built yet")
+def test_control_revoke_revokes_through_s3(stack: embedded.LocalResources) -> None:
+    # WHEN `celery control revoke` names a job no worker has seen
+    result = celery("control", "revoke", "job-abc", env=support.attached_env(stack))
+    # THEN it is revoked (no broadcast: the bucket answers) and its state says so
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "revoked job-abc" in result.stdout
+    assert "Traceback" not in result.stderr
+    status = subprocess.run(
+        support.galley("result", "job-abc"),
+        env=support.attached_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert '"state": "REVOKED"' in status.stdout, status.stdout + status.stderr
+
+
+def test_control_revoke_of_a_bad_id_is_one_line(stack: embedded.LocalResources) -> None:
+    result = celery("control", "terminate", "NOPE", "job-abc", env=support.attached_env(stack))
+    line = assert_one_line(result, "not a signal: 'NOPE'")
+    assert result.returncode == 2, line
 
 
 @pytest.mark.parametrize("argv", [["events"], ["events", "--dump"]])

@@ -36,6 +36,7 @@ EXPECTED: dict[aws.Use, tuple[float, float, int, str | None]] = {
     "heartbeat": (5, 10, 3, None),
     "checks": (5, 10, 3, "standard"),
     "consumer": (2, 5, 3, "standard"),
+    "revocations": (3, 5, 3, "standard"),
 }
 
 

@@ -34,9 +34,8 @@ def app(moto_in_process: None) -> Any:
         (lambda app: app.control.inspect().query_task("x"), "`galley result ID`"),
         (lambda app: app.control.ping(), "app.control.broadcast('ping'): SQS has no broadcast"),
         (lambda app: app.control.shutdown(), "SIGTERM"),
-        (lambda app: app.control.revoke("x"), "revoking a job is not built yet"),
-        (lambda app: app.control.terminate("x"), "revoking a job is not built yet"),
-        (lambda app: app.AsyncResult("x").revoke(), "revoking a job is not built yet"),
+        (lambda app: app.control.revoke_by_stamped_headers({"a": "b"}), "by task id only"),
+        (lambda app: app.control.inspect().revoked(), "`galley revoke ID...`"),
         (lambda app: app.events.Receiver(None), "Galley workers send no events"),
     ],
 )

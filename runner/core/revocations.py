@@ -1,0 +1,196 @@
+"""Revocations kept in S3: what `galley revoke` writes and every worker and Lambda consumer reads.
+
+Stock Celery revokes by broadcast, and SQS has none; a broadcast would also reach only the
+workers running at that moment. Here a revocation is an object in the results bucket,
+``revoked/<task id>`` (JSON: when, and whether to terminate a running job), so it survives
+worker restarts, reaches workers started later, and expires with the bucket's lifecycle rule for
+the prefix (template.yaml: ExpireRevocations, 15 days, longer than a message can live in a DLQ).
+
+Readers keep the set of revoked ids in memory and refresh it on an interval (:class:`Watch`).
+A refresh costs one HeadObject of the marker ``revoked/`` (the prefix itself, an object every
+revocation rewrites after writing its record: its ETag changes with each one); only when the
+ETag changed — or every :data:`FULL_LIST_SECONDS` in case a revoker died between its two PUTs —
+does it list the prefix (ListObjectsV2, 1000 keys a page). With nothing revoked, a reader spends
+one HEAD a refresh, never a request per job. S3 is strongly consistent (read-after-write, and
+list-after-write), so a record written before the marker is listed by a reader that saw it.
+
+boto3 only (the light core): producers, the Lambda consumer and the worker all use it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runner.errors import RevokeError
+
+log = logging.getLogger(__name__)
+
+#: Key prefix of revocation records in the results bucket; ``revoked/<task id>``.
+PREFIX = "revoked/"
+#: The marker rewritten by every revocation: its ETag says whether anything changed.
+MARKER = PREFIX
+#: A reader lists the prefix at least this often even if the marker did not change (a revoker
+#: that died between its record and the marker is seen within this time).
+FULL_LIST_SECONDS = 300.0
+#: Longest task id accepted (S3 keys are 1024 bytes; Celery's ids are 36-character UUIDs).
+MAX_TASK_ID_CHARS = 255
+
+
+def check_task_id(value: Any) -> str:
+    """``value`` if it can be a task id (any Celery id: printable text, no spaces, at most
+    :data:`MAX_TASK_ID_CHARS`); else :class:`RevokeError` naming what is wrong."""
+    if not isinstance(value, str) or not value:
+        raise RevokeError(f"not a task id: {value!r} (expected a job's id, as enqueue prints it)")
+    shown = ascii(value) if len(value) <= 80 else ascii(value[:80]) + "..."
+    if len(value) > MAX_TASK_ID_CHARS:
+        raise RevokeError(f"not a task id: {shown} is longer than {MAX_TASK_ID_CHARS} characters")
+    for char in value:
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            raise RevokeError(
+                f"not a task id: {shown} holds {ascii(char)} (spaces and control or unassigned "
+                "characters are not in task ids)"
+            )
+    return value
+
+
+def key(task_id: str) -> str:
+    return PREFIX + task_id
+
+
+@dataclass(frozen=True)
+class Record:
+    """One revocation as stored."""
+
+    task_id: str
+    revoked_at: str
+    terminate: bool = False
+    signal: str | None = None
+
+    def body(self) -> bytes:
+        return json.dumps(self.__dict__, sort_keys=True).encode()
+
+
+def record(s3: Any, bucket: str, records: Iterable[Record]) -> None:
+    """Write each revocation, then the marker once (readers list the prefix when it changes)."""
+    for item in records:
+        s3.put_object(
+            Bucket=bucket, Key=key(item.task_id), Body=item.body(), ContentType="application/json"
+        )
+    s3.put_object(
+        Bucket=bucket,
+        Key=MARKER,
+        Body=datetime.now(UTC).isoformat().encode(),
+        ContentType="text/plain",
+    )
+
+
+def read(s3: Any, bucket: str, task_id: str) -> Record | None:
+    """The revocation of ``task_id``, or None. A record that is not Galley's JSON still revokes
+    (it is listed), without terminating."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key(task_id))["Body"].read()
+    except ClientError as error:
+        if _status(error) == 404:
+            return None
+        raise
+    try:
+        data = json.loads(body)
+        return Record(
+            task_id=task_id,
+            revoked_at=str(data.get("revoked_at", "")),
+            terminate=data.get("terminate") is True,
+            signal=data.get("signal") if isinstance(data.get("signal"), str) else None,
+        )
+    except (ValueError, AttributeError):
+        log.warning("revocation %s is not JSON: it revokes, without terminating", key(task_id))
+        return Record(task_id=task_id, revoked_at="")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one refresh found: ids revoked since the last one, and ids no longer listed (their
+    records expired)."""
+
+    added: frozenset[str]
+    removed: frozenset[str]
+
+
+class Watch:
+    """The revoked ids of one bucket, refreshed on demand; counts the requests it makes
+    (``requests``: HeadObject, ListObjectsV2)."""
+
+    _UNSEEN = object()
+
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        *,
+        full_list_seconds: float = FULL_LIST_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.full_list_seconds = full_list_seconds
+        self.clock = clock
+        self.ids: frozenset[str] = frozenset()
+        self.requests: Counter[str] = Counter()
+        self.refreshed_at: float | None = None
+        self._etag: object = self._UNSEEN
+        self._listed_at: float | None = None
+
+    def refresh(self) -> Change:
+        """Read the marker; list the prefix if it changed (or a full list is due). Raises what
+        S3 raises: the caller keeps the ids it had and tries again later."""
+        now = self.clock()
+        etag = self._marker_etag()
+        due = self._listed_at is None or now - self._listed_at >= self.full_list_seconds
+        if etag == self._etag and not due:
+            self.refreshed_at = now
+            return Change(frozenset(), frozenset())
+        ids = self._list()
+        change = Change(frozenset(ids - self.ids), frozenset(self.ids - ids))
+        self.ids, self._etag, self._listed_at, self.refreshed_at = ids, etag, now, now
+        return change
+
+    def _marker_etag(self) -> str | None:
+        self.requests["HeadObject"] += 1
+        try:
+            return str(self.s3.head_object(Bucket=self.bucket, Key=MARKER)["ETag"])
+        except ClientError as error:
+            if _status(error) == 404:
+                return None  # nothing revoked yet, or everything expired
+            raise
+
+    def _list(self) -> frozenset[str]:
+        ids: set[str] = set()
+        options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": PREFIX}
+        while True:
+            self.requests["ListObjectsV2"] += 1
+            page = self.s3.list_objects_v2(**options)
+            for item in page.get("Contents") or ():
+                task_id = item["Key"][len(PREFIX) :]
+                if task_id:  # the marker itself
+                    ids.add(task_id)
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return frozenset(ids)
+            options["ContinuationToken"] = token
+
+
+def _status(error: ClientError) -> int:
+    meta = error.response.get("ResponseMetadata", {})
+    code = error.response.get("Error", {}).get("Code")
+    if code in ("404", "NoSuchKey", "NotFound"):
+        return 404
+    return int(meta.get("HTTPStatusCode") or 0)

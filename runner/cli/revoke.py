@@ -36,9 +36,10 @@ def revoke(task_ids: tuple[str, ...], terminate: bool, signal: str) -> None:
     revocation is an object under revoked/ in the results bucket, read by every worker.
     """
     from runner.runtime import revoking
-    from runner.runtime.app import app
+    from runner.runtime.app import create_app
 
     with one_line_errors():
+        app = create_app()  # this command's settings, read now (not a process-wide app's)
         try:
             done = revoking.revoke(app, list(task_ids), terminate=terminate, signal=signal)
         except RevokeError as error:

@@ -21,16 +21,19 @@ from runner.core.variables import (
     AWS_REGION,
     DEFAULT_PAYLOAD_THRESHOLD_BYTES,
     DEFAULT_REGION,
+    DEFAULT_REGISTRY_INTERVAL,
     DLQ_URL,
     LAMBDA_RESERVE_SECONDS,
     LOG_FORMAT,
     LONG_DLQ_URL,
     LONG_QUEUE_URL,
     MAX_HOP_SECONDS,
+    MAX_REGISTRY_INTERVAL,
     MIN_PAYLOAD_THRESHOLD_BYTES,
     PAYLOAD_THRESHOLD_BYTES,
     QUEUE_URL,
     RECEIVE_WAIT_SECONDS,
+    REGISTRY_INTERVAL,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
     SCALE_IN_PROTECTION,
@@ -63,6 +66,7 @@ __all__ = [
     "PAYLOAD_THRESHOLD_BYTES",
     "QUEUE_URL",
     "RECEIVE_WAIT_SECONDS",
+    "REGISTRY_INTERVAL",
     "RESULTS_BUCKET",
     "RESULTS_PREFIX",
     "SCALE_IN_PROTECTION",
@@ -184,6 +188,11 @@ class WorkerSettings(ProducerSettings):
     #: ``text`` (Celery's lines) or ``json``: one JSON object per line, with task name, id,
     #: state, duration and receive count on task lines (runner/core/logformat.py).
     log_format: Literal["text", "json"] = "text"
+    #: How often the worker rewrites its entry in the worker registry, in seconds
+    #: (runner/worker/registry.py; `galley status` and `galley top` read it); 0: no entry.
+    registry_interval: float = Field(
+        default=DEFAULT_REGISTRY_INTERVAL, ge=0, le=MAX_REGISTRY_INTERVAL
+    )
 
     @property
     def extra_task_modules(self) -> list[str]:

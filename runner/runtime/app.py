@@ -26,11 +26,12 @@ from runner.runtime import backend, idempotency, publish, remote, schedules, tas
 from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
-from runner.worker import startup, transport
+from runner.worker import registry, startup, transport
 from runner.worker.protection import ScaleInProtection
 
 transport.register()
 startup.install()
+registry.install()
 remote.install_cli_guards()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
@@ -199,6 +200,7 @@ class GalleyCelery(Celery):
         kwargs.setdefault("events", "runner.runtime.remote:Events")
         super().__init__(*args, **kwargs)
         self.steps["consumer"].add(ScaleInProtection)
+        self.steps["worker"].add(registry.Registry)
         tasklogs.install(lambda: self.galley_settings)
 
     @property

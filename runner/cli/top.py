@@ -214,13 +214,14 @@ def screen(frame: ops.Frame, interval: float) -> Any:
         return grid
 
     now = frame.at.timestamp()
-    parts: list[Any] = [Text(_header(frame, interval), style="bold")]
+    parts: list[Any] = [Text(_header(frame, interval), style="bold"), Text("")]
     parts.append(table(QUEUE_HEADS, [_queue_cells(q) for q in frame.queues]))
+    parts.append(Text(""))
     if frame.registry.workers:
         parts.append(table(WORKER_HEADS, [_worker_cells(w, now) for w in frame.registry.workers]))
     parts += [Text(line, style="dim") for line in _nobody(frame)]
     if frame.tasks:
-        parts.append(table(TASK_HEADS, [_task_cells(n, c) for n, c in frame.tasks.items()]))
+        parts += [Text(""), table(TASK_HEADS, [_task_cells(n, c) for n, c in frame.tasks.items()])]
     if frame.jobs:
         rows: list[list[Any]] = []
         for job in frame.jobs:
@@ -232,5 +233,5 @@ def screen(frame: ops.Frame, interval: float) -> Any:
                     _count(job.progress),
                 )
             rows.append([*_job_cells(job), bar])
-        parts.append(table(JOB_HEADS, rows))
+        parts += [Text(""), table(JOB_HEADS, rows)]
     return Group(*parts)

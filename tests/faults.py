@@ -147,9 +147,15 @@ class Fault:
     status: int = 0
     code: str | None = None
     seconds: float = 0.0
+    #: Only requests whose path holds this (an S3 key prefix, say), when given.
+    path: str | None = None
 
-    def matches(self, service: str, action: str) -> bool:
-        return self.service in (None, service) and self.action in (None, action)
+    def matches(self, service: str, action: str, path: str = "") -> bool:
+        return (
+            self.service in (None, service)
+            and self.action in (None, action)
+            and (self.path is None or self.path in path)
+        )
 
 
 @dataclass
@@ -538,10 +544,11 @@ class FaultProxy:
         status: int = 500,
         code: str | None = None,
         seconds: float = 0.0,
+        path: str | None = None,
     ) -> Fault:
-        """Switch a fault on for requests matching ``service``/``action``, each with probability
-        ``p``; ``status``/``code`` shape an http_error (``code`` also a throttle), ``seconds`` a
-        latency."""
+        """Switch a fault on for requests matching ``service``/``action`` (and whose path holds
+        ``path``, if given), each with probability ``p``; ``status``/``code`` shape an
+        http_error (``code`` also a throttle), ``seconds`` a latency."""
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {KINDS}")
         if service not in (None, *SERVICES):
@@ -554,7 +561,7 @@ class FaultProxy:
             raise ValueError("a latency fault needs seconds > 0")
         with self._cond:
             fault_id = next(self._ids)
-            fault = Fault(fault_id, kind, service, action, p, status, code, seconds)
+            fault = Fault(fault_id, kind, service, action, p, status, code, seconds, path)
             self._faults[fault_id] = fault
             # Its own generator per fault: its draws do not depend on other faults' traffic.
             self._rngs[fault_id] = random.Random(f"{self.seed}:{fault_id}")  # noqa: S311
@@ -716,7 +723,9 @@ class FaultProxy:
     def _handle(self, link: _Link, request: _Message) -> tuple[bool, bool]:
         """Answer one request; returns (keep the connection, close it with an RST)."""
         service, action = classify(request)
-        decision = self._decide(service, action)
+        parts = request.start.split(" ")
+        path = parts[1] if len(parts) > 1 else ""
+        decision = self._decide(service, action, path)
         if decision.delay and self._stopping.wait(decision.delay):
             return False, False
         fault = decision.fault
@@ -734,19 +743,19 @@ class FaultProxy:
         response = self._forward(link, request)
         if response is None:
             return False, True  # upstream unreachable: the client sees a broken connection
-        late = self._late_blackhole(service, action, decision.generation)
+        late = self._late_blackhole(service, action, decision.generation, path)
         if late is not None:
             self._hold(link, late)
             return False, False
         link.client.sendall(_for_client(response, request).serialize())
         return not _wants_close(request), False
 
-    def _decide(self, service: str, action: str) -> _Decision:
+    def _decide(self, service: str, action: str, path: str = "") -> _Decision:
         decision = _Decision()
         with self._lock:
             decision.generation = self._last_id
             for fault in self._faults.values():
-                if not fault.matches(service, action):
+                if not fault.matches(service, action, path):
                     continue
                 if fault.kind != "latency" and decision.fault is not None:
                     continue
@@ -759,14 +768,16 @@ class FaultProxy:
                     decision.fault = fault
         return decision
 
-    def _late_blackhole(self, service: str, action: str, generation: int) -> Fault | None:
+    def _late_blackhole(
+        self, service: str, action: str, generation: int, path: str = ""
+    ) -> Fault | None:
         """A black hole switched on while the request was upstream, that swallows its answer."""
         with self._lock:
             for fault in self._faults.values():
                 if (
                     fault.id > generation
                     and fault.kind == "blackhole"
-                    and fault.matches(service, action)
+                    and fault.matches(service, action, path)
                     and self._rngs[fault.id].random() < fault.p
                 ):
                     self._injected[fault.kind] += 1

@@ -314,11 +314,13 @@ def _fancy(stream: Any) -> bool:
 
 
 from runner.cli import status as status_  # noqa: E402
+from runner.cli import top as top_  # noqa: E402
 from runner.cli.dlq import dlq  # noqa: E402
 from runner.cli.revoke import revoke  # noqa: E402
 
 main.add_command(dlq)
 main.add_command(status_.status)
+main.add_command(top_.top)
 main.add_command(schedules_.schedules)
 main.add_command(revoke)
 

@@ -78,7 +78,10 @@ def lines(report: ops.Status) -> list[str]:
         out.append("  ".join([*(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)), row[4]]))
     out.append("workers:")
     for role, known in report.workers.items():
-        out.append(f"  {role}: {_worker(known)}" if role != "note" else f"  ({known})")
+        if role == "registry":
+            out.extend(registry_lines(known, report.at.timestamp()))
+        else:
+            out.append(f"  {role}: {_worker(known)}")
     if not report.failures:
         out.append("no failures in the dead-letter queues")
         return out
@@ -90,6 +93,38 @@ def lines(report: ops.Status) -> list[str]:
         reason = dlq.shorten_reason(item["reason"], REASON_WIDTH)
         out.append(f"  {when}  {item['queue']:<4}  {task}  {ident}  {reason}")
     return out
+
+
+def registry_lines(listing: dict[str, Any], now: float) -> list[str]:
+    """The worker registry (its JSON form): a line per live worker, one per job it runs."""
+    if listing.get("problem"):
+        return [f"  worker registry: {listing['problem']}"]
+    live = listing["workers"]
+    out = [f"  {len(live)} in the worker registry ({listing['gone']} stopped or gone)"]
+    for worker in live:
+        totals = worker["totals"]
+        out.append(
+            f"  {worker['host']}:{worker['pid']}  {worker['queue']}  {worker['state']}  "
+            f"{len(worker['running'])} of {worker['concurrency']} busy, "
+            f"{worker['waiting']} waiting; {totals['succeeded']} succeeded, "
+            f"{totals['failed']} failed, {totals['retried']} retried; "
+            f"up {duration(now - worker['started'])}; galley {worker['version']}"
+        )
+        for job in worker["running"]:
+            age = "starting" if job["started"] is None else duration(now - job["started"])
+            out.append(f"    {job['task']}  {job['id']}  running {age}")
+    out.extend(f"  ({note})" for note in listing["notes"])
+    return out
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``5m07s``, ``2h03m``."""
+    whole = max(0, int(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
 
 
 def _age(queue: ops.QueueStatus) -> str:

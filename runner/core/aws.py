@@ -30,7 +30,15 @@ DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 RECEIVE_READ_TIMEOUT = limits.MAX_WAIT_TIME_SECONDS + 10
 
 Use = Literal[
-    "default", "payloads", "receive", "settle", "heartbeat", "checks", "consumer", "revocations"
+    "default",
+    "payloads",
+    "receive",
+    "settle",
+    "heartbeat",
+    "registry",
+    "checks",
+    "consumer",
+    "revocations",
 ]
 
 #: Per use, what is laid over :data:`DEFAULT_CONFIG` (``Config.merge``: a key given here replaces
@@ -60,6 +68,11 @@ USES: Mapping[Use, Config] = {
     # The visibility heartbeat (runner/worker/heartbeat.py): a beat that cannot reach SQS gives
     # way to the next one. No retry mode: botocore's (or ``AWS_RETRY_MODE``) applies.
     "heartbeat": Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}),
+    # The worker registry (runner/worker/registry.py): a write that fails gives way to the next
+    # interval's, and the last one at shutdown must not hold the worker's exit for long.
+    "registry": Config(
+        connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+    ),
     # Start-up checks and `galley doctor` (runner/ops/checks.py): they answer within seconds,
     # not after the runtime's five attempts.
     "checks": Config(

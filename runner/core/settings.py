@@ -21,16 +21,19 @@ from runner.core.variables import (
     AWS_REGION,
     DEFAULT_PAYLOAD_THRESHOLD_BYTES,
     DEFAULT_REGION,
+    DEFAULT_REGISTRY_INTERVAL,
     DLQ_URL,
     LAMBDA_RESERVE_SECONDS,
     LOG_FORMAT,
     LONG_DLQ_URL,
     LONG_QUEUE_URL,
     MAX_HOP_SECONDS,
+    MAX_REGISTRY_INTERVAL,
     MIN_PAYLOAD_THRESHOLD_BYTES,
     PAYLOAD_THRESHOLD_BYTES,
     QUEUE_URL,
     RECEIVE_WAIT_SECONDS,
+    REGISTRY_INTERVAL,
     RESULTS_BUCKET,
     RESULTS_PREFIX,
     REVOKE_REFRESH_SECONDS,
@@ -64,6 +67,7 @@ __all__ = [
     "PAYLOAD_THRESHOLD_BYTES",
     "QUEUE_URL",
     "RECEIVE_WAIT_SECONDS",
+    "REGISTRY_INTERVAL",
     "RESULTS_BUCKET",
     "RESULTS_PREFIX",
     "REVOKE_REFRESH_SECONDS",
@@ -190,6 +194,11 @@ class WorkerSettings(ProducerSettings):
     #: the Lambda consumer trusts what it read: a job revoked less than this before it starts
     #: may still run. One HeadObject per refresh when nothing changed.
     revoke_refresh_seconds: float = Field(default=5.0, ge=1, le=300)
+    #: How often the worker rewrites its entry in the worker registry, in seconds
+    #: (runner/worker/registry.py; `galley status` and `galley top` read it); 0: no entry.
+    registry_interval: float = Field(
+        default=DEFAULT_REGISTRY_INTERVAL, ge=0, le=MAX_REGISTRY_INTERVAL
+    )
 
     @property
     def extra_task_modules(self) -> list[str]:

@@ -17,9 +17,10 @@ Where the numbers come from:
   send). Otherwise the age is reported unknown, with the reason (moto publishes no metrics).
 - **Last failures**: runner.ops.dlq's listing of each dead-letter queue (a peek: each status adds
   one to every DLQ message's receive count and hides them for a few seconds), newest first.
-- **Workers**: with ``--stack``, the Fargate service's task counts (ECS) and the Lambda consumer's
-  event source mapping. Galley has no worker registry yet, so which jobs each worker runs is not
-  known; a queue's in-flight count is the jobs received and not finished.
+- **Workers**: each live worker's entry in the worker registry (runner/ops/registry.py: one
+  ListObjectsV2 and one GetObject per entry), with the jobs it runs; with ``--stack`` also the
+  Fargate service's task counts (ECS) and the Lambda consumer's event source mapping (Lambda
+  invocations are not in the registry).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from runner.core import queues, settings
 from runner.errors import StatusError
-from runner.ops import dlq
+from runner.ops import dlq, registry
 
 #: The stack's outputs (template.yaml) that ``--stack`` reads.
 QUEUE_OUTPUTS = {queues.JOBS: "JobsQueueUrl", queues.LONG: "LongJobsQueueUrl"}
@@ -145,7 +146,7 @@ def from_stack(cloudformation: Any, name: str) -> Target:
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as error:
-        raise StatusError(f"--stack {name}: {_aws_reason(error)}") from None
+        raise StatusError(f"--stack {name}: {registry.reason(error)}") from None
     outputs = {
         str(o["OutputKey"]): str(o["OutputValue"])
         for o in (stacks[0].get("Outputs") or [] if stacks else [])
@@ -179,10 +180,7 @@ def gather(
     part are reported in that part; only a stack that cannot be found at all raises."""
     now = now or datetime.now(UTC)
     sqs = clients("sqs")
-    listed: list[QueueStatus] = []
-    for role in queues.ROLES:
-        listed.append(_depths(sqs, role, "queue", target.queues.get(role)))
-        listed.append(_depths(sqs, role, "dead-letter", target.dead_letter_queues.get(role)))
+    listed = depths(target, sqs)
     letters = {q.role: _peek(sqs, q) for q in listed if q.kind == "dead-letter" and q.url}
     aged = [_with_age(q, letters.get(q.role), clients, now) for q in listed]
     recent = sorted(
@@ -205,6 +203,15 @@ def gather(
     )
 
 
+def depths(target: Target, sqs: Any) -> list[QueueStatus]:
+    """Each queue's and dead-letter queue's counts (one GetQueueAttributes each), no age."""
+    listed: list[QueueStatus] = []
+    for role in queues.ROLES:
+        listed.append(_depths(sqs, role, "queue", target.queues.get(role)))
+        listed.append(_depths(sqs, role, "dead-letter", target.dead_letter_queues.get(role)))
+    return listed
+
+
 def _depths(sqs: Any, role: str, kind: str, url: str | None) -> QueueStatus:
     if url is None:
         variable = (queues.QUEUE_VARIABLE if kind == "queue" else queues.DLQ_VARIABLE)[role]
@@ -212,7 +219,7 @@ def _depths(sqs: Any, role: str, kind: str, url: str | None) -> QueueStatus:
     try:
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_DEPTHS.values()))
     except (ClientError, BotoCoreError) as error:
-        return QueueStatus(role, kind, url, problem=_aws_reason(error))
+        return QueueStatus(role, kind, url, problem=registry.reason(error))
     counts = {key: int(attrs["Attributes"].get(name, 0)) for key, name in _DEPTHS.items()}
     return QueueStatus(role, kind, url, counts["visible"], counts["in_flight"], counts["delayed"])
 
@@ -227,7 +234,7 @@ def _peek(sqs: Any, queue: QueueStatus) -> list[dlq.DeadLetter] | str:
     try:
         return dlq.peek(sqs, queue.url, PEEK_LIMIT)
     except (ClientError, BotoCoreError) as error:
-        return _aws_reason(error)
+        return registry.reason(error)
 
 
 def _with_age(
@@ -264,7 +271,7 @@ def _from_cloudwatch(
             Statistics=["Maximum"],
         )["Datapoints"]
     except (ClientError, BotoCoreError) as error:
-        return _aged(queue, None, f"unknown: CloudWatch {_aws_reason(error)}")
+        return _aged(queue, None, f"unknown: CloudWatch {registry.reason(error)}")
     if not points:
         return _aged(
             queue,
@@ -292,16 +299,12 @@ def _aged(queue: QueueStatus, seconds: float | None, source: str) -> QueueStatus
 
 # --- workers ---
 
-NO_REGISTRY = (
-    "which jobs each worker runs is not known: Galley has no worker registry yet; "
-    "a queue's in-flight count is its jobs received and not finished"
-)
-
 
 def workers(target: Target, clients: Callable[[str], Any]) -> dict[str, Any]:
-    """What is known of the stack's workers: with ``--stack``, the Fargate service (long queue)
-    and the Lambda consumer's event source (jobs queue); else only :data:`NO_REGISTRY`."""
-    found: dict[str, Any] = {"note": NO_REGISTRY}
+    """What is known of the stack's workers: the worker registry's live entries; with
+    ``--stack`` also the Fargate service (long queue) and the Lambda consumer's event source
+    (jobs queue)."""
+    found: dict[str, Any] = {"registry": registry.read(clients("s3"), target.bucket).as_dict()}
     cluster, service = target.outputs.get(CLUSTER_OUTPUT), target.outputs.get(SERVICE_OUTPUT)
     if cluster and service:
         found[queues.LONG] = _fargate(clients("ecs"), cluster, service)
@@ -315,7 +318,7 @@ def _fargate(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
     try:
         found = ecs.describe_services(cluster=cluster, services=[service])["services"]
     except (ClientError, BotoCoreError) as error:
-        return {"kind": "fargate", "service": service, "problem": _aws_reason(error)}
+        return {"kind": "fargate", "service": service, "problem": registry.reason(error)}
     if not found:
         return {"kind": "fargate", "service": service, "problem": "service not found"}
     one = found[0]
@@ -334,7 +337,7 @@ def _lambda_consumer(lambda_: Any, function_arn: str) -> dict[str, Any]:
             "EventSourceMappings"
         ]
     except (ClientError, BotoCoreError) as error:
-        return {"kind": "lambda", "function": function_arn, "problem": _aws_reason(error)}
+        return {"kind": "lambda", "function": function_arn, "problem": registry.reason(error)}
     return {
         "kind": "lambda",
         "function": function_arn,
@@ -342,10 +345,3 @@ def _lambda_consumer(lambda_: Any, function_arn: str) -> dict[str, Any]:
             {"queue": m.get("EventSourceArn"), "state": m.get("State")} for m in mappings
         ],
     }
-
-
-def _aws_reason(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        info = error.response.get("Error", {})
-        return f"{info.get('Code', 'error')}: {info.get('Message', '')}".rstrip(": ")
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"

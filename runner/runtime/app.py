@@ -28,7 +28,7 @@ from runner.runtime import backend, idempotency, publish, remote, schedules, tas
 from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
-from runner.worker import revocations, startup, transport
+from runner.worker import registry, revocations, startup, transport
 from runner.worker.protection import ScaleInProtection
 from runner.worker.revocations import RevocationWatch
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 transport.register()
 startup.install()
 revocations.install()
+registry.install()
 remote.install_cli_guards()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
@@ -212,6 +213,7 @@ class GalleyCelery(Celery):
         super().__init__(*args, **kwargs)
         self.steps["consumer"].add(ScaleInProtection)
         self.steps["consumer"].add(RevocationWatch)
+        self.steps["worker"].add(registry.Registry)
         tasklogs.install(lambda: self.galley_settings)
 
     @property

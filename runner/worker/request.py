@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 
 from runner.errors import PayloadError
 from runner.wire import payloads
+from runner.worker import registry
 from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class Request(CeleryRequest):
         count = (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount")
         if count is not None:
             self._request_dict[RECEIVE_COUNT] = int(count)
+
+    def send_event(self, type: str, **fields: Any) -> None:  # noqa: A002 (Celery's name)
+        """Where Celery reports an outcome as a task event: the worker registry counts it too
+        (runner/worker/registry.py), whether events are on or not (on SQS they are off)."""
+        registry.count(type, self.name)
+        super().send_event(type, **fields)
 
     def acknowledge(self) -> None:
         """Ack, then delete the job's S3 payload: nothing reads it again, unless the job went

@@ -11,6 +11,7 @@ import pytest
 from runner.core import revocations, settings
 from runner.core.settings import WorkerSettings
 from runner.local import sam as templates
+from runner.ops import registry
 from runner.wire import payloads
 from tests.infra.conftest import ROOT
 
@@ -127,6 +128,11 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_results(sam: Template)
         r for r in p["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == revocations.PREFIX
     ]
     assert revoked["ExpirationInDays"] > dlq_days
+    # the worker registry's entries go a day after their worker stopped writing them
+    (workers,) = [
+        r for r in p["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == registry.PREFIX
+    ]
+    assert (workers["Status"], workers["ExpirationInDays"]) == ("Enabled", 1)
     policies = [
         props(bp)
         for bp in resources(sam, "AWS::S3::BucketPolicy").values()

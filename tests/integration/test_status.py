@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from runner.core.deadletter import dead_letter
 from runner.local import embedded, sam
+from runner.ops import registry
 from runner.wire import codec
 from tests import support
 
@@ -71,7 +73,7 @@ def test_status_json_counts_match_the_queues(stack: embedded.LocalResources) -> 
     report = json.loads(first.stdout)
     assert sorted(f["task_id"] for f in report["failures"]) == sorted(ids)
     assert sorted(f["reason"] for f in report["failures"]) == ["boom 0", "boom 1"]
-    assert "no worker registry yet" in report["workers"]["note"]
+    assert report["workers"]["registry"] == {"workers": [], "gone": 0, "notes": [], "problem": None}
 
 
 def test_status_prints_a_table_and_the_failures(stack: embedded.LocalResources) -> None:
@@ -98,6 +100,20 @@ def test_status_of_a_deployed_stack_reads_its_outputs(moto_server: embedded.Moto
     sqs = embedded.local_session().client("sqs", endpoint_url=moto_server.url)
     for _ in range(2):
         sqs.send_message(QueueUrl=deployed.outputs["LongJobsQueueUrl"], MessageBody="x")
+    # AND a worker's entry in the stack's worker registry
+    s3 = embedded.local_session().client("s3", endpoint_url=moto_server.url)
+    now = time.time()
+    entry = registry.Entry(
+        host="ip-10-0-1-5", pid=7, version="0.1.0", started=now - 60, at=now, interval=15,
+        concurrency=1, queue="long", state="running", waiting=0,
+        running=[registry.Running("job-1", "tasks.imports.import_records", now - 5)],
+        totals=dict.fromkeys(registry.OUTCOMES, 0),
+    )  # fmt: skip
+    s3.put_object(
+        Bucket=deployed.outputs["ResultsBucketName"],
+        Key=registry.key(entry.host, entry.pid),
+        Body=json.dumps(entry.as_dict()).encode(),
+    )
     # WHEN its status is read by name
     result = galley_status("--stack", name, "--json", env=env)
     # THEN the queues and bucket are the stack's, and the long queue holds the two jobs
@@ -114,6 +130,21 @@ def test_status_of_a_deployed_stack_reads_its_outputs(moto_server: embedded.Moto
     assert consumer["kind"] == "lambda"
     assert consumer["function"] == deployed.outputs["ConsumerFunctionArn"]
     assert consumer["event_sources"] == []  # moto's CloudFormation creates no event source
+    # the worker registry, read from the stack's bucket, in the status and in `galley top`
+    (worker,) = report["workers"]["registry"]["workers"]
+    assert (worker["host"], worker["queue"], worker["running"][0]["id"]) == (
+        "ip-10-0-1-5", "long", "job-1"
+    )  # fmt: skip
+    top = subprocess.run(
+        support.galley("top", "--stack", name, "--once"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert top.returncode == 0, top.stderr
+    assert "ip-10-0-1-5:7  long" in top.stdout
+    assert "tasks.imports.import_records  job-1" in top.stdout
 
 
 @pytest.mark.parametrize(

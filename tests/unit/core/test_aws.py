@@ -34,6 +34,7 @@ EXPECTED: dict[aws.Use, tuple[float, float, int, str | None]] = {
     "receive": (5, limits.MAX_WAIT_TIME_SECONDS + 10, 2, "standard"),
     "settle": (5, 10, 3, "standard"),
     "heartbeat": (5, 10, 3, None),
+    "registry": (3, 5, 3, "standard"),
     "checks": (5, 10, 3, "standard"),
     "consumer": (2, 5, 3, "standard"),
     "revocations": (3, 5, 3, "standard"),

@@ -53,6 +53,8 @@ class Entry:
 #: back once more: without it a job that is requeued (``Reject(requeue=True)``) or kills its
 #: worker process every time would loop for ever on a queue without a RedrivePolicy.
 MAX_DELIVERIES = 10
+#: Weight of the newest outcome in :meth:`Ledger.typical_hold`'s moving average.
+HOLD_WEIGHT = 0.2
 
 
 class Ledger:
@@ -65,6 +67,9 @@ class Ledger:
 
     def __init__(self, visibility_timeout: float | None = None) -> None:
         self._entries: dict[str, Entry] = {}
+        #: Per queue: how long its messages are typically held, receipt to outcome (a moving
+        #: average, seconds): the receiver buffers messages only for queues of short jobs.
+        self._typical_hold: dict[str, float] = {}
         self._changed = threading.Condition()
         self.visibility_timeout = visibility_timeout
         #: How close to running out a visibility counts as run out: receipt and heartbeat times
@@ -121,6 +126,10 @@ class Ledger:
                 )
             entry.action = action
             entry.delay_seconds = delay_seconds
+            if action != "release":  # a release says nothing of how long the job runs
+                held_for = time.monotonic() - entry.received_at
+                before = self._typical_hold.get(entry.queue_url, held_for)
+                self._typical_hold[entry.queue_url] = before + (held_for - before) * HOLD_WEIGHT
             self._changed.notify_all()  # one fewer held: the receiver may ask for more
             return entry
 
@@ -163,11 +172,24 @@ class Ledger:
             found.setdefault(entry.queue_url, []).append(entry.receipt)
         return found
 
+    def receipts(self, queue_url: str) -> list[str]:
+        """Receipt handles of the messages of ``queue_url`` held and not yet decided."""
+        with self._changed:
+            return [
+                r for r, e in self._entries.items() if e.queue_url == queue_url and e.action is None
+            ]
+
     def count(self, queue_url: str | None = None) -> int:
         with self._changed:
             if queue_url is None:
                 return len(self._entries)
             return sum(1 for e in self._entries.values() if e.queue_url == queue_url)
+
+    def typical_hold(self, queue_url: str) -> float:
+        """How long messages of ``queue_url`` are typically held until their outcome (0 before
+        the first outcome)."""
+        with self._changed:
+            return self._typical_hold.get(queue_url, 0.0)
 
     def held(self, queue_url: str) -> int:
         """Messages of ``queue_url`` held and not yet decided (buffered, waiting or running):

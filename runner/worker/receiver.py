@@ -31,6 +31,9 @@ from runner.worker.settler import backoff
 
 log = logging.getLogger(__name__)
 
+#: A queue whose messages are typically held longer than this (receipt to outcome) runs long
+#: jobs: its worker holds no message no process has started (Receiver._reserve_one).
+LONG_JOB_SECONDS = 1.0
 #: What each received message carries besides its body.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]
 #: Read timeout of the receive client (``aws.USES["receive"]``): past the longest long poll.
@@ -70,6 +73,7 @@ class Receiver(threading.Thread):
         release: Callable[[Entry], None],
         *,
         capacity: Callable[[], int],
+        started: Callable[[], int] = lambda: 0,
         wait_time_seconds: int = limits.MAX_WAIT_TIME_SECONDS,
         intake: Intake | None = None,
         lead: bool = True,
@@ -82,6 +86,7 @@ class Receiver(threading.Thread):
         self.deliver = deliver
         self.release = release
         self.capacity = capacity
+        self.started = started
         self.wait_time_seconds = wait_time_seconds
         self.intake = intake or Intake()
         self.lead = lead
@@ -132,6 +137,8 @@ class Receiver(threading.Thread):
         limit = self.capacity()
         if limit <= 0:
             limit = limits.MAX_BATCH_MESSAGES
+        if self.ledger.typical_hold(self.queue_url) > LONG_JOB_SECONDS:
+            return self._reserve_one(limit)
         batch = min(max(1, limit // 2), limits.MAX_BATCH_MESSAGES)
         intake = self.intake
         with intake.changed:
@@ -146,6 +153,20 @@ class Receiver(threading.Thread):
                 return ask
         # no room for a batch: wait until jobs are decided (or another poll returns)
         self.ledger.wait_below(self.queue_url, limit - batch - reserved + 1, timeout=0.25)
+        return 0
+
+    def _reserve_one(self, limit: int) -> int:
+        """Jobs that run for seconds: no buffer. A message is asked for, one at a time, only
+        while every message held has started (a process is free, or about to be), so a job
+        never waits in this worker while another worker is idle; a ReceiveMessage per job is
+        nothing beside a job that long."""
+        intake = self.intake
+        with intake.changed:
+            held = self.ledger.held(self.queue_url) + intake.reserved
+            if self.lead and held < limit and held <= self.started():
+                intake.reserved += 1
+                return 1
+        self.stopped.wait(0.1)
         return 0
 
     def _unreserve(self, asked: int, *, backlog: bool) -> None:

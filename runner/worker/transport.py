@@ -174,6 +174,7 @@ class Transport(SQSTransport):
                 lambda received: self._arrive(queue, received),
                 self._release,
                 capacity=lambda: channel.qos.prefetch_count or 0,
+                started=lambda: len(_started_tags() & set(self.galley.ledger.receipts(url))),
                 wait_time_seconds=self.wait_time_seconds,
                 intake=intake,
                 lead=number == 0,

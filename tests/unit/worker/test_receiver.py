@@ -144,3 +144,47 @@ def test_a_hand_over_that_fails_gives_the_messages_back_and_keeps_receiving() ->
     finally:
         r.stop()
         r.join(5)
+
+
+def _long_jobs(ledger: Ledger) -> None:
+    """Outcomes that took 30 s each: the queue runs long jobs."""
+    for i in range(3):
+        entry = ledger.add(Q, {"ReceiptHandle": f"old{i}", "Body": "b"})
+        entry.received_at -= 30
+        ledger.decide(entry.receipt, "delete")
+        ledger.forget(entry.receipt)
+    assert ledger.typical_hold(Q) > 1
+
+
+def test_a_queue_of_long_jobs_is_not_buffered() -> None:
+    """Found with `galley top`: five 40 s jobs, two workers of two processes; one worker took all
+    five (two running, three waiting behind them) while the other stood idle."""
+    ledger = Ledger()
+    _long_jobs(ledger)
+    running: list[int] = [0]
+    r = Receiver(
+        object(),
+        Q,
+        ledger,
+        lambda received: None,
+        lambda entry: None,
+        capacity=lambda: 16,
+        started=lambda: running[0],
+    )
+    # GIVEN nothing held: one message is asked for, not a batch
+    assert r._reserve() == 1
+    r._unreserve(1, backlog=False)
+    # WHEN one is held and not yet started THEN no more is asked for
+    hold(ledger, 1)
+    assert r._reserve() == 0
+    # WHEN it has started (a process took it) THEN the next one is asked for
+    running[0] = 1
+    assert r._reserve() == 1
+
+
+def test_a_release_does_not_count_as_a_job_s_length() -> None:
+    ledger = Ledger()
+    entry = ledger.add(Q, {"ReceiptHandle": "r", "Body": "b"})
+    entry.received_at -= 30
+    ledger.decide("r", "release")
+    assert ledger.typical_hold(Q) == 0.0

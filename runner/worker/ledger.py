@@ -186,10 +186,11 @@ class Ledger:
             return sum(1 for e in self._entries.values() if e.queue_url == queue_url)
 
     def typical_hold(self, queue_url: str) -> float:
-        """How long messages of ``queue_url`` are typically held until their outcome (0 before
-        the first outcome)."""
+        """How long messages of ``queue_url`` are typically held until their outcome; infinite
+        before the first outcome (until a worker knows its jobs are short, it takes them as
+        long ones)."""
         with self._changed:
-            return self._typical_hold.get(queue_url, 0.0)
+            return self._typical_hold.get(queue_url, math.inf)
 
     def held(self, queue_url: str) -> int:
         """Messages of ``queue_url`` held and not yet decided (buffered, waiting or running):

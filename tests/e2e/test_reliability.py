@@ -130,3 +130,34 @@ def test_sigterm_finishes_in_flight_and_releases_the_rest(
     assert running.state == "SUCCESS"
     assert runs(stack, job, "finished") == 1
     assert runs(stack, waiting, "started") == 0
+
+
+def test_a_burst_of_slow_jobs_is_shared_by_idle_workers(
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    """Found with `galley top`: five 40 s jobs, two workers of two processes; one worker took all
+    five (two running, three waiting behind them) while the other stood idle."""
+    # GIVEN two idle workers of two processes each
+    stack = make_stack(visibility_timeout=120)
+    client = app_for(stack)
+    workers = [worker(stack, concurrency=2, **TASKS) for _ in range(2)]
+    # WHEN five jobs of 6 s arrive at once
+    jobs = [uuid.uuid4().hex for _ in range(5)]
+    for job in jobs:
+        client.send_task("reliability.work", args=[stack.bucket, job, 6])
+    # THEN within a few seconds four run at once, two on each worker
+    _, s3 = support.clients(stack)
+
+    def started_by() -> list[str]:
+        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix="runs/").get("Contents", [])
+        keys = [o["Key"] for o in listed if "/started/" in o["Key"]]
+        return sorted(
+            s3.get_object(Bucket=stack.bucket, Key=k)["Body"].read().decode() for k in keys
+        )
+
+    wait_for(lambda: len(started_by()) >= 4, timeout=20, what="four jobs running")
+    pids = started_by()
+    assert len(pids) == 4 and len(set(pids)) == 4, pids  # four processes, none idle
+    assert all(w.alive() for w in workers)

@@ -75,6 +75,11 @@ def test_live_entries_are_listed_stale_and_stopped_ones_read_as_gone(s3: Any) ->
         (entry(totals=None), "totals: expected an object"),
         (entry(interval=0), "interval: expected 0 < seconds"),
         (entry(at=float("nan")), "at: expected a number"),
+        # json.loads takes Infinity: `galley status` and `galley top` then crashed with an
+        # OverflowError formatting the worker's uptime or its job's age
+        (entry(started=float("-inf")), "started: expected a number"),
+        (entry(running=[{"id": "j", "task": "t", "started": float("-inf")}]), "started: expected"),
+        (entry(at=float("inf")), "at: expected a number"),
     ],
 )
 def test_a_garbage_entry_is_skipped_with_a_note(s3: Any, body: Any, why: str) -> None:

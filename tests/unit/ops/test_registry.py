@@ -80,6 +80,7 @@ def test_live_entries_are_listed_stale_and_stopped_ones_read_as_gone(s3: Any) ->
         (entry(started=float("-inf")), "started: expected a number"),
         (entry(running=[{"id": "j", "task": "t", "started": float("-inf")}]), "started: expected"),
         (entry(at=float("inf")), "at: expected a number"),
+        (entry(started=10**400), "started: expected a number"),  # float() overflows
     ],
 )
 def test_a_garbage_entry_is_skipped_with_a_note(s3: Any, body: Any, why: str) -> None:

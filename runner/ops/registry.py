@@ -13,7 +13,9 @@ This module is the format both sides share and the reading side; it imports no C
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -219,9 +221,13 @@ def _text(data: Mapping[str, Any], name: str, default: str | None = None) -> str
 
 def _number(data: Mapping[str, Any], name: str) -> float:
     value = data.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an integer of hundreds of digits
+            number = float(value)
+    if not math.isfinite(number):  # Infinity is JSON to json.loads, and breaks every duration
         raise ValueError(f"{name}: expected a number, got {value!r:.40}")
-    return float(value)
+    return number
 
 
 def _count(data: Mapping[str, Any], name: str) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal as signals
 import time
 import unicodedata
 from collections import Counter
@@ -42,6 +43,8 @@ MARKER = PREFIX
 #: A reader lists the prefix at least this often even if the marker did not change (a revoker
 #: that died between its record and the marker is seen within this time).
 FULL_LIST_SECONDS = 300.0
+#: The signal a terminate sends when its revocation names none.
+TERM = "SIGTERM"
 #: Longest task id accepted (S3 keys are 1024 bytes; Celery's ids are 36-character UUIDs).
 MAX_TASK_ID_CHARS = 255
 
@@ -61,6 +64,22 @@ def check_task_id(value: Any) -> str:
                 "characters are not in task ids)"
             )
     return value
+
+
+def signal_name_of(value: Any) -> str:
+    """``SIGTERM`` for None; else the signal's name (``KILL``, ``SIGKILL`` or 9 -> ``SIGKILL``),
+    or :class:`RevokeError`."""
+    if value is None:
+        return TERM
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return signals.Signals(value).name
+        if isinstance(value, str):
+            name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+            return signals.Signals[name].name
+    except (KeyError, ValueError):
+        pass
+    raise RevokeError(f"not a signal: {value!r} (expected a name such as SIGTERM or SIGKILL)")
 
 
 def key(task_id: str) -> str:
@@ -105,15 +124,20 @@ def read(s3: Any, bucket: str, task_id: str) -> Record | None:
         raise
     try:
         data = json.loads(body)
-        return Record(
+        found = Record(
             task_id=task_id,
             revoked_at=str(data.get("revoked_at", "")),
             terminate=data.get("terminate") is True,
-            signal=data.get("signal") if isinstance(data.get("signal"), str) else None,
         )
     except (ValueError, AttributeError):
         log.warning("revocation %s is not JSON: it revokes, without terminating", key(task_id))
         return Record(task_id=task_id, revoked_at="")
+    try:  # Celery's terminate raises, on the worker's event loop, for a name it does not take
+        name = signal_name_of(data.get("signal"))
+    except RevokeError as error:
+        log.warning("revocation %s: %s; %s is sent instead", key(task_id), error, TERM)
+        name = TERM
+    return Record(found.task_id, found.revoked_at, found.terminate, name if found.terminate else None)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ Every id and the signal are checked before anything is written: a bad one is a
 
 from __future__ import annotations
 
-import signal as signals
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,6 @@ from runner.errors import RevokeError
 
 #: States the REVOKED state is written over (Celery's ``celery.worker.control._revoke``).
 REPLACEABLE = frozenset({states.PENDING, states.RECEIVED, states.RETRY, states.REJECTED})
-TERM = "SIGTERM"
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ def revoke(
     """Revoke ``task_ids`` (one id or several); see the module docstring."""
     ids = [task_ids] if isinstance(task_ids, str) or not _iterable(task_ids) else list(task_ids)
     ids = list(dict.fromkeys(revocations.check_task_id(task_id) for task_id in ids))
-    signal_name = signal_name_of(signal) if terminate else None
+    signal_name = revocations.signal_name_of(signal) if terminate else None
     settings = app.galley_settings
     s3 = app.galley_s3
     before = {task_id: app.backend.get_state(task_id) for task_id in ids}
@@ -67,22 +65,6 @@ def revoke(
         line = _line(task_id, state, terminate, signal_name, refresh)
         outcomes.append(Revoked(task_id, state, state != states.SUCCESS, line))
     return outcomes
-
-
-def signal_name_of(value: Any) -> str:
-    """``SIGTERM`` for None; else the signal's name (``KILL``, ``SIGKILL`` or 9 -> ``SIGKILL``),
-    or :class:`RevokeError`."""
-    if value is None:
-        return TERM
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return signals.Signals(value).name
-        if isinstance(value, str):
-            name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
-            return signals.Signals[name].name
-    except (KeyError, ValueError):
-        pass
-    raise RevokeError(f"not a signal: {value!r} (expected a name such as SIGTERM or SIGKILL)")
 
 
 def _line(task_id: str, state: str, terminate: bool, signal: str | None, refresh: float) -> str:

@@ -148,7 +148,7 @@ class RevocationWatch(bootsteps.StartStopStep):
         for task_id in running:
             record = revocations.read(self.watch.s3, self.bucket, task_id)
             if record is not None and record.terminate:
-                stops[task_id] = record.signal or "SIGTERM"
+                stops[task_id] = record.signal or revocations.TERM
         return stops
 
 
@@ -165,7 +165,16 @@ def _apply(ids: frozenset[str], removed: frozenset[str], stops: dict[str, str], 
         signal = stops.get(request.id)
         if signal is not None:
             log.info("terminating %s[%s] (%s): revoked", request.name, request.id, signal)
-            request.terminate(pool, signal=signal)
+            try:  # an exception here would leave the event loop: the worker would stop
+                request.terminate(pool, signal=signal)
+            except Exception as error:  # e.g. `-P threads`: its pool cannot signal a job
+                log.warning(
+                    "%s[%s] not stopped (%s: %s); it is revoked and will not run again",
+                    request.name,
+                    request.id,
+                    type(error).__name__,
+                    error,
+                )
 
 
 def _write_shared(ids: frozenset[str]) -> None:

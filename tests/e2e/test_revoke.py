@@ -260,3 +260,32 @@ def test_revocations_cost_a_worker_one_request_per_refresh_not_per_job(
     )
     assert lists == 1  # the first read; the marker did not change after it
     assert 1 <= heads <= elapsed / 5 + 1
+
+
+def test_a_hand_written_revocation_with_a_bad_signal_leaves_the_worker_running(
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a worker running a 30 s job
+    stack = make_stack(visibility_timeout=60)
+    client = app_for(stack)
+    running = worker(stack, concurrency=2, **WORKER_ENV)
+    job = uuid.uuid4().hex
+    long_job = client.send_task("reliability.work", args=[stack.bucket, job, 30])
+    wait_for(lambda: runs(stack, job, "started") == 1, timeout=60, what="the 30 s job to start")
+    # WHEN its revocation is written by another tool, naming a signal Celery does not take
+    _, s3 = support.clients(stack)
+    body = b'{"revoked_at": "", "terminate": true, "signal": "SIGNOPE"}'
+    s3.put_object(Bucket=stack.bucket, Key=f"revoked/{long_job.id}", Body=body)
+    s3.put_object(Bucket=stack.bucket, Key="revoked/", Body=b"now")
+    # THEN the worker stops the job (SIGTERM) at its next refresh, and goes on to the next job
+    wait_for(
+        lambda: "SIGNOPE" in (running.log_path.read_text() if running.log_path else ""),
+        timeout=30,
+        what="the worker to read the revocation",
+    )
+    following = uuid.uuid4().hex
+    client.send_task("reliability.stamp", args=[stack.bucket, following]).get(timeout=30)
+    assert running.alive(), running.log_tail()
+    assert runs(stack, job, "finished") == 0

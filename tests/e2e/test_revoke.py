@@ -4,11 +4,12 @@ and terminate stops a running one, leaving the worker healthy."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from runner.local.process import Child, wait_for
 from runner.wire import codec
 from tests import support
 from tests.e2e.test_reliability import TASKS, runs
+from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -289,3 +291,34 @@ def test_a_hand_written_revocation_with_a_bad_signal_leaves_the_worker_running(
     client.send_task("reliability.stamp", args=[stack.bucket, following]).get(timeout=30)
     assert running.alive(), running.log_tail()
     assert runs(stack, job, "finished") == 0
+
+
+@pytest.fixture
+def proxy(moto_server: embedded.MotoServer) -> Iterator[FaultProxy]:
+    """Requested before ``worker``, so it outlives the worker at teardown."""
+    with FaultProxy(moto_server.url) as running:
+        yield running
+
+
+def test_a_job_revoked_before_a_worker_starts_does_not_run_while_s3_answers_slowly(
+    proxy: FaultProxy,
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a job queued and revoked while no worker runs
+    stack = make_stack(visibility_timeout=30)
+    client = app_for(stack)
+    job = uuid.uuid4().hex
+    result = client.send_task("reliability.stamp", args=[stack.bucket, job])
+    assert galley(stack, "revoke", result.id).returncode == 0
+    # AND S3 answers reads of the revocations 4 s late (slow, no error: within the client's
+    # 5 s read timeout)
+    proxy.inject("latency", service="s3", path="revoked/", seconds=4.0)
+    # WHEN a worker starts, behind that S3
+    started = worker(dataclasses.replace(stack, endpoint_url=proxy.url), **WORKER_ENV)
+    wait_for(settled(stack, stack.queue_url), timeout=60, what="the job's message settled")
+    # THEN the job, revoked long before, did not run (the window is for revocations made
+    # less than a refresh before the job starts)
+    assert runs(stack, job, "started") == 0, started.log_tail()
+    assert AsyncResult(result.id, app=client).state == "REVOKED"

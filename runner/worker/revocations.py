@@ -24,7 +24,9 @@ Two gaps are closed here:
   Celery's ``revoke(terminate=True)`` is: ``Request.terminate`` signals the pool process running
   it (the pool starts a new one).
 
-The window that stays: a job that starts less than one refresh interval after its revocation
+A worker reads the revocations once as it starts, before it takes its first job (a slow S3
+delays its start by at most the client's timeouts; an S3 that fails is logged, and the thread
+tries again). The window that stays: a job that starts less than one refresh interval after its revocation
 was written may run (no worker has read it yet); with terminate, it is stopped at the next
 refresh. Costs, measured by tests/e2e/test_revoke.py: one HEAD per refresh per worker.
 """
@@ -105,6 +107,9 @@ class RevocationWatch(bootsteps.StartStopStep):
             return
         s3 = aws.client("s3", use="revocations", region=self.region)
         self.watch = revocations.Watch(s3, self.bucket)
+        # Read once before the worker takes its first job: a job revoked before this worker
+        # started is not one it may run (S3 being slow here would otherwise let it run).
+        self._refresh(c, on_loop=False)
         self.thread = threading.Thread(
             target=self._loop, args=(c,), name="galley-revocations", daemon=True
         )
@@ -117,15 +122,18 @@ class RevocationWatch(bootsteps.StartStopStep):
                 os.unlink(_shared)
 
     def _loop(self, c: Any) -> None:
-        while True:
-            try:
-                self.refresh(c)
-            except Exception as error:  # S3 unreachable: keep what we have, try again
-                log.warning("revocations not refreshed: %s", error)
-            if self.stopped.wait(self.interval):
-                return
+        while not self.stopped.wait(self.interval):
+            self._refresh(c)
 
-    def refresh(self, c: Any) -> None:
+    def _refresh(self, c: Any, on_loop: bool = True) -> None:
+        try:
+            self.refresh(c, on_loop=on_loop)
+        except Exception as error:  # S3 unreachable: keep what we have, try again
+            log.warning("revocations not refreshed: %s", error)
+
+    def refresh(self, c: Any, on_loop: bool = True) -> None:
+        """Read the revocations; what changed is applied on the event loop, or at once when
+        ``on_loop`` is false (the worker is starting: its loop does not run yet)."""
         assert self.watch is not None
         change = self.watch.refresh()
         if not change.added and not change.removed:
@@ -133,7 +141,7 @@ class RevocationWatch(bootsteps.StartStopStep):
         ids = self.watch.ids
         _write_shared(ids)
         stops = self._terminations(change.added)
-        hub = getattr(c, "hub", None)
+        hub = getattr(c, "hub", None) if on_loop else None
         if hub is not None:
             hub.call_soon(_apply, ids, change.removed, stops, c.pool)
         else:  # no event loop (solo pool): the sets are only read between jobs

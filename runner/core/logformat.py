@@ -37,7 +37,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message(record),
             "pid": record.process,
         }
         running = current_task.get()
@@ -48,7 +48,23 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["exception"] = record.exc_text
-        return json.dumps(line, default=repr, ensure_ascii=False)
+        text = json.dumps(line, default=repr, ensure_ascii=False)
+        # json escapes the ASCII controls; these line breaks too, or a reader splitting lines
+        # as Python does (str.splitlines) gets pieces that are not JSON
+        return text.translate(_LINE_BREAKS)
+
+
+#: Line breaks beyond ASCII's, as JSON escapes (they can only be inside strings).
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; a format its arguments do not fit is said in the line (logging
+    would print a traceback of many lines instead)."""
+    try:
+        return record.getMessage()
+    except Exception as error:
+        return f"{record.msg} (arguments {record.args!r}: {type(error).__name__}: {error})"
 
 
 def use_json(logger: logging.Logger) -> None:

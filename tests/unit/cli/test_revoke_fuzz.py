@@ -7,6 +7,8 @@ import os
 from unittest import mock
 
 import boto3
+from botocore.exceptions import EndpointConnectionError
+from celery.exceptions import BackendGetMetaError
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,3 +88,21 @@ def test_revoke_never_prints_a_traceback(
             },
         )
         s3.delete_bucket(Bucket=BUCKET)
+
+
+def test_s3_out_of_reach_is_one_line_naming_why(moto_in_process: None) -> None:
+    # GIVEN a results bucket the backend cannot reach: Celery's backend gives up after its
+    # retries with BackendGetMetaError("failed to get meta"), the cause chained to it
+    cause = EndpointConnectionError(endpoint_url="http://127.0.0.1:1/bbb")
+    gave_up = BackendGetMetaError("failed to get meta", task_id="job-1", state="PENDING")
+    gave_up.__cause__ = cause
+    # WHEN `galley revoke` runs
+    with mock.patch("runner.runtime.revoking.revoke", side_effect=gave_up):
+        result = run(["job-1"])
+    # THEN one line naming what could not be reached, exit 1: no traceback
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        'Error: the results backend: failed to get meta (EndpointConnectionError: Could not '
+        'connect to the endpoint URL: "http://127.0.0.1:1/bbb")'
+    ]

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
+from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 
 from runner.errors import GalleyError
@@ -19,6 +20,11 @@ def one_line_errors() -> Iterator[None]:
         yield
     except GalleyError as error:
         raise click.ClickException(str(error)) from None
+    except BackendError as error:
+        # Celery's backend gave up after its retries; what it met is the chained cause
+        cause = error.__cause__
+        why = f" ({type(cause).__name__}: {' '.join(str(cause).split())})" if cause else ""
+        raise click.ClickException(f"the results backend: {error.args[0]}{why}") from None
     except (BotoCoreError, ClientError, OperationalError, OSError, ValueError) as error:
         # Galley's own errors are GalleyErrors; these come from libraries reading what the user
         # gave them (botocore and AWS_MAX_ATTEMPTS=abc, AWS_RETRY_MODE=bogus, ...) or from AWS

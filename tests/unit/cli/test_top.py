@@ -154,3 +154,35 @@ def test_jobs_a_second_comes_from_the_totals_between_entries() -> None:
     rate = watch._rate([worker_entry(115.0, 40)], now=116.0)
     # THEN jobs a second is the finished jobs over the entries' own timestamps
     assert rate == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("text", ["[/]", "[bold]x[/bold]", "[link=https://example.com]id"])
+def test_the_screen_shows_registry_text_as_it_is_not_as_markup(text: str) -> None:
+    # GIVEN a frame whose worker, task and job id hold what rich reads as markup (a job id
+    # is whatever its producer chose; a registry entry is any text in the bucket)
+    from io import StringIO
+
+    from rich.console import Console
+
+    at = 1_800_000_000.0
+    entry = registry.Entry(
+        host=text, pid=7, version=text, started=at - 100, at=at, interval=15, concurrency=2,
+        queue="jobs", state="running", running=[registry.Running(text, text, at - 30)],
+        waiting=0, totals={"succeeded": 1, "failed": 0, "retried": 0},
+    )  # fmt: skip
+    frame = top.Frame(
+        source="environment",
+        bucket="b",
+        at=datetime.fromtimestamp(at, UTC),
+        queues=[status.QueueStatus("jobs", "queue", "u", 3, 1, 0)],
+        registry=registry.Listing([entry]),
+        jobs=[top.Job(entry.name, text, text, 30.0)],
+        tasks=top.per_task([entry]),
+        rate=None,
+    )
+    # WHEN it is drawn on a terminal (on main: rich.errors.MarkupError for "[/]")
+    out = StringIO()
+    Console(file=out, width=300, color_system=None).print(cli.screen(frame, 2.0))
+    # THEN the text is shown as it is
+    assert f"{text}:7" in out.getvalue()
+    assert out.getvalue().count(text) >= 4

@@ -209,8 +209,8 @@ def screen(frame: ops.Frame, interval: float) -> Any:
         grid = Table(box=None, pad_edge=False, header_style="bold")
         for head in heads:
             grid.add_column(head, no_wrap=head not in ("", "PROGRESS"))
-        for row in rows:
-            grid.add_row(*row)
+        for row in rows:  # text from the bucket is shown as it is, never read as markup
+            grid.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
         return grid
 
     now = frame.at.timestamp()

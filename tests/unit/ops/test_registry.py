@@ -125,3 +125,15 @@ def test_parse_takes_any_bytes_and_says_what_is_wrong(raw: bytes, fields: dict[s
         else:
             assert isinstance(parsed, registry.Entry)
             assert parsed.state in registry.STATES and parsed.pid >= 0
+
+
+def test_an_object_far_larger_than_an_entry_is_not_downloaded(s3: Any) -> None:
+    # GIVEN a good entry and a 3 MiB object under workers/ (an entry is a few KiB)
+    put(s3, "good.json", entry())
+    put(s3, "huge.json", b" " * (3 << 20))
+    # WHEN the registry is read (galley top does, every 2 s)
+    listing = registry.read(s3, BUCKET)
+    # THEN the huge one is named in a note without being read
+    assert [w.pid for w in listing.workers] == [42]
+    (note,) = listing.notes
+    assert note == f"{registry.PREFIX}huge.json: skipped, 3145728 bytes is not a worker entry"

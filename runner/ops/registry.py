@@ -33,6 +33,9 @@ DEFAULT_INTERVAL = DEFAULT_REGISTRY_INTERVAL
 MAX_INTERVAL = MAX_REGISTRY_INTERVAL
 #: An entry not rewritten for this many of its intervals reads as gone.
 STALE_INTERVALS = 3
+#: An entry is a few KiB (at most :data:`MAX_TASK_NAMES` task names and a worker's running
+#: jobs); a larger object is not one, and is not downloaded on every refresh of `galley top`.
+MAX_ENTRY_BYTES = 1 << 20
 #: Objects older than this are not read at all (no worker's entry can be that late and live).
 _NEVER_LIVE_AFTER = STALE_INTERVALS * MAX_INTERVAL
 #: ``state`` of an entry: taking jobs, finishing its jobs after a SIGTERM, gone.
@@ -162,6 +165,9 @@ def read(s3: Any, bucket: str | None, now: float | None = None) -> Listing:
     for item in objects:
         if moment - item["LastModified"].timestamp() > _NEVER_LIVE_AFTER:
             gone += 1
+            continue
+        if int(item.get("Size") or 0) > MAX_ENTRY_BYTES:
+            notes.append(f"{item['Key']}: skipped, {item['Size']} bytes is not a worker entry")
             continue
         try:
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()

@@ -137,7 +137,9 @@ def read(s3: Any, bucket: str, task_id: str) -> Record | None:
     except RevokeError as error:
         log.warning("revocation %s: %s; %s is sent instead", key(task_id), error, TERM)
         name = TERM
-    return Record(found.task_id, found.revoked_at, found.terminate, name if found.terminate else None)
+    return Record(
+        found.task_id, found.revoked_at, found.terminate, name if found.terminate else None
+    )
 
 
 @dataclass(frozen=True)

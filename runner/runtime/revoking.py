@@ -23,7 +23,6 @@ from typing import Any
 from celery import states
 
 from runner.core import revocations
-from runner.errors import RevokeError
 
 #: States the REVOKED state is written over (Celery's ``celery.worker.control._revoke``).
 REPLACEABLE = frozenset({states.PENDING, states.RECEIVED, states.RETRY, states.REJECTED})

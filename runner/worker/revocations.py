@@ -26,7 +26,9 @@ Two gaps are closed here:
 
 A worker reads the revocations once as it starts, before it takes its first job (a slow S3
 delays its start by at most the client's timeouts; an S3 that fails is logged, and the thread
-tries again). The window that stays: a job that starts less than one refresh interval after its revocation
+tries again).
+
+The window that stays: a job that starts less than one refresh interval after its revocation
 was written may run (no worker has read it yet); with terminate, it is stopped at the next
 refresh. Costs, measured by tests/e2e/test_revoke.py: one HEAD per refresh per worker.
 """

@@ -103,6 +103,6 @@ def test_s3_out_of_reach_is_one_line_naming_why(moto_in_process: None) -> None:
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        'Error: the results backend: failed to get meta (EndpointConnectionError: Could not '
+        "Error: the results backend: failed to get meta (EndpointConnectionError: Could not "
         'connect to the endpoint URL: "http://127.0.0.1:1/bbb")'
     ]

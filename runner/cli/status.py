@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from runner.cli.dlq import REASON_WIDTH, _clear_errors, _echo
-from runner.core import aws, settings
 from runner.ops import dlq
 from runner.ops import status as ops
 
@@ -36,18 +35,7 @@ def status(stack: str | None, failures: int, as_json: bool) -> None:
     Reading a dead-letter queue counts as a receive (as `galley dlq list`).
     """
     with _clear_errors():
-        config = settings.load(settings.AwsSettings if stack else settings.StatusSettings)
-
-        def clients(service: str) -> Any:
-            return aws.client(
-                service, use="checks", endpoint_url=config.endpoint_url, region=config.region
-            )
-
-        if stack is not None:
-            target = ops.from_stack(clients("cloudformation"), stack)
-        else:
-            assert isinstance(config, settings.StatusSettings)
-            target = ops.from_settings(config)
+        target, clients = ops.attach(stack)
         report = ops.gather(target, clients, failures=failures)
     if as_json:
         _echo(json.dumps(report.as_dict(), indent=2))

@@ -14,7 +14,6 @@ import click
 
 from runner.cli.dlq import _clear_errors, _echo
 from runner.cli.status import duration
-from runner.core import aws, settings
 from runner.ops import status as status_
 from runner.ops import top as ops
 
@@ -58,19 +57,7 @@ def top(stack: str | None, interval: float, once: bool) -> None:
 
 
 def _watch(stack: str | None) -> ops.Watch:
-    config = settings.load(settings.AwsSettings if stack else settings.StatusSettings)
-
-    def clients(service: str) -> Any:
-        return aws.cached(
-            service, use="checks", endpoint_url=config.endpoint_url, region=config.region
-        )
-
-    if stack is not None:
-        target = status_.from_stack(clients("cloudformation"), stack)
-    else:
-        assert isinstance(config, settings.StatusSettings)
-        target = status_.from_settings(config)
-    return ops.Watch(target, clients)
+    return ops.Watch(*status_.attach(stack))
 
 
 def _frames(watch: ops.Watch, first: ops.Frame, interval: float, once: bool) -> Any:

@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.core import queues, settings
+from runner.core import aws, queues, settings
 from runner.errors import StatusError
 from runner.ops import dlq, registry
 
@@ -125,6 +125,22 @@ def from_settings(config: settings.StatusSettings) -> Target:
         dead_letter_queues={queues.JOBS: config.dlq_url, queues.LONG: config.long_dlq_url},
         bucket=config.results_bucket,
     )
+
+
+def attach(stack: str | None) -> tuple[Target, Callable[[str], Any]]:
+    """What `galley status` and `galley top` look at: stack ``stack``'s outputs, or the
+    environment's settings without one; and the AWS clients to look with (one per service)."""
+    config = settings.load(settings.AwsSettings if stack else settings.StatusSettings)
+
+    def clients(service: str) -> Any:
+        return aws.cached(
+            service, use="checks", endpoint_url=config.endpoint_url, region=config.region
+        )
+
+    if stack is not None:
+        return from_stack(clients("cloudformation"), stack), clients
+    assert isinstance(config, settings.StatusSettings)
+    return from_settings(config), clients
 
 
 #: CloudFormation's stack names and stack ARNs (what `aws cloudformation` accepts as a name).

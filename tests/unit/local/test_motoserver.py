@@ -159,6 +159,69 @@ def test_a_receive_does_not_compute_the_queue_s_attributes_for_each_message(
     assert len(computed) <= 1
 
 
+def test_a_send_does_not_count_the_queue_s_messages(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto read one attribute of the queue for each message sent (ContentBasedDeduplication)
+    through all of them, three counts each a pass over every message: sending to a queue of N
+    messages cost 3N passes, and a backlog slowed every producer and every worker."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    monkeypatch.setattr(SQSBackend, "send_message", SQSBackend.send_message)
+    computed: list[int] = []
+    attributes = Queue.attributes
+    monkeypatch.setattr(
+        Queue, "attributes", property(lambda q: computed.append(1) or attributes.fget(q))
+    )
+    motoserver.lighten_sqs_sends()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="sent")["QueueUrl"]
+    computed.clear()
+    # WHEN twenty messages are sent, one by one and in a batch
+    for i in range(10):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i))
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(10)]
+    )
+    # THEN the queue's attributes were not computed, and all twenty are there
+    assert computed == []
+    assert (
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+        == "20"
+    )
+
+
+def test_a_fifo_queue_still_deduplicates_by_content_after_the_send_is_lightened(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.sqs.models import Queue, SQSBackend
+
+    monkeypatch.setattr(SQSBackend, "send_message", SQSBackend.send_message)
+    monkeypatch.setattr(Queue, "attributes", Queue.attributes)
+    motoserver.lighten_sqs_sends()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    deduplicating = {"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    url = sqs.create_queue(QueueName="d.fifo", Attributes=deduplicating)["QueueUrl"]
+    plain = sqs.create_queue(QueueName="p.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for queue in (url, url, plain):
+        sqs.send_message(
+            QueueUrl=queue,
+            MessageBody="same",
+            MessageGroupId="g",
+            **({} if queue == url else {"MessageDeduplicationId": "x"}),
+        )
+    # THEN the same content sent twice is kept once, on the queue that deduplicates by content
+    counts = [
+        sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+        for q in (url, plain)
+    ]
+    assert counts == ["1", "1"]
+
+
 def test_a_message_past_its_queue_s_retention_is_not_handed_out(
     moto_in_process: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

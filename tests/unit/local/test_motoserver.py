@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
 from moto.s3.models import S3Backend
 
 from runner.local import motoserver
@@ -220,6 +223,52 @@ def test_a_fifo_queue_still_deduplicates_by_content_after_the_send_is_lightened(
         for q in (url, plain)
     ]
     assert counts == ["1", "1"]
+
+
+def test_a_receive_reads_the_clock_without_building_datetimes_for_each_message(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receive looks at every message of the queue, asking the time twice for each (visible?
+    delayed?), and moto's clock built three datetime objects per question: on a backlog of a
+    thousand, a receive cost moto more than the job it handed out."""
+    import moto.core.utils
+    from moto.sqs import models
+
+    monkeypatch.setattr(models, "unix_time", models.unix_time)
+    monkeypatch.setattr(models, "unix_time_millis", models.unix_time_millis)
+    motoserver.quicken_sqs_clock()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="backlog")["QueueUrl"]
+    for _ in range(20):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)]
+        )
+    built: list[int] = []
+    utcnow = moto.core.utils.utcnow
+    monkeypatch.setattr(moto.core.utils, "utcnow", lambda: built.append(1) or utcnow())
+    # WHEN ten are received and the first is made visible again
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"], VisibilityTimeout=0
+    )
+    # THEN ten came, the clock built no datetime, and the queue counts as before
+    assert len(got) == 10
+    assert built == []
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == ("191", "9")
+
+
+@given(
+    st.datetimes(min_value=datetime.datetime(1971, 1, 1), max_value=datetime.datetime(2200, 1, 1))
+)
+def test_the_quick_clock_tells_moto_s_time(moment: datetime.datetime) -> None:
+    from moto.core import utils
+
+    assert motoserver.quick_unix_time(moment) == utils.unix_time(moment)
+    assert abs(motoserver.quick_unix_time() - utils.unix_time()) < 0.05
 
 
 def test_a_message_past_its_queue_s_retention_is_not_handed_out(

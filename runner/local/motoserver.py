@@ -24,10 +24,10 @@ number, so a receive from a queue of N messages cost N x 10 passes; moto ran out
 receives of ten a second on a queue of a few hundred. :func:`lighten_sqs_sends` does the same for
 a send, which read one attribute through all of them: three passes over the queue's messages for
 each message sent, so a backlog slowed every producer, and moto spent 43% of its time there in the
-side-by-side benchmark. :func:`quicken_sqs_clock` tells the time from ``time.time()``: moto built three
-datetimes each time it asked (twice per message of the queue, per receive). :func:`remember_moto_modules` lists moto's
-modules once: its dispatcher listed its ~200 package folders (a stat each) for every request,
-under a lock all requests share.
+side-by-side benchmark. :func:`quicken_sqs_clock` tells the time from ``time.time()``: moto built
+three datetimes each time it asked (twice per message of the queue, per receive).
+:func:`remember_moto_modules` lists moto's modules once: its dispatcher listed its ~200 package
+folders (a stat each) for every request, under a lock all requests share.
 
 With ``--data FILE`` the server keeps the stack's data (:mod:`runner.local.snapshot`): ``POST
 /_galley/restore``, sent by `galley local up` once template.yaml is deployed, puts FILE's

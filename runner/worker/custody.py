@@ -85,6 +85,9 @@ class Custody:
     def note_reason(self, receipt: str, reason: str) -> None:
         self.ledger.note_reason(receipt, reason)
 
+    def started(self, receipt: str) -> None:
+        self.ledger.started(receipt)
+
 
 _custody: dict[int, Custody] = {}
 _lock = threading.Lock()

@@ -36,6 +36,8 @@ class Entry:
     message_id: str
     body: str
     received_at: float = field(default_factory=time.monotonic)
+    #: When (monotonic) a pool process took it, if one has.
+    started_at: float | None = None
     #: Why it cannot be run: an ack or reject then dead-letters it with this.
     reason: str | None = None
     #: Set once its outcome is decided: the settler owns it from then on.
@@ -67,7 +69,7 @@ class Ledger:
 
     def __init__(self, visibility_timeout: float | None = None) -> None:
         self._entries: dict[str, Entry] = {}
-        #: Per queue: how long its messages are typically held, receipt to outcome (a moving
+        #: Per queue: how long its jobs typically take, start (or receipt) to outcome (a moving
         #: average, seconds): the receiver buffers messages only for queues of short jobs.
         self._typical_hold: dict[str, float] = {}
         self._changed = threading.Condition()
@@ -98,6 +100,13 @@ class Ledger:
         with self._changed:
             return self._entries.get(receipt)
 
+    def started(self, receipt: str) -> None:
+        """A pool process took the message: its job's length counts from now."""
+        with self._changed:
+            entry = self._entries.get(receipt)
+            if entry is not None and entry.started_at is None:
+                entry.started_at = time.monotonic()
+
     def note_reason(self, receipt: str, reason: str) -> None:
         """The message cannot be run: when it is acknowledged or rejected, dead-letter it."""
         with self._changed:
@@ -127,7 +136,10 @@ class Ledger:
             entry.action = action
             entry.delay_seconds = delay_seconds
             if action != "release":  # a release says nothing of how long the job runs
-                held_for = time.monotonic() - entry.received_at
+                # from its start: a short job that waited behind others in this worker's
+                # buffer is still a short job (receipt, for one settled without running)
+                began = entry.started_at if entry.started_at is not None else entry.received_at
+                held_for = time.monotonic() - began
                 before = self._typical_hold.get(entry.queue_url, held_for)
                 self._typical_hold[entry.queue_url] = before + (held_for - before) * HOLD_WEIGHT
             self._changed.notify_all()  # one fewer held: the receiver may ask for more
@@ -186,7 +198,8 @@ class Ledger:
             return sum(1 for e in self._entries.values() if e.queue_url == queue_url)
 
     def typical_hold(self, queue_url: str) -> float:
-        """How long messages of ``queue_url`` are typically held until their outcome; infinite
+        """How long jobs of ``queue_url`` typically take, from their start in a pool process
+        (receipt, if settled without running) to their outcome; infinite
         before the first outcome (until a worker knows its jobs are short, it takes them as
         long ones)."""
         with self._changed:

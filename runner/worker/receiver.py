@@ -31,7 +31,7 @@ from runner.worker.settler import backoff
 
 log = logging.getLogger(__name__)
 
-#: A queue whose messages are typically held longer than this (receipt to outcome) runs long
+#: A queue whose jobs typically take longer than this (start to outcome) runs long
 #: jobs: its worker holds no message no process has started (Receiver._reserve_one).
 LONG_JOB_SECONDS = 1.0
 #: What each received message carries besides its body.

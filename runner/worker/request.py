@@ -85,6 +85,14 @@ class Request(CeleryRequest):
         registry.count(type, self.name)
         super().send_event(type, **fields)
 
+    def on_accepted(self, pid: int, time_accepted: float) -> None:
+        """A pool process took the job: the ledger times its length from here, not from its
+        receipt (runner/worker/receiver.py buffers messages only for queues of short jobs)."""
+        super().on_accepted(pid, time_accepted)
+        held = current()
+        if held is not None:
+            held.started(self.message.delivery_tag)
+
     def acknowledge(self) -> None:
         """Ack, then delete the job's S3 payload: nothing reads it again, unless the job went
         to the DLQ, whose copy still points at it."""

@@ -69,6 +69,8 @@ INTERVAL_SECONDS = 60.0
 #: Task names a process keeps as Task values of their own; the rest are pooled.
 MAX_TASK_NAMES = 100
 UNKNOWN_TASK = "(unknown)"
+#: The Queue of a message received from a queue that is not one of the stack's roles.
+UNKNOWN_QUEUE = "(unknown)"
 OTHER_TASKS = "(other)"
 #: CloudWatch's price of a custom metric a month (the first 10,000), US East.
 PRICE_PER_METRIC_MONTH = 0.30

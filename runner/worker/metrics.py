@@ -23,7 +23,6 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from celery import bootsteps, signals
@@ -46,7 +45,8 @@ _EVENTS = {
 _RAN = ("task-succeeded", "task-failed", "task-retried")
 
 _recorder: spec.Recorder | None = None
-_role_of: Callable[[str], str | None] = lambda url: None
+#: The stack's queue URLs and their roles (the Queue dimension).
+_roles: dict[str, str] = {}
 
 
 def received(request: Any) -> None:
@@ -90,7 +90,7 @@ def dead_lettered(queue_url: str, body: str) -> None:
         name = str(codec.envelope(body)["headers"]["task"])
     except Exception:  # not a task message: the Task dimension says so
         name = spec.UNKNOWN_TASK
-    _recorder.count(_role_of(queue_url) or spec.UNKNOWN_QUEUE, name, spec.DEAD_LETTERED)
+    _recorder.count(_roles.get(queue_url, spec.UNKNOWN_QUEUE), name, spec.DEAD_LETTERED)
 
 
 def _queue(request: Any) -> str:
@@ -168,10 +168,10 @@ class Metrics(bootsteps.StartStopStep):
         return self.enabled
 
     def start(self, w: Any) -> None:
-        global _recorder, _role_of, _writer
+        global _recorder, _roles, _writer
         settings = w.app.galley_settings
         _recorder = spec.Recorder(settings.stack_name, known=w.app.tasks.__contains__)
-        _role_of = lambda url: queues.role_of(settings, url)  # noqa: E731
+        _roles = {url: role for role, url in queues.urls(settings).items()}
         _writer = Writer(_recorder, spec.INTERVAL_SECONDS, sys.__stdout__)
         _writer.start()
         log.info(

@@ -50,8 +50,10 @@ def test_a_worker_s_emf_lines_count_success_failure_retry_revoke_and_dead_letter
     with pytest.raises(ValueError, match="on purpose"):
         bad.get(timeout=60, propagate=True)
     wait_for(
-        lambda: support.queue_depth(stack, stack.queue_url) == 0
-        and support.queue_depth(stack, stack.dlq_url) == 2,
+        lambda: (
+            support.queue_depth(stack, stack.queue_url) == 0
+            and support.queue_depth(stack, stack.dlq_url) == 2
+        ),
         timeout=60,
         what="every message settled, two dead-lettered",
     )

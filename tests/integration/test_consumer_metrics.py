@@ -102,7 +102,9 @@ def test_without_metrics_a_batch_writes_no_emf_line(
     for name, value in stack.env().items():
         monkeypatch.setenv(name, value)
     own = make_stack(visibility_timeout=60)
-    settings = ConsumerSettings(queue_url=own.queue_url, dlq_url=own.dlq_url, results_bucket=stack.bucket)
+    settings = ConsumerSettings(
+        queue_url=own.queue_url, dlq_url=own.dlq_url, results_bucket=stack.bucket
+    )
     sqs, _ = support.clients(stack)
     consumer = Consumer(app, settings, sqs=sqs)
     body = codec.encode("tasks.nope.missing", (1,), {}, queue=own.queue_url.rsplit("/", 1)[1])

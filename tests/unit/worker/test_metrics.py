@@ -47,7 +47,7 @@ def test_a_dead_letter_that_is_not_a_task_message_counts_under_unknown(
 ) -> None:
     recorder = spec.Recorder("s")
     monkeypatch.setattr(metrics, "_recorder", recorder)
-    monkeypatch.setattr(metrics, "_role_of", lambda url: "long" if url == "u-long" else None)
+    monkeypatch.setattr(metrics, "_roles", {"u-long": "long"})
     metrics.dead_lettered("u-long", "not base64, not JSON")
     metrics.dead_lettered("u-elsewhere", "{}")
     keys = {(line.split('"Queue":"')[1].split('"')[0]) for line in recorder.lines()}

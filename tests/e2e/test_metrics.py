@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -86,3 +88,14 @@ def test_a_worker_s_emf_lines_count_success_failure_retry_revoke_and_dead_letter
     runtimes = [v for line in lines for v in emf_check.check(line).get(metrics.RUNTIME, [])]
     assert all(0 <= v < 60_000 for v in waits + runtimes)
     assert sum(waits) > 0 and all(v > 0 for v in runtimes)
+
+
+def test_a_bad_metrics_value_stops_the_worker_at_start_naming_the_variable(
+    stack: embedded.LocalResources,
+) -> None:
+    env = {**support.attached_env(stack), "GALLEY_METRICS": "cloudwatch"}
+    argv = [sys.executable, "-m", "celery", "-A", "runner.app", "worker", "--pool", "solo"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "GALLEY_METRICS: Input should be 'emf' or 'off' (got 'cloudwatch')" in result.stderr
+    assert "Traceback" not in result.stderr

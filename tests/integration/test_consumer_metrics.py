@@ -11,6 +11,7 @@ import pytest
 
 from runner.core import metrics
 from runner.core.settings import ConsumerSettings
+from runner.errors import SettingsError
 from runner.lambdas.records import Consumer
 from runner.local import embedded
 from runner.wire import codec
@@ -18,27 +19,42 @@ from tests import emf_check, support
 from tests.integration.test_consumer import Context, record, shared_app, shared_stack
 
 
+@pytest.fixture
+def attached(
+    moto_server: embedded.MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> embedded.LocalResources:
+    """The stack the session's app is attached to, in this process's environment (as Lambda's)."""
+    stack = shared_stack(moto_server)
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+@pytest.fixture
+def consumer_of(
+    attached: embedded.LocalResources, make_stack: Callable[..., embedded.LocalResources]
+) -> Callable[..., tuple[Consumer, embedded.LocalResources]]:
+    """Factory: a consumer of a queue of its own, with ``settings`` on top."""
+
+    def create(**settings: Any) -> tuple[Consumer, embedded.LocalResources]:
+        own = make_stack(visibility_timeout=60)
+        loaded = ConsumerSettings(
+            queue_url=own.queue_url, dlq_url=own.dlq_url, results_bucket=attached.bucket, **settings
+        )
+        sqs, _ = support.clients(attached)
+        return Consumer(shared_app(attached), loaded, sqs=sqs), own
+
+    return create
+
+
 def test_a_batch_writes_emf_lines_counting_success_failure_retry_revoke_and_dead_letters(
-    moto_server: embedded.MotoServer,
-    make_stack: Callable[..., embedded.LocalResources],
-    monkeypatch: pytest.MonkeyPatch,
+    attached: embedded.LocalResources,
+    consumer_of: Callable[..., tuple[Consumer, embedded.LocalResources]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a consumer writing EMF metrics, on a queue of its own
-    stack = shared_stack(moto_server)
-    app = shared_app(stack)
-    for name, value in stack.env().items():
-        monkeypatch.setenv(name, value)
-    own = make_stack(visibility_timeout=60)
-    settings = ConsumerSettings(
-        queue_url=own.queue_url,
-        dlq_url=own.dlq_url,
-        results_bucket=stack.bucket,
-        metrics="emf",
-        stack_name="lambda-metrics",
-    )
-    sqs, _ = support.clients(stack)
-    consumer = Consumer(app, settings, sqs=sqs)
+    stack, app = attached, shared_app(attached)
+    consumer, own = consumer_of(metrics="emf", stack_name="lambda-metrics")
     queue = own.queue_url.rsplit("/", 1)[1]
 
     def body(name: str, *args: Any, task_id: str | None = None) -> str:
@@ -92,22 +108,23 @@ def test_a_batch_writes_emf_lines_counting_success_failure_retry_revoke_and_dead
 
 
 def test_without_metrics_a_batch_writes_no_emf_line(
-    moto_server: embedded.MotoServer,
-    make_stack: Callable[..., embedded.LocalResources],
-    monkeypatch: pytest.MonkeyPatch,
+    consumer_of: Callable[..., tuple[Consumer, embedded.LocalResources]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    stack = shared_stack(moto_server)
-    app = shared_app(stack)
-    for name, value in stack.env().items():
-        monkeypatch.setenv(name, value)
-    own = make_stack(visibility_timeout=60)
-    settings = ConsumerSettings(
-        queue_url=own.queue_url, dlq_url=own.dlq_url, results_bucket=stack.bucket
-    )
-    sqs, _ = support.clients(stack)
-    consumer = Consumer(app, settings, sqs=sqs)
+    consumer, own = consumer_of()
     body = codec.encode("tasks.nope.missing", (1,), {}, queue=own.queue_url.rsplit("/", 1)[1])
     capsys.readouterr()
     assert consumer.handle({"Records": [record(body, own)]}, Context(60_000))
     assert '"_aws"' not in capsys.readouterr().out
+
+
+def test_a_bad_metrics_value_fails_the_cold_start_naming_the_variable(
+    attached: embedded.LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.lambdas import consumer as entry
+
+    monkeypatch.setenv("GALLEY_METRICS", "on")
+    monkeypatch.setattr(entry, "_consumer", None)
+    with pytest.raises(SettingsError) as error:
+        entry.handler({"Records": []}, Context(60_000))
+    assert "GALLEY_METRICS: Input should be 'emf' or 'off' (got 'on')" in str(error.value)

@@ -25,7 +25,8 @@ for a task that is not registered) counts as :data:`UNKNOWN_TASK`, and past
 :data:`MAX_TASK_NAMES` names a process pools the rest as :data:`OTHER_TASKS`.
 
 A :class:`Recorder` sums an interval: counts are numbers, timings arrays of values (at most 100 a
-line, the spec's limit; more go on further lines). One line per (queue, task) and interval, so a
+line, the spec's limit; more go on further lines), so a line stays a few KB, far from the 16 KiB
+at which a container's log driver would split it. One line per (queue, task) and interval, so a
 busy worker writes a few bytes of log per job instead of a line per job (CloudWatch Logs ingests
 at $0.50/GB).
 """

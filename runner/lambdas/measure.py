@@ -5,7 +5,8 @@ job (its task, whether and how it ran); :meth:`BatchMetrics.settled` counts it, 
 :meth:`BatchMetrics.write` prints the batch's EMF lines to stdout as the invocation returns: the
 Lambda runtime sends stdout to the function's log group, where CloudWatch extracts the metrics.
 One flush per invocation, because a Lambda is frozen between invocations (a timer thread would
-not run) and may never be thawed again.
+not run) and may never be thawed again. An invocation killed by its timeout writes nothing; the
+consumer's time budget (budget.py) returns before that.
 
 The counts mean what the worker's do (runner/worker/metrics.py): Received is a delivery taken to
 run (not a refused message, not a delay hop), Revoked counts expired jobs too, as Celery does.

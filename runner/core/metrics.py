@@ -9,7 +9,8 @@ Received        Count         a worker or the Lambda consumer took a delivery of
                               (Celery's "task received"; a delay hop towards an eta is not one)
 Started         Count         its run started
 Succeeded       Count         its run returned
-Failed          Count         its run raised (dead-lettered after, unless the job is requeued)
+Failed          Count         its run raised: the job failed (and is dead-lettered); a run lost
+                              with its worker process and requeued is Started only
 Retried         Count         its run asked for a retry (``self.retry``: a new delivery follows)
 Revoked         Count         revoked or expired: not run, or stopped (terminate)
 DeadLettered    Count         sent to the dead-letter queue with a reason: a failure, or a message

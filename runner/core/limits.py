@@ -32,3 +32,16 @@ MAX_QUEUE_NAME_LENGTH = 80
 #: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 MIN_BUCKET_NAME_LENGTH = 3
 MAX_BUCKET_NAME_LENGTH = 63
+
+#: CloudWatch Embedded Metric Format: most metrics in one document, most values of one metric
+#: (an array), most dimensions in one dimension set, longest dimension value.
+#: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+#: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_Dimension.html
+MAX_EMF_METRICS = 100
+MAX_EMF_VALUES = 100
+MAX_EMF_DIMENSIONS = 30
+MAX_DIMENSION_VALUE_CHARS = 1024
+
+#: CloudWatch rejects metric values outside -2^360 .. 2^360.
+#: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_MetricDatum.html
+MAX_METRIC_VALUE = 2.0**360

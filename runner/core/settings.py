@@ -29,6 +29,7 @@ from runner.core.variables import (
     LONG_QUEUE_URL,
     MAX_HOP_SECONDS,
     MAX_REGISTRY_INTERVAL,
+    METRICS,
     MIN_PAYLOAD_THRESHOLD_BYTES,
     PAYLOAD_THRESHOLD_BYTES,
     QUEUE_URL,
@@ -38,6 +39,7 @@ from runner.core.variables import (
     RESULTS_PREFIX,
     REVOKE_REFRESH_SECONDS,
     SCALE_IN_PROTECTION,
+    STACK_NAME,
     TASK_MODULES,
     TASK_TIME_LIMIT,
     VISIBILITY_HEARTBEAT,
@@ -45,6 +47,7 @@ from runner.core.variables import (
     check_bucket_name,
     check_endpoint_url,
     check_queue_url,
+    check_stack_name,
     check_standard_queue_url,
     queue_name_from_url,
     refuse_fifo,
@@ -64,6 +67,7 @@ __all__ = [
     "LONG_DLQ_URL",
     "LONG_QUEUE_URL",
     "MAX_HOP_SECONDS",
+    "METRICS",
     "PAYLOAD_THRESHOLD_BYTES",
     "QUEUE_URL",
     "RECEIVE_WAIT_SECONDS",
@@ -72,6 +76,7 @@ __all__ = [
     "RESULTS_PREFIX",
     "REVOKE_REFRESH_SECONDS",
     "SCALE_IN_PROTECTION",
+    "STACK_NAME",
     "TASK_MODULES",
     "TASK_TIME_LIMIT",
     "VISIBILITY_HEARTBEAT",
@@ -199,6 +204,11 @@ class WorkerSettings(ProducerSettings):
     registry_interval: float = Field(
         default=DEFAULT_REGISTRY_INTERVAL, ge=0, le=MAX_REGISTRY_INTERVAL
     )
+    #: ``emf``: job metrics as CloudWatch Embedded Metric Format lines on stdout
+    #: (runner/core/metrics.py; template.yaml turns them on); ``off``: none.
+    metrics: Literal["emf", "off"] = "off"
+    #: The Stack dimension of those metrics (template.yaml sets the stack's name).
+    stack_name: str = "galley"
 
     @property
     def extra_task_modules(self) -> list[str]:
@@ -213,6 +223,11 @@ class WorkerSettings(ProducerSettings):
     @classmethod
     def _standard_queues_only(cls, value: str | None) -> str | None:
         return None if value is None else refuse_fifo(value)
+
+    @field_validator("stack_name")
+    @classmethod
+    def _stack_name_valid(cls, value: str) -> str:
+        return check_stack_name(value)
 
     @field_validator("results_prefix")
     @classmethod

@@ -35,6 +35,8 @@ RECEIVE_WAIT_SECONDS = "GALLEY_RECEIVE_WAIT_SECONDS"
 LOG_FORMAT = "GALLEY_LOG_FORMAT"
 REVOKE_REFRESH_SECONDS = "GALLEY_REVOKE_REFRESH_SECONDS"
 REGISTRY_INTERVAL = "GALLEY_REGISTRY_INTERVAL"
+METRICS = "GALLEY_METRICS"
+STACK_NAME = "GALLEY_STACK_NAME"
 AWS_REGION = "AWS_REGION"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -59,6 +61,8 @@ ALL_VARIABLES = (
     LOG_FORMAT,
     REVOKE_REFRESH_SECONDS,
     REGISTRY_INTERVAL,
+    METRICS,
+    STACK_NAME,
     AWS_REGION,
     AWS_DEFAULT_REGION,
     AWS_ENDPOINT_URL,
@@ -75,6 +79,8 @@ MAX_REGISTRY_INTERVAL = 300
 
 _QUEUE_NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{limits.MAX_QUEUE_NAME_LENGTH}}}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: A CloudFormation stack name (the Stack dimension of Galley's metrics).
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 
 
 def queue_name_from_url(url: str) -> str:
@@ -131,5 +137,14 @@ def check_bucket_name(value: str | None) -> str | None:
     if not _BUCKET_NAME.match(value) or ".." in value:
         raise ValueError(
             f"{value!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-')"
+        )
+    return value
+
+
+def check_stack_name(value: str) -> str:
+    """A CloudFormation stack name: a letter, then letters, digits and '-', 128 at most."""
+    if not _STACK_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a stack name (a letter, then letters, digits or '-', 128 at most)"
         )
     return value

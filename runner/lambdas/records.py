@@ -22,13 +22,16 @@ it had not settled. Each record runs within the invocation's remaining time less
 when its budget is spent is stopped (SIGALRM raises :class:`InvocationEnding` inside it), left
 unsettled and reported as a batch item failure, as is every record after it.
 
-This module is the batch loop and the run of one record; budget.py holds the time budget and
-settle.py the outcomes and the writes that settle a record (backend, dead letters, hops, deletes).
+This module is the batch loop and the run of one record; budget.py holds the time budget,
+settle.py the outcomes and the writes that settle a record (backend, dead letters, hops, deletes),
+event.py reads the event's records, and measure.py counts outcomes as metrics (GALLEY_METRICS).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -38,11 +41,13 @@ from celery.app.task import Context
 from celery.app.trace import trace_task
 from celery.exceptions import Reject
 
-from runner.core import aws, queues, revocations
+from runner.core import aws, metrics, queues, revocations
 from runner.core.settings import ConsumerSettings
-from runner.lambdas import settle
+from runner.lambdas import event as sqs_event
+from runner.lambdas import measure, settle
 from runner.lambdas.budget import MAX_BUDGET_SECONDS, Budget, InvocationEnding, time_limit
-from runner.lambdas.settle import Action, Outcome
+from runner.lambdas.measure import BatchMetrics
+from runner.lambdas.settle import Action, Outcome, Run
 from runner.runtime import publish, tasklogs
 from runner.settlement import links, rules
 from runner.wire import codec, payloads
@@ -82,6 +87,10 @@ class Consumer:
         self.revoked = revocations.Watch(
             aws.client("s3", region=settings.region, use="revocations"), settings.results_bucket
         )
+        self.metrics: BatchMetrics | None = None
+        if settings.metrics == metrics.EMF:
+            recorder = metrics.Recorder(settings.stack_name, known=app.tasks.__contains__)
+            self.metrics = BatchMetrics(recorder, lambda url: queues.role_of(settings, url))
         app.loader.import_default_modules()
         app.finalize(auto=True)
         publish.install(max_hop=settings.max_hop_seconds)
@@ -90,7 +99,7 @@ class Consumer:
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         """Any event in, ``{"batchItemFailures": [...]}`` out; never raises."""
-        records = _records_of(event)
+        records = sqs_event.records_of(event)
         outcomes: list[Outcome] = []
         try:
             self.run_batch(records, context, outcomes=outcomes)
@@ -98,9 +107,11 @@ class Consumer:
             log.exception("the batch stopped; records not yet settled will be delivered again")
             done = {o.message_id for o in outcomes}
             for record in records:
-                message_id = _message_id(record)
+                message_id = sqs_event.message_id(record)
                 if message_id is not None and message_id not in done:
                     outcomes.append(Outcome(message_id, "not-started", reason="consumer error"))
+        if self.metrics is not None:
+            self.metrics.write()
         failed = dict.fromkeys(o.message_id for o in outcomes if o.failed)
         return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
 
@@ -117,9 +128,11 @@ class Consumer:
         budget = Budget(context, self.settings.lambda_reserve_seconds)
         self._refresh_revoked()
         for record in records:
-            message_id = _message_id(record)
+            message_id = sqs_event.message_id(record)
             if message_id is None:
-                log.error("record skipped, it has no messageId to report: %s", _sketch(record))
+                log.error(
+                    "record skipped, it has no messageId to report: %s", sqs_event.sketch(record)
+                )
                 continue
             outcome = self._settle(record, message_id, budget)
             self._log(outcome)
@@ -142,6 +155,8 @@ class Consumer:
             return Outcome(message_id, "retry-later", reason=reason)
         if not outcome.failed:
             self._delete(record, outcome)
+        if self.metrics is not None:
+            self.metrics.settled(self._source(record), outcome)
         return outcome
 
     # --- one record ---
@@ -151,7 +166,6 @@ class Consumer:
         body = record.get("body")
         if not isinstance(body, str):
             return Outcome(message_id, "retry-later", reason="record has no text body")
-        source = self._source(record)
         verdict = rules.judge(
             body,
             now=self.clock(),
@@ -159,6 +173,17 @@ class Consumer:
             max_hop=self.settings.max_hop_seconds,
             results_bucket=self.settings.results_bucket,
         )
+        outcome = self._follow(record, verdict, budget)
+        if verdict.message is None:
+            return outcome
+        return dataclasses.replace(outcome, task=verdict.message.task)
+
+    def _follow(
+        self, record: dict[str, Any], verdict: rules.Verdict, budget: Budget | None
+    ) -> Outcome:
+        """Carry out the verdict on a record."""
+        message_id = record["messageId"]
+        source = self._source(record)
         message = verdict.message
         if verdict.action == "dead-letter":
             assert verdict.reason is not None
@@ -190,6 +215,21 @@ class Consumer:
         message: codec.TaskMessage,
         budget: Budget | None,
     ) -> Outcome:
+        """Run the job through Celery's tracer; its outcome notes the run (its final state, how
+        long it took, how long it waited since it was due: runner/lambdas/measure.py)."""
+        due = measure.due(record, message)
+        began, clock = self.clock().timestamp(), time.monotonic()
+        outcome, state = self._trace(record, source, message, budget)
+        run = Run(state, time.monotonic() - clock, began - due if due is not None else 0.0)
+        return dataclasses.replace(outcome, run=run)
+
+    def _trace(
+        self,
+        record: dict[str, Any],
+        source: str,
+        message: codec.TaskMessage,
+        budget: Budget | None,
+    ) -> tuple[Outcome, str | None]:
         message_id = record["messageId"]
         seconds = budget.remaining() if budget is not None else None
         traced: tuple[Any, ...] | None = None
@@ -200,7 +240,7 @@ class Consumer:
                     message.id,
                     message.args,
                     message.kwargs,
-                    self._request(message, source, _receive_count(record)),
+                    self._request(message, source, sqs_event.receive_count(record)),
                     hostname=self.hostname,
                     loader=self.app.loader,
                     app=self.app,
@@ -211,38 +251,33 @@ class Consumer:
                 budget.spent = True
             if traced is None:  # stopped inside the task (not just after it returned)
                 reason = f"stopped after its budget of {seconds or 0:.1f}s: invocation ending"
-                return Outcome(message_id, "retry-later", message.id, reason)
+                return Outcome(message_id, "retry-later", message.id, reason), None
         except SystemExit as exited:  # a worker's pool process would be lost: requeued
             code = rules.safe_repr(exited.code)
             reason = f"task {message.task} exited (SystemExit {code}): requeued"
-            return Outcome(message_id, "retry-later", message.id, reason)
+            return Outcome(message_id, "retry-later", message.id, reason), None
         except Reject as rejected:  # raised by the tracer's own result handling
             if rejected.requeue:
-                return Outcome(message_id, "retry-later", message.id, "rejected, requeue")
+                return Outcome(message_id, "retry-later", message.id, "rejected, requeue"), None
             reason = f"task {message.task} rejected: {rejected.reason}"
-            return self._dead_letter(record, source, message.id, reason)
+            return self._dead_letter(record, source, message.id, reason), None
         except Exception as error:  # the tracer itself failed: the job cannot be run here
             reason = f"task {message.task} could not be traced: {rules.describe(error)}"
-            return self._dead_letter(record, source, message.id, reason)
+            return self._dead_letter(record, source, message.id, reason), None
         assert traced is not None
         retval, info, runtime, _ = traced
-        return self._settle_trace(record, source, message, (retval, info, runtime))
+        state, retval = _final_state(retval, info, runtime)
+        return self._settle_trace(record, source, message, state, retval), state
 
     def _settle_trace(
         self,
         record: dict[str, Any],
         source: str,
         message: codec.TaskMessage,
-        traced: tuple[Any, Any, Any],
+        state: str,
+        retval: Any,
     ) -> Outcome:
-        """Settle what the tracer reports: ``(retval, TraceInfo or None, runtime)``."""
-        retval, info, runtime = traced
-        if info is not None:
-            state, retval = info.state, info.retval
-        elif runtime is not None:  # no TraceInfo and a runtime: the body returned
-            state = states.SUCCESS
-        else:  # no TraceInfo, no runtime: the tracer failed before the body (an ExceptionInfo)
-            state, retval = states.FAILURE, getattr(retval, "exception", retval)
+        """Settle the run's final state (and its return value or exception)."""
         if state in _RAN:
             self._delete_payload(message)
             return Outcome(record["messageId"], "acked", message.id)
@@ -361,32 +396,15 @@ class Consumer:
         )
 
 
-# --- the event ---
-
-
-def _records_of(event: Any) -> list[Any]:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list):
-        log.error("not an SQS event (no Records list): %s", _sketch(event))
-        return []
-    return records
-
-
-def _receive_count(record: dict[str, Any]) -> int | None:
-    """SQS's ApproximateReceiveCount of the record, if the event has it."""
-    try:
-        return int((record.get("attributes") or {})["ApproximateReceiveCount"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-def _message_id(record: Any) -> str | None:
-    message_id = record.get("messageId") if isinstance(record, dict) else None
-    return message_id if isinstance(message_id, str) and message_id else None
-
-
-def _sketch(value: Any) -> str:
-    return rules.safe_repr(value, 300)
+def _final_state(retval: Any, info: Any, runtime: Any) -> tuple[str, Any]:
+    """What the tracer reports, ``(retval, TraceInfo or None, runtime)``, as the run's state
+    and its return value or exception."""
+    if info is not None:
+        return info.state, info.retval
+    if runtime is not None:  # no TraceInfo and a runtime: the body returned
+        return states.SUCCESS, retval
+    # no TraceInfo, no runtime: the tracer failed before the body (an ExceptionInfo)
+    return states.FAILURE, getattr(retval, "exception", retval)
 
 
 def _describe_value(value: Any) -> str:

@@ -30,6 +30,17 @@ Action = Literal[
 
 
 @dataclass(frozen=True)
+class Run:
+    """A job's run in this invocation: the state Celery's tracer left (None: stopped before it
+    said, e.g. the invocation ending), how long it took, and how long the job had waited for
+    it since it was due (seconds)."""
+
+    state: str | None
+    runtime: float
+    wait: float
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened to one record."""
 
@@ -37,6 +48,10 @@ class Outcome:
     action: Action
     task_id: str | None = None
     reason: str | None = None
+    #: The task the message names, once it is decoded.
+    task: str | None = None
+    #: Set when the job ran here.
+    run: Run | None = None
 
     @property
     def failed(self) -> bool:

@@ -28,7 +28,7 @@ from runner.runtime import backend, idempotency, publish, remote, schedules, tas
 from runner.settlement import links
 from runner.wire import codec, kombu_json, payloads
 from runner.wire.saferepr import saferepr
-from runner.worker import registry, revocations, startup, transport
+from runner.worker import metrics, registry, revocations, startup, transport
 from runner.worker.protection import ScaleInProtection
 from runner.worker.revocations import RevocationWatch
 
@@ -38,6 +38,7 @@ transport.register()
 startup.install()
 revocations.install()
 registry.install()
+metrics.install()
 remote.install_cli_guards()
 
 #: Packages whose modules hold the user's tasks; every module in them is loaded at start.
@@ -214,6 +215,7 @@ class GalleyCelery(Celery):
         self.steps["consumer"].add(ScaleInProtection)
         self.steps["consumer"].add(RevocationWatch)
         self.steps["worker"].add(registry.Registry)
+        self.steps["worker"].add(metrics.Metrics)
         tasklogs.install(lambda: self.galley_settings)
 
     @property

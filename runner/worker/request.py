@@ -16,12 +16,13 @@ from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from botocore.exceptions import BotoCoreError, ClientError
 from celery.exceptions import Ignore, Reject, Retry, Terminated
+from celery.worker import state as worker_state
 from celery.worker.request import Request as CeleryRequest
 from kombu.exceptions import OperationalError
 
 from runner.errors import PayloadError
 from runner.wire import payloads
-from runner.worker import registry
+from runner.worker import metrics, registry
 from runner.worker.custody import current
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ def is_unpublished_retry(exc: BaseException) -> bool:
     return isinstance(exc, Reject) and isinstance(exc.reason, _PASSING_FAULTS)
 
 
+def _is_ignore(exc: BaseException) -> bool:
+    return isinstance(exc.exc if isinstance(exc, ExceptionWithTraceback) else exc, Ignore)
+
+
 def is_final_failure(exc: BaseException) -> bool:
     if isinstance(exc, ExceptionWithTraceback):
         exc = exc.exc
@@ -78,11 +83,14 @@ class Request(CeleryRequest):
         count = (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount")
         if count is not None:
             self._request_dict[RECEIVE_COUNT] = int(count)
+        metrics.received(self)
 
     def send_event(self, type: str, **fields: Any) -> None:  # noqa: A002 (Celery's name)
         """Where Celery reports an outcome as a task event: the worker registry counts it too
-        (runner/worker/registry.py), whether events are on or not (on SQS they are off)."""
+        (runner/worker/registry.py), and the job metrics (runner/worker/metrics.py), whether
+        events are on or not (on SQS they are off)."""
         registry.count(type, self.name)
+        metrics.event(self, type, fields)
         super().send_event(type, **fields)
 
     def on_accepted(self, pid: int, time_accepted: float) -> None:
@@ -126,6 +134,8 @@ class Request(CeleryRequest):
             exc.requeue = True
         if is_final_failure(exc_info.exception):
             self._note_dead_letter(exc_info.exception)
+        elif _is_ignore(exc_info.exception) and self.id in worker_state.revoked:
+            metrics.revoked(self)  # found revoked in its pool process (runner/runtime/app.py)
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
     def _note_dead_letter(self, exc: BaseException) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from runner.core.batching import batched
 from runner.core.deadletter import dead_letter
+from runner.worker import metrics
 from runner.worker.ledger import Entry, Ledger
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ class Settler(threading.Thread):
                 )
             return False
         log.warning("message %s dead-lettered: %s", entry.message_id, reason)
+        metrics.dead_lettered(entry.queue_url, entry.body)
         entry.action = "delete"  # sent: what is left is deleting the original
         self._attempts.pop(entry.receipt, None)
         return True

@@ -195,3 +195,35 @@ def test_boto3_only_producer_still_takes_a_fifo_queue() -> None:
     # runner.producer.sender sends FIFO messages as kombu does (group and deduplication ids; see
     # tests/integration/test_producer.py); only the processes that consume are refused.
     assert load(ProducerSettings, queue_url=FIFO_QUEUE).queue_url == FIFO_QUEUE
+
+
+def test_metrics_are_off_unless_asked() -> None:
+    loaded = load(WorkerSettings, queue_url=QUEUE, results_bucket="results")
+    assert (loaded.metrics, loaded.stack_name) == ("off", "galley")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("GALLEY_METRICS", "cloudwatch", "GALLEY_METRICS: Input should be 'emf' or 'off'"),
+        ("GALLEY_STACK_NAME", "stäck", "GALLEY_STACK_NAME: 'stäck' is not a stack name"),
+        ("GALLEY_STACK_NAME", "a" * 129, "is not a stack name"),
+    ],
+)
+def test_a_bad_metrics_setting_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    # GIVEN a bad value for a metrics variable
+    monkeypatch.setenv(name, value)
+    # WHEN a worker or the Lambda consumer reads its settings
+    with pytest.raises(SettingsError) as error:
+        load(settings.ConsumerSettings, queue_url=QUEUE, results_bucket="results")
+    # THEN one line names the variable and what is wrong
+    assert expected in str(error.value)
+
+
+def test_metrics_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALLEY_METRICS", "emf")
+    monkeypatch.setenv("GALLEY_STACK_NAME", "prod-jobs")
+    loaded = load(WorkerSettings, queue_url=QUEUE, results_bucket="results")
+    assert (loaded.metrics, loaded.stack_name) == ("emf", "prod-jobs")

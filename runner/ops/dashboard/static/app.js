@@ -106,7 +106,8 @@
         const name = el("td", {}, el("span", { class: "swatch" }), q.name);
         name.firstChild.style.background = COLORS[q.name] || "#94a3b8";
         if (q.problem) {
-          return el("tr", { data: { queue: q.name } }, name, el("td", { colspan: "3", class: "problem", text: q.problem }));
+          const unset = q.problem.startsWith("not set");
+          return el("tr", { data: { queue: q.name } }, name, el("td", { colspan: "3", class: unset ? "unset" : "problem", text: q.problem }));
         }
         return el(
           "tr",
@@ -123,13 +124,15 @@
   function renderChart(history, now) {
     const chart = $("chart");
     const W = 640, H = 180, left = 34, bottom = 18, top = 8;
-    const window = history.window;
     const series = Object.entries(history.queues).filter(([, points]) => points.length);
+    // the span shown grows with the samples there are: at least half a minute, at most the window
+    const first = Math.min(now, ...series.map(([, points]) => points[0][0]));
+    const span = Math.min(history.window, Math.max(30, now - first));
     let peak = 1;
     for (const [, points] of series) for (const p of points) peak = Math.max(peak, p[1] + p[2] + p[3]);
     const step = niceStep(peak);
     const ceiling = Math.ceil(peak / step) * step;
-    const x = (t) => left + ((t - (now - window)) / window) * (W - left - 4);
+    const x = (t) => left + ((t - (now - span)) / span) * (W - left - 4);
     const y = (v) => top + (1 - v / ceiling) * (H - top - bottom);
     const nodes = [];
     for (let v = 0; v <= ceiling; v += step) {
@@ -138,28 +141,32 @@
       label.textContent = v;
       nodes.push(label);
     }
-    for (const minutes of [10, 5, 0]) {
-      const label = svg("text", { x: x(now - minutes * 60), y: H - 4, "text-anchor": minutes ? "middle" : "end", class: "axis" });
-      label.textContent = minutes ? `−${minutes} min` : "now";
+    for (const ago of [span, span / 2, 0]) {
+      const anchor = ago === span ? "start" : ago ? "middle" : "end";
+      const label = svg("text", { x: x(now - ago), y: H - 4, "text-anchor": anchor, class: "axis" });
+      label.textContent = ago ? `−${duration(ago)}` : "now";
       nodes.push(label);
     }
     for (const [name, points] of series) {
       const color = COLORS[name] || "#94a3b8";
-      const coords = points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1] + p[2] + p[3]).toFixed(1)}`);
-      if (points.length === 1) coords.push(`${x(now).toFixed(1)},${coords[0].split(",")[1]}`);
+      const shown = points.filter((p) => p[0] >= now - span);
+      const coords = shown.map((p) => `${x(p[0]).toFixed(1)},${y(p[1] + p[2] + p[3]).toFixed(1)}`);
+      if (!coords.length) continue;
+      if (coords.length === 1) coords.push(`${x(now).toFixed(1)},${coords[0].split(",")[1]}`);
       if (name === "jobs") {
-        const first = coords[0].split(",")[0], last = coords[coords.length - 1].split(",")[0];
-        nodes.push(svg("polygon", { points: `${first},${y(0)} ${coords.join(" ")} ${last},${y(0)}`, class: "area", fill: color }));
+        const start = coords[0].split(",")[0], end = coords[coords.length - 1].split(",")[0];
+        nodes.push(svg("polygon", { points: `${start},${y(0)} ${coords.join(" ")} ${end},${y(0)}`, class: "area", fill: color }));
       }
       nodes.push(svg("polyline", { points: coords.join(" "), class: "series", stroke: color, "data-queue": name }));
     }
     chart.replaceChildren(...nodes);
     $("legend").replaceChildren(
       ...series.map(([name]) => {
-        const item = el("span", {}, el("span", { class: "swatch" }), `${name} (visible + in flight + delayed)`);
+        const item = el("span", {}, el("span", { class: "swatch" }), name);
         item.firstChild.style.background = COLORS[name] || "#94a3b8";
         return item;
-      })
+      }),
+      el("span", { class: "hint", text: "messages: visible + in flight + delayed" })
     );
   }
 
@@ -311,7 +318,7 @@
         }
         box.append(head);
         if (queue.problem) {
-          box.append(el("p", { class: "problem", text: queue.problem }));
+          box.append(el("p", { class: queue.problem.startsWith("not set") ? "note" : "problem", text: queue.problem }));
           return box;
         }
         if (!n) {
@@ -427,7 +434,9 @@
     ];
     if (job.progress) parts.push(bar(job.progress));
     if (job.error) parts.push(el("div", { class: "error", text: job.error }));
-    if (job.traceback) parts.push(el("pre", { class: "traceback", text: job.traceback }));
+    if (job.traceback) {
+      parts.push(el("details", {}, el("summary", { text: "Traceback" }), el("pre", { class: "traceback", text: job.traceback })));
+    }
     if (job.result !== null) parts.push(el("div", { class: "note", text: "Result" }), el("pre", { class: "result", text: job.result }));
     $("job").replaceChildren(...parts);
   }

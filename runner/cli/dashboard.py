@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from runner.cli.dlq import _clear_errors
@@ -62,6 +64,7 @@ def dashboard(stack: str | None, host: str, port: int, token: str | None, interv
                 "(--port 0 takes any free port)"
             ) from None
     click.echo(f"galley dashboard of {target.source}: {running.url}  (Ctrl-C stops it)")
+    sys.stdout.flush()  # a pipe or a file reading it waits for this line
     with StopRequested() as stop:  # Ctrl-C, SIGTERM, a closed terminal
         while not stop:
             stop.sleep(1.0)

@@ -315,6 +315,7 @@ def _fancy(stream: Any) -> bool:
 
 from runner.cli import status as status_  # noqa: E402
 from runner.cli import top as top_  # noqa: E402
+from runner.cli.dashboard import dashboard  # noqa: E402
 from runner.cli.dlq import dlq  # noqa: E402
 from runner.cli.revoke import revoke  # noqa: E402
 
@@ -323,6 +324,7 @@ main.add_command(status_.status)
 main.add_command(top_.top)
 main.add_command(schedules_.schedules)
 main.add_command(revoke)
+main.add_command(dashboard)
 
 
 if __name__ == "__main__":

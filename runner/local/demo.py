@@ -13,6 +13,8 @@ from typing import Any
 from runner.core import aws
 from runner.local import embedded
 from runner.local.process import wait_for
+from runner.ops import status
+from runner.ops.dashboard import server
 from runner.runtime import results
 
 Out = Callable[[str], None]
@@ -67,12 +69,22 @@ def run(out: Out = print, *, work_dir: Path = Path(".galley"), timeout: float = 
         out(f"results       s3://{stack.bucket}/results/")
         os.environ.update(stack.env())
         worker = embedded.start_worker(stack, log=work_dir / "worker.log")
-        out(f"celery worker pid {worker.pid}, log {work_dir}/worker.log\n")
+        out(f"celery worker pid {worker.pid}, log {work_dir}/worker.log")
         try:
-            return _jobs(out, stack, timeout)
+            page = _dashboard()
+            out(f"dashboard     {page.url}  (open it to watch the jobs; it stops with the demo)\n")
+            try:
+                return _jobs(out, stack, timeout)
+            finally:
+                page.stop()
         finally:
             out("\nstopping worker and moto server")
             worker.stop(grace=30)
+
+
+def _dashboard() -> server.Running:
+    """`galley dashboard` of the demo's stack, served by this process on any free port."""
+    return server.start(*status.attach(None), port=0, interval=1.0)
 
 
 def _jobs(out: Out, stack: embedded.LocalResources, timeout: float) -> int:

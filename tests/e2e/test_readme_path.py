@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,16 +105,28 @@ def test_local_up_env_enqueue_result_and_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = subprocess.run(
+    # WHEN a person runs `galley demo`, and opens the dashboard it prints while the jobs run
+    overview: dict[str, Any] = {}
+    with subprocess.Popen(
         support.galley("demo"),
         env=_user_env(),
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if shown := re.match(r"dashboard\s+(http://127\.0\.0\.1:\d+/)\s", line):
+                with urllib.request.urlopen(f"{shown.group(1)}api/overview", timeout=30) as page:  # noqa: S310
+                    overview = json.load(page)
+        code, errors = proc.wait(timeout=300), proc.stderr.read()
+    out = "".join(lines)
+    assert code == 0, out + errors
+    # THEN the dashboard answered with the demo's queues
+    assert [q["name"] for q in overview.get("queues", [])][:2] == ["jobs", "jobs DLQ"], out
     assert "summarize_csv" in out and "-> SUCCESS" in out
     assert "-> RETRY: UploadNotReady" in out
     assert "demo passed" in out

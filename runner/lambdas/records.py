@@ -58,6 +58,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Why a batch was handed back whole: this instance has not read the revocations yet.
+UNREAD = "revocations not read"
 #: Celery states after which a record is acknowledged.
 _RAN = (states.SUCCESS, states.RETRY, states.IGNORED)
 
@@ -115,7 +117,12 @@ class Consumer:
         (it cannot be reported)."""
         outcomes = [] if outcomes is None else outcomes
         budget = Budget(context, self.settings.lambda_reserve_seconds)
-        self._refresh_revoked()
+        if not self._refresh_revoked():  # any job might be revoked: none is run
+            for record in records:
+                message_id = _message_id(record)
+                if message_id is not None:
+                    outcomes.append(Outcome(message_id, "not-started", reason=UNREAD))
+            return outcomes
         for record in records:
             message_id = _message_id(record)
             if message_id is None:
@@ -305,19 +312,32 @@ class Consumer:
     def _store_revoked(self, message: codec.TaskMessage, reason: str = "expired") -> None:
         settle.store_revoked(self.app, message, lambda: self._unrun(message), reason)
 
-    def _refresh_revoked(self) -> None:
+    def _refresh_revoked(self) -> bool:
         """Read the revocations unless a warm invocation read them less than
-        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read."""
+        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read. False when
+        this instance has never read them (a cold start with S3 failing): the batch is then
+        handed back whole, with one line saying why."""
         last = self.revoked.refreshed_at
         now = self.revoked.clock()
         if last is not None and now - last < self.settings.revoke_refresh_seconds:
-            return
+            return True
         try:
             self.revoked.refresh()
         except Exception as error:
+            if last is None:
+                log.error(
+                    "revocations in s3://%s/%s not read (%s): the batch is handed back to SQS "
+                    "whole, not run (any job in it might be revoked); it is delivered again "
+                    "after its visibility timeout",
+                    self.settings.results_bucket,
+                    revocations.PREFIX,
+                    rules.describe(error),
+                )
+                return False
             log.warning(
                 "revocations not read (the last ones read apply): %s", rules.describe(error)
             )
+        return True
 
     def _unrun(self, message: codec.TaskMessage) -> Context:
         """The request of a job that did not run, for the result backend: Celery's backend reads

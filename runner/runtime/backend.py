@@ -139,9 +139,7 @@ class S3Backend(CeleryS3Backend):
         )
         return found
 
-    def _store_over(
-        self, key: str | bytes, value: Any, replaceable: Callable[[str], bool]
-    ) -> str:
+    def _store_over(self, key: str | bytes, value: Any, replaceable: Callable[[str], bool]) -> str:
         """Write ``value`` only over a state ``replaceable`` accepts: one GetObject and a PUT
         conditional on what was read; read again when the object changed in between. The
         state found (PENDING when nothing was stored)."""

@@ -314,30 +314,37 @@ class Consumer:
 
     def _refresh_revoked(self) -> bool:
         """Read the revocations unless a warm invocation read them less than
-        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read. False when
-        this instance has never read them (a cold start with S3 failing): the batch is then
-        handed back whole, with one line saying why."""
-        last = self.revoked.refreshed_at
-        now = self.revoked.clock()
-        if last is not None and now - last < self.settings.revoke_refresh_seconds:
+        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read. False while
+        this instance has never read them whole (a cold start with S3 failing, or a listing
+        longer than one refresh may take): the batch is then handed back, with one line."""
+        watch = self.revoked
+        last = watch.refreshed_at
+        now = watch.clock()
+        fresh = last is not None and now - last < self.settings.revoke_refresh_seconds
+        if fresh and not watch.listing:
             return True
         try:
-            self.revoked.refresh()
+            watch.refresh()
         except Exception as error:
-            if last is None:
-                log.error(
-                    "revocations in s3://%s/%s not read (%s): the batch is handed back to SQS "
-                    "whole, not run (any job in it might be revoked); it is delivered again "
-                    "after its visibility timeout",
-                    self.settings.results_bucket,
-                    revocations.PREFIX,
-                    rules.describe(error),
-                )
+            if not watch.complete:
+                self._hand_back(f"not read ({rules.describe(error)})")
                 return False
             log.warning(
                 "revocations not read (the last ones read apply): %s", rules.describe(error)
             )
+        if not watch.complete:
+            self._hand_back(f"not all read yet ({len(watch.ids)} so far; the rest next batch)")
+            return False
         return True
+
+    def _hand_back(self, why: str) -> None:
+        log.error(
+            "revocations in s3://%s/%s %s: the batch is handed back to SQS whole, not run (any "
+            "job in it might be revoked); it is delivered again after its visibility timeout",
+            self.settings.results_bucket,
+            revocations.PREFIX,
+            why,
+        )
 
     def _unrun(self, message: codec.TaskMessage) -> Context:
         """The request of a job that did not run, for the result backend: Celery's backend reads

@@ -137,6 +137,8 @@ class RevocationWatch(bootsteps.StartStopStep):
         while not self._stopping():
             try:
                 self.refresh(c, on_loop=False)
+                if self.watch is not None and not self.watch.complete:  # a long listing goes on
+                    continue
             except Exception as error:
                 failures += 1
                 if failures == 1:
@@ -171,14 +173,19 @@ class RevocationWatch(bootsteps.StartStopStep):
             self.stopped.wait(min(left, 0.1))
 
     def _loop(self, c: Any) -> None:
-        while not self.stopped.wait(self.interval):
-            self._refresh(c)
+        pause = self.interval
+        while not self.stopped.wait(pause):
+            done = self._refresh(c)
+            # a listing longer than one refresh may take goes on at once
+            pause = 0.0 if done and self.watch and self.watch.listing else self.interval
 
-    def _refresh(self, c: Any, on_loop: bool = True) -> None:
+    def _refresh(self, c: Any, on_loop: bool = True) -> bool:
         try:
             self.refresh(c, on_loop=on_loop)
         except Exception as error:  # S3 unreachable: keep what we have, try again
             log.warning("revocations not refreshed: %s", error)
+            return False
+        return True
 
     def refresh(self, c: Any, on_loop: bool = True) -> None:
         """Read the revocations; what changed is applied on the event loop, or at once when

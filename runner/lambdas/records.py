@@ -12,8 +12,10 @@ in the S3 backend), then settled:
 - expired, or revoked (runner/core/revocations.py) -> REVOKED, acknowledged; a revoked job is
   never run nor sent on. The revocations are read at the start of a batch, at most once every
   ``GALLEY_REVOKE_REFRESH_SECONDS`` across warm invocations (one HeadObject; a ListObjectsV2
-  when something was revoked since). A running job cannot be terminated here: no pool process
-  to signal, and other invocations run it; the revocation stops every later run.
+  when something was revoked since). An instance that has never read them whole (a cold start
+  with S3 failing) runs nothing: the whole batch is reported as failures, with one line. A
+  running job cannot be terminated here: no pool process to signal, and other invocations run
+  it; the revocation stops every later run.
 
 A settled record is deleted from its queue at once (DeleteMessage), not only by the event source
 mapping when the batch returns: an invocation that times out later brings back only the records

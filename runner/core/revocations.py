@@ -10,7 +10,8 @@ Readers keep the set of revoked ids in memory and refresh it on an interval (:cl
 A refresh costs one HeadObject of the marker ``revoked/`` (the prefix itself, an object every
 revocation rewrites after writing its record: its ETag changes with each one); only when the
 ETag changed — or every :data:`FULL_LIST_SECONDS` in case a revoker died between its two PUTs —
-does it list the prefix (ListObjectsV2, 1000 keys a page). With nothing revoked, a reader spends
+does it list the prefix (ListObjectsV2, 1000 keys a page, keeping the newest :data:`MAX_IDS`
+ids and no more while it pages). With nothing revoked, a reader spends
 one HEAD a refresh, never a request per job. S3 is strongly consistent (read-after-write, and
 list-after-write), so a record written before the marker is listed by a reader that saw it.
 
@@ -19,6 +20,7 @@ boto3 only (the light core): producers, the Lambda consumer and the worker all u
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import signal as signals
@@ -26,7 +28,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +45,16 @@ MARKER = PREFIX
 #: A reader lists the prefix at least this often even if the marker did not change (a revoker
 #: that died between its record and the marker is seen within this time).
 FULL_LIST_SECONDS = 300.0
+#: Most revocations a reader applies: the newest, by when their record was written (S3's
+#: LastModified, to the second; ties by key). The same as Celery's worker keeps in its revoked
+#: set (``CELERY_WORKER_REVOKES_MAX``), and it bounds what a refresh holds and shares with the
+#: pool processes (about 2 MB of ids). Past it the oldest do not apply, and each listing that
+#: finds a different number over it says so in one line (README: Revoke).
+MAX_IDS = 50_000
+#: Longest a refresh lists the prefix (1000 keys a page; 0.8 to 1.3 s a page on moto here):
+#: a longer listing goes on at the next refresh, so no refresh (a Lambda batch's start, a
+#: worker's first read) waits on all of it at once.
+LIST_SECONDS = 10.0
 #: The signal a terminate sends when its revocation names none.
 TERM = "SIGTERM"
 #: Longest task id accepted (S3 keys are 1024 bytes; Celery's ids are 36-character UUIDs).
@@ -151,9 +163,24 @@ class Change:
     removed: frozenset[str]
 
 
+@dataclass
+class _Pass:
+    """One listing of the prefix, possibly spread over several refreshes: where it stands."""
+
+    etag: str | None  # the marker's ETag when it began
+    after: str | None = None  # the last key listed (the next page starts after it)
+    newest: list[tuple[datetime, str]] = field(default_factory=list)  # a min-heap, oldest first
+    listed: int = 0  # records listed so far, kept or not
+
+
 class Watch:
     """The revoked ids of one bucket, refreshed on demand; counts the requests it makes
-    (``requests``: HeadObject, ListObjectsV2)."""
+    (``requests``: HeadObject, ListObjectsV2).
+
+    A listing is bounded: it keeps at most :data:`MAX_IDS` ids, and one refresh lists for at most
+    ``list_seconds`` (:data:`LIST_SECONDS`); a longer listing goes on at the next refresh from
+    the last key it listed. Ids it found so far apply at once; ids are removed (their records
+    expired) only when a listing is complete. ``complete`` says whether one ever was."""
 
     _UNSEEN = object()
 
@@ -163,30 +190,56 @@ class Watch:
         bucket: str,
         *,
         full_list_seconds: float = FULL_LIST_SECONDS,
+        list_seconds: float = LIST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.full_list_seconds = full_list_seconds
+        self.list_seconds = list_seconds
         self.clock = clock
         self.ids: frozenset[str] = frozenset()
         self.requests: Counter[str] = Counter()
+        #: When the last refresh that found everything ended (nothing changed, or a listing
+        #: completed); None before one did.
         self.refreshed_at: float | None = None
         self._etag: object = self._UNSEEN
         self._listed_at: float | None = None
+        self._pass: _Pass | None = None
+        self._over = 0  # revocations left out at the last listing (past MAX_IDS)
+
+    @property
+    def complete(self) -> bool:
+        """Whether a listing ever completed: ``ids`` holds every revocation up to its start."""
+        return self._listed_at is not None
+
+    @property
+    def listing(self) -> bool:
+        """Whether a listing is under way (the next refresh goes on with it)."""
+        return self._pass is not None
 
     def refresh(self) -> Change:
-        """Read the marker; list the prefix if it changed (or a full list is due). Raises what
-        S3 raises: the caller keeps the ids it had and tries again later."""
+        """Read the marker; list the prefix if it changed (or a full list is due, or a listing
+        is under way), for at most ``list_seconds``. Raises what S3 raises: the caller keeps
+        the ids it had and tries again later."""
         now = self.clock()
         etag = self._marker_etag()
-        due = self._listed_at is None or now - self._listed_at >= self.full_list_seconds
-        if etag == self._etag and not due:
-            self.refreshed_at = now
-            return Change(frozenset(), frozenset())
-        ids = self._list()
+        if self._pass is None:
+            due = self._listed_at is None or now - self._listed_at >= self.full_list_seconds
+            if etag == self._etag and not due:
+                self.refreshed_at = now
+                return Change(frozenset(), frozenset())
+            self._pass = _Pass(etag)
+        listing = self._pass
+        found = self._list(listing, deadline=now + self.list_seconds)
+        if self._pass is None:  # complete: what it found is the whole set
+            ids = found
+            self._say_if_over(listing.listed)
+            self._etag, self._listed_at, self.refreshed_at = listing.etag, now, now
+        else:  # under way: nothing is removed before it completes
+            ids = self.ids | found
         change = Change(frozenset(ids - self.ids), frozenset(self.ids - ids))
-        self.ids, self._etag, self._listed_at, self.refreshed_at = ids, etag, now, now
+        self.ids = ids
         return change
 
     def _marker_etag(self) -> str | None:
@@ -198,20 +251,62 @@ class Watch:
                 return None  # nothing revoked yet, or everything expired
             raise
 
-    def _list(self) -> frozenset[str]:
-        ids: set[str] = set()
+    def _list(self, listing: _Pass, deadline: float) -> frozenset[str]:
+        """Go on with ``listing`` a page (1000 keys) at a time until it ends (then
+        ``self._pass`` is None) or ``deadline`` passes; the ids kept so far (past
+        :data:`MAX_IDS`, the newest, no more kept in memory)."""
         options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": PREFIX}
         while True:
+            if listing.after is not None:
+                options["StartAfter"] = listing.after
             self.requests["ListObjectsV2"] += 1
             page = self.s3.list_objects_v2(**options)
-            for item in page.get("Contents") or ():
+            contents = page.get("Contents") or ()
+            for item in contents:
                 task_id = item["Key"][len(PREFIX) :]
-                if task_id:  # the marker itself
-                    ids.add(task_id)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return frozenset(ids)
-            options["ContinuationToken"] = token
+                if not task_id:  # the marker itself
+                    continue
+                listing.listed += 1
+                entry = (_written(item), task_id)
+                if len(listing.newest) < MAX_IDS:
+                    heapq.heappush(listing.newest, entry)
+                elif entry > listing.newest[0]:
+                    heapq.heapreplace(listing.newest, entry)
+            if not page.get("IsTruncated") or not contents:
+                self._pass = None
+                break
+            listing.after = contents[-1]["Key"]
+            if self.clock() >= deadline:
+                log.info(
+                    "revocations: %d listed in %g s, the rest at the next refresh",
+                    listing.listed,
+                    self.list_seconds,
+                )
+                break
+        return frozenset(task_id for _, task_id in listing.newest)
+
+    def _say_if_over(self, listed: int) -> None:
+        over = max(listed - MAX_IDS, 0)
+        if over and over != self._over:
+            log.warning(
+                "%d revocations under s3://%s/%s, over the %d a reader applies (MAX_IDS): the "
+                "newest %d apply; the %d oldest do not, and their jobs run if delivered",
+                listed,
+                self.bucket,
+                PREFIX,
+                MAX_IDS,
+                MAX_IDS,
+                over,
+            )
+        self._over = over
+
+
+def _written(item: dict[str, Any]) -> datetime:
+    """When a listed record was written; the oldest possible time if S3 did not say."""
+    written = item.get("LastModified")
+    if not isinstance(written, datetime):
+        return datetime.min.replace(tzinfo=UTC)
+    return written if written.tzinfo is not None else written.replace(tzinfo=UTC)
 
 
 def _status(error: ClientError) -> int:

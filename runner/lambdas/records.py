@@ -12,8 +12,10 @@ in the S3 backend), then settled:
 - expired, or revoked (runner/core/revocations.py) -> REVOKED, acknowledged; a revoked job is
   never run nor sent on. The revocations are read at the start of a batch, at most once every
   ``GALLEY_REVOKE_REFRESH_SECONDS`` across warm invocations (one HeadObject; a ListObjectsV2
-  when something was revoked since). A running job cannot be terminated here: no pool process
-  to signal, and other invocations run it; the revocation stops every later run.
+  when something was revoked since). An instance that has never read them whole (a cold start
+  with S3 failing) runs nothing: the whole batch is reported as failures, with one line. A
+  running job cannot be terminated here: no pool process to signal, and other invocations run
+  it; the revocation stops every later run.
 
 A settled record is deleted from its queue at once (DeleteMessage), not only by the event source
 mapping when the batch returns: an invocation that times out later brings back only the records
@@ -63,6 +65,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Why a batch was handed back whole: this instance has not read the revocations yet.
+UNREAD = "revocations not read"
 #: Celery states after which a record is acknowledged.
 _RAN = (states.SUCCESS, states.RETRY, states.IGNORED)
 
@@ -126,7 +130,12 @@ class Consumer:
         (it cannot be reported)."""
         outcomes = [] if outcomes is None else outcomes
         budget = Budget(context, self.settings.lambda_reserve_seconds)
-        self._refresh_revoked()
+        if not self._refresh_revoked():  # any job might be revoked: none is run
+            for record in records:
+                message_id = _message_id(record)
+                if message_id is not None:
+                    outcomes.append(Outcome(message_id, "not-started", reason=UNREAD))
+            return outcomes
         for record in records:
             message_id = sqs_event.message_id(record)
             if message_id is None:
@@ -340,19 +349,39 @@ class Consumer:
     def _store_revoked(self, message: codec.TaskMessage, reason: str = "expired") -> None:
         settle.store_revoked(self.app, message, lambda: self._unrun(message), reason)
 
-    def _refresh_revoked(self) -> None:
+    def _refresh_revoked(self) -> bool:
         """Read the revocations unless a warm invocation read them less than
-        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read."""
-        last = self.revoked.refreshed_at
-        now = self.revoked.clock()
-        if last is not None and now - last < self.settings.revoke_refresh_seconds:
-            return
+        ``GALLEY_REVOKE_REFRESH_SECONDS`` ago; S3 failing keeps the last ones read. False while
+        this instance has never read them whole (a cold start with S3 failing, or a listing
+        longer than one refresh may take): the batch is then handed back, with one line."""
+        watch = self.revoked
+        last = watch.refreshed_at
+        now = watch.clock()
+        fresh = last is not None and now - last < self.settings.revoke_refresh_seconds
+        if fresh and not watch.listing:
+            return True
         try:
-            self.revoked.refresh()
+            watch.refresh()
         except Exception as error:
+            if not watch.complete:
+                self._hand_back(f"not read ({rules.describe(error)})")
+                return False
             log.warning(
                 "revocations not read (the last ones read apply): %s", rules.describe(error)
             )
+        if not watch.complete:
+            self._hand_back(f"not all read yet ({len(watch.ids)} so far; the rest next batch)")
+            return False
+        return True
+
+    def _hand_back(self, why: str) -> None:
+        log.error(
+            "revocations in s3://%s/%s %s: the batch is handed back to SQS whole, not run (any "
+            "job in it might be revoked); it is delivered again after its visibility timeout",
+            self.settings.results_bucket,
+            revocations.PREFIX,
+            why,
+        )
 
     def _unrun(self, message: codec.TaskMessage) -> Context:
         """The request of a job that did not run, for the result backend: Celery's backend reads

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import states
 from celery.backends.s3 import S3Backend as CeleryS3Backend
-from celery.exceptions import BackendStoreError
+from celery.exceptions import BackendStoreError, TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.utils.encoding import bytes_to_str
 
@@ -115,18 +117,46 @@ class S3Backend(CeleryS3Backend):
 
     def _store_unless_success(self, key: str | bytes, value: Any) -> None:
         """Write ``value`` unless a SUCCESS is stored: one GetObject and a conditional PUT."""
+        self._store_over(key, value, lambda state: state != states.SUCCESS)
+
+    def store_revoked_over(self, task_id: str, replaceable: frozenset[str], reason: str) -> str:
+        """REVOKED, written only over a state in ``replaceable`` (nothing stored is PENDING) and
+        by compare-and-swap, so a state a worker writes after the read is kept (`galley
+        revoke`; Celery's ``_revoke`` reads, then writes blind). The state found: the one
+        replaced, or the one kept. Transient S3 errors are retried as every result write is."""
+        result = self.encode_result(TaskRevokedError(reason), states.REVOKED)
+        meta = self._get_result_meta(
+            result=result, state=states.REVOKED, traceback=None, request=None
+        )
+        meta["task_id"] = task_id
+        found: str = self._ensure_retryable(
+            self._store_over,
+            self.get_key_for_task(task_id),
+            self.encode(meta),
+            replaceable.__contains__,
+            fallback_exc=partial(BackendStoreError, task_id=task_id, state=states.REVOKED),
+            fallback_msg="failed to store result on the backend",
+        )
+        return found
+
+    def _store_over(self, key: str | bytes, value: Any, replaceable: Callable[[str], bool]) -> str:
+        """Write ``value`` only over a state ``replaceable`` accepts: one GetObject and a PUT
+        conditional on what was read; read again when the object changed in between. The
+        state found (PENDING when nothing was stored)."""
         name = self.object_key(key)
         for attempt in range(conditional.MAX_ATTEMPTS):
             if attempt:
                 conditional.pause(attempt)
             found = conditional.read(self.client, self.bucket_name, name)
+            state = states.PENDING
             if found is not None:
-                current = self.decode_result(self._text(found[0]))
-                if current.get("status") == states.SUCCESS:
-                    return  # a duplicate run must not undo a SUCCESS
+                status = self.decode_result(self._text(found[0])).get("status")
+                state = status if isinstance(status, str) else states.PENDING
+            if not replaceable(state):
+                return state  # e.g. a duplicate run must not undo a SUCCESS
             etag = found[1] if found is not None else None
             if conditional.put_if(self.client, self.bucket_name, name, value, etag) is not None:
-                return
+                return state
         raise BackendStoreError(
             f"s3://{self.bucket_name}/{name} kept changing under "
             f"{conditional.MAX_ATTEMPTS} conditional writes"

@@ -7,7 +7,11 @@ batch, and writes the REVOKED state at once, so ``AsyncResult(id).state`` says R
 worker has seen the job. The state is written as Celery's own ``_revoke`` control handler
 does: only over PENDING, RECEIVED, RETRY or REJECTED — a SUCCESS is never undone (a SUCCESS job is
 not even recorded: nothing will run it again), a FAILURE keeps its error (the record still stops a
-redrive from the dead-letter queue), and a running job's state is its worker's.
+redrive from the dead-letter queue), and a running job's state is its worker's. Unlike Celery's
+handler, which reads and then writes blind, the write is conditional on the object read (S3
+``If-Match``, or ``If-None-Match: *`` when there was none; runner.runtime.backend): a job that
+starts or finishes between the read and the write keeps its worker's state, and the answer says
+what it is.
 
 Every id and the signal are checked before anything is written: a bad one is a
 :class:`RevokeError` and nothing is revoked.
@@ -58,11 +62,12 @@ def revoke(
         revocations.record(s3, settings.results_bucket, records)
     outcomes = []
     for task_id, state in before.items():
-        if state in REPLACEABLE:
-            app.backend.mark_as_revoked(task_id, reason="revoked", store_result=True)
+        recorded = state != states.SUCCESS
+        if state in REPLACEABLE:  # again, conditionally: it may have started or finished since
+            state = app.backend.store_revoked_over(task_id, REPLACEABLE, "revoked")
         refresh = settings.revoke_refresh_seconds
         line = _line(task_id, state, terminate, signal_name, refresh)
-        outcomes.append(Revoked(task_id, state, state != states.SUCCESS, line))
+        outcomes.append(Revoked(task_id, state, recorded, line))
     return outcomes
 
 

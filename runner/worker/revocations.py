@@ -24,9 +24,10 @@ Two gaps are closed here:
   Celery's ``revoke(terminate=True)`` is: ``Request.terminate`` signals the pool process running
   it (the pool starts a new one).
 
-A worker reads the revocations once as it starts, before it takes its first job (a slow S3
-delays its start by at most the client's timeouts; an S3 that fails is logged, and the thread
-tries again).
+A worker reads the revocations once as it starts, before it takes its first job. A slow S3
+delays its start by at most the client's timeouts; an S3 that fails delays it until a read
+succeeds (logged once, tried again backing off to one refresh interval): a worker that cannot
+read the revocations takes no job, since any job it took might be revoked.
 
 The window that stays: a job that starts less than one refresh interval after its revocation
 was written may run (no worker has read it yet); with terminate, it is stopped at the next
@@ -41,14 +42,20 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from typing import Any
 
 from celery import bootsteps, signals
 from celery.worker import state as worker_state
 
 from runner.core import aws, revocations
+from runner.settlement.rules import describe
 
 log = logging.getLogger(__name__)
+
+#: The first pause before reading the revocations again when a worker's first read failed; it
+#: doubles up to one refresh interval.
+FIRST_READ_RETRY_SECONDS = 0.5
 
 #: The main process's revoked-ids file, set as the worker initialises (before its pool forks,
 #: so every pool process knows it); None outside a worker.
@@ -109,9 +116,7 @@ class RevocationWatch(bootsteps.StartStopStep):
             return
         s3 = aws.client("s3", use="revocations", region=self.region)
         self.watch = revocations.Watch(s3, self.bucket)
-        # Read once before the worker takes its first job: a job revoked before this worker
-        # started is not one it may run (S3 being slow here would otherwise let it run).
-        self._refresh(c, on_loop=False)
+        self._read_before_first_job(c)
         self.thread = threading.Thread(
             target=self._loop, args=(c,), name="galley-revocations", daemon=True
         )
@@ -123,15 +128,64 @@ class RevocationWatch(bootsteps.StartStopStep):
             with contextlib.suppress(OSError):
                 os.unlink(_shared)
 
-    def _loop(self, c: Any) -> None:
-        while not self.stopped.wait(self.interval):
-            self._refresh(c)
+    def _read_before_first_job(self, c: Any) -> None:
+        """Read the revocations before the worker takes its first job: a job revoked before
+        this worker started is not one it may run. While S3 fails, no job is taken: the read is
+        tried again (backing off to one refresh interval), logged once, and a worker told to
+        stop meanwhile (SIGTERM, SIGINT) stops waiting and shuts down without taking a job."""
+        started, failures, pause = time.monotonic(), 0, FIRST_READ_RETRY_SECONDS
+        while not self._stopping():
+            try:
+                self.refresh(c, on_loop=False)
+                if self.watch is not None and not self.watch.complete:  # a long listing goes on
+                    continue
+            except Exception as error:
+                failures += 1
+                if failures == 1:
+                    log.error(
+                        "revocations in s3://%s/%s not read (%s): this worker takes no job "
+                        "until they are; trying again every %g s at most",
+                        self.bucket,
+                        revocations.PREFIX,
+                        describe(error),
+                        self.interval,
+                    )
+                self._wait(pause)
+                pause = min(pause * 2, self.interval)
+                continue
+            if failures:
+                log.warning(
+                    "revocations read after %d failed attempts (%.1f s); taking jobs",
+                    failures,
+                    time.monotonic() - started,
+                )
+            return
 
-    def _refresh(self, c: Any, on_loop: bool = True) -> None:
+    def _stopping(self) -> bool:
+        """This step or the worker was told to stop (Celery's signal handlers only set flags)."""
+        told = (worker_state.should_stop, worker_state.should_terminate)  # an exit code: 0 too
+        return self.stopped.is_set() or any(flag is not None and flag is not False for flag in told)
+
+    def _wait(self, seconds: float) -> None:
+        """Wait ``seconds``, looking for a stop request every tenth of a second."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping() and (left := deadline - time.monotonic()) > 0:
+            self.stopped.wait(min(left, 0.1))
+
+    def _loop(self, c: Any) -> None:
+        pause = self.interval
+        while not self.stopped.wait(pause):
+            done = self._refresh(c)
+            # a listing longer than one refresh may take goes on at once
+            pause = 0.0 if done and self.watch and self.watch.listing else self.interval
+
+    def _refresh(self, c: Any, on_loop: bool = True) -> bool:
         try:
             self.refresh(c, on_loop=on_loop)
         except Exception as error:  # S3 unreachable: keep what we have, try again
             log.warning("revocations not refreshed: %s", error)
+            return False
+        return True
 
     def refresh(self, c: Any, on_loop: bool = True) -> None:
         """Read the revocations; what changed is applied on the event loop, or at once when

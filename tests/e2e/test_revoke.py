@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -322,3 +323,38 @@ def test_a_job_revoked_before_a_worker_starts_does_not_run_while_s3_answers_slow
     # less than a refresh before the job starts)
     assert runs(stack, job, "started") == 0, started.log_tail()
     assert AsyncResult(result.id, app=client).state == "REVOKED"
+
+
+def test_a_worker_whose_revocation_reads_fail_at_start_waits_and_never_runs_a_revoked_job(
+    proxy: FaultProxy,
+    make_stack: Callable[..., embedded.LocalResources],
+    app_for: Callable[[embedded.LocalResources], Any],
+    worker: Callable[..., Child],
+) -> None:
+    # GIVEN a job queued and revoked while no worker runs
+    stack = make_stack(visibility_timeout=30)
+    client = app_for(stack)
+    job = uuid.uuid4().hex
+    result = client.send_task("reliability.stamp", args=[stack.bucket, job])
+    assert galley(stack, "revoke", result.id).returncode == 0
+    # AND S3 failing every read of the revocations (503)
+    proxy.inject("http_error", status=503, service="s3", path="revoked/")
+
+    # WHEN a worker starts behind that S3, and S3 recovers after three of its reads failed
+    # (the worker is not ready before: it heals from a thread)
+    def heal_after_three_failed_reads() -> None:
+        failed = lambda: proxy.injected()["http_error"] >= 6  # noqa: E731 - a read: 2 requests
+        wait_for(failed, timeout=60, what="three failed revocation reads")
+        proxy.heal()
+
+    healer = threading.Thread(target=heal_after_three_failed_reads, daemon=True)
+    healer.start()
+    started = worker(dataclasses.replace(stack, endpoint_url=proxy.url), **WORKER_ENV)
+    healer.join()
+    wait_for(settled(stack, stack.queue_url), timeout=60, what="the job's message settled")
+    # THEN the revoked job did not run, the worker lives on, and said it once
+    assert runs(stack, job, "started") == 0, started.log_tail()
+    assert AsyncResult(result.id, app=client).state == "REVOKED"
+    assert started.alive(), started.log_tail()
+    text = started.log_path.read_text(errors="replace") if started.log_path else ""
+    assert text.count("takes no job until they are") == 1, started.log_tail()

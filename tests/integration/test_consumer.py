@@ -27,6 +27,7 @@ from runner.local.process import wait_for
 from runner.producer import sender
 from runner.wire import codec
 from tests import support
+from tests.faults import FaultProxy
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -947,4 +948,58 @@ def test_revoked_jobs_are_not_run_and_the_revocations_are_read_once_per_batch(
     # AND the revocations were read once for the batch: one HEAD and one LIST
     assert entry._consumer is not None and entry._consumer.revoked is not None
     assert dict(entry._consumer.revoked.requests) == {"HeadObject": 1, "ListObjectsV2": 1}
+    entry._consumer = None
+
+
+def test_a_cold_start_that_cannot_read_the_revocations_hands_the_batch_back_unrun(
+    lambda_env: embedded.LocalResources,
+    galley_app: Any,
+    consumer: Consumer,
+    moto_server: embedded.MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from runner.lambdas import consumer as entry
+
+    stack = lambda_env
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    marker = f"lambda/unread-{uuid.uuid4().hex}"  # where a job writes, were it run
+    # GIVEN two jobs, one of them revoked, and a cold start whose S3 fails every HEAD
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    rows = [{"email": "a@example.com", "name": "A"}]
+    records = [
+        record(
+            codec.encode(
+                "tasks.imports.import_records",
+                (rows, stack.bucket, f"{marker}/{i}"),
+                queue=queue,
+                task_id=i,
+            ),
+            stack,
+        )
+        for i in ids
+    ]
+    galley_app.control.revoke(ids[0])
+    _, s3 = support.clients(stack)
+    with FaultProxy(moto_server.url) as proxy:
+        proxy.inject("http_error", status=503, service="s3", action="HEAD")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        entry._consumer = None
+        # WHEN the batch comes
+        with caplog.at_level(logging.INFO, logger="runner.lambdas.records"):
+            response = entry.handler({"Records": records}, Context(60_000))
+        # THEN neither job ran: the whole batch goes back to SQS, said in one line
+        handed_back = [{"itemIdentifier": r["messageId"]} for r in records]
+        assert response == {"batchItemFailures": handed_back}
+        assert "Contents" not in s3.list_objects_v2(Bucket=stack.bucket, Prefix=marker)
+        assert [AsyncResult(i, app=galley_app).state for i in ids] == ["REVOKED", "PENDING"]
+        said = [r.getMessage() for r in caplog.records if r.name == "runner.lambdas.records"]
+        assert len(said) == 1 and "handed back to SQS whole" in said[0], said
+        # AND once S3 answers, the next delivery runs the one not revoked, and not the other
+        proxy.heal()
+        again = entry.handler({"Records": records}, Context(60_000))
+    assert again == {"batchItemFailures": []}
+    assert [AsyncResult(i, app=galley_app).state for i in ids] == ["REVOKED", "SUCCESS"]
+    written = s3.list_objects_v2(Bucket=stack.bucket, Prefix=marker).get("Contents", [])
+    assert [o["Key"] for o in written] == [f"{marker}/{ids[1]}/part-0000.jsonl"]
     entry._consumer = None

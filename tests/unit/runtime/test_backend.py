@@ -76,8 +76,19 @@ def test_other_states_are_one_read_and_one_write(s3: Any) -> None:
     assert stored(s3, "t-prog")["result"] == {"done": 2}
 
 
-def test_a_success_written_between_the_read_and_the_write_is_kept(s3: Any) -> None:
-    # GIVEN a late FAILURE write whose read finds nothing stored...
+@pytest.mark.parametrize(
+    "store",
+    [
+        lambda b: b.mark_as_failure("t-race", ValueError("dup"), request=request("t-race")),
+        # a worker settling a revoked duplicate (Celery's Request.revoked, GalleyTask's check)
+        lambda b: b.mark_as_revoked("t-race", "revoked", request=request("t-race")),
+    ],
+    ids=["FAILURE", "REVOKED"],
+)
+def test_a_success_written_between_the_read_and_the_write_is_kept(
+    s3: Any, store: Callable[[Any], None]
+) -> None:
+    # GIVEN a duplicate's late write whose read finds nothing stored...
     app = make_app()
     other = make_app()
     client = app.backend._s3_resource.meta.client
@@ -89,8 +100,8 @@ def test_a_success_written_between_the_read_and_the_write_is_kept(s3: Any) -> No
             other.backend.mark_as_done("t-race", "first", request=request("t-race"))
 
     client.meta.events.register("before-call.s3.PutObject", success_lands_first)
-    # WHEN the FAILURE is written
-    app.backend.mark_as_failure("t-race", ValueError("dup"), request=request("t-race"))
+    # WHEN the duplicate's state is written
+    store(app.backend)
     # THEN the conditional PUT lost, and the SUCCESS stays
     assert raced == ["success"]
     assert stored(s3, "t-race")["status"] == states.SUCCESS

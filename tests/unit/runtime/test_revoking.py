@@ -93,3 +93,37 @@ def test_a_bad_signal_is_refused(app: Any, s3: Any) -> None:
     with pytest.raises(RevokeError, match="signal"):
         app.control.revoke(JOB, terminate=True, signal="SIGNOPE")
     assert revoked_ids(s3) == set()
+
+
+@pytest.mark.parametrize(
+    ("lands", "kept", "said"),
+    [
+        (lambda b: b.mark_as_done(JOB, 42), states.SUCCESS, "already succeeded"),
+        (lambda b: b.mark_as_failure(JOB, ValueError("boom")), states.FAILURE, "had failed"),
+        (lambda b: b.mark_as_started(JOB, pid=1), states.STARTED, "will finish"),
+    ],
+    ids=["SUCCESS", "FAILURE", "STARTED"],
+)
+def test_a_state_written_between_the_revokes_read_and_its_write_is_kept(
+    app: Any, lands: Any, kept: str, said: str
+) -> None:
+    # GIVEN a queued job (nothing stored) whose worker writes its state just as it is revoked:
+    # after the revoke read the state, before its REVOKED reaches S3
+    worker = create_app(SETTINGS)
+    landed: list[str] = []
+
+    def worker_writes_first(params: dict[str, Any], **_: Any) -> None:
+        if not landed and "celery-task-meta-" in params.get("Key", ""):
+            landed.append(kept)
+            lands(worker.backend)
+
+    app.backend.client.meta.events.register(
+        "before-parameter-build.s3.PutObject", worker_writes_first
+    )
+    # WHEN it is revoked
+    (outcome,) = app.control.revoke(JOB)
+    worker.close()
+    # THEN the worker's state stays, and the answer says what the job is
+    assert landed == [kept]
+    assert app.AsyncResult(JOB).state == kept
+    assert said in outcome.line, outcome.line

@@ -132,7 +132,7 @@ class Consumer:
         budget = Budget(context, self.settings.lambda_reserve_seconds)
         if not self._refresh_revoked():  # any job might be revoked: none is run
             for record in records:
-                message_id = _message_id(record)
+                message_id = sqs_event.message_id(record)
                 if message_id is not None:
                     outcomes.append(Outcome(message_id, "not-started", reason=UNREAD))
             return outcomes

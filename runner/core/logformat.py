@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -48,14 +49,30 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["exception"] = record.exc_text
-        text = json.dumps(line, default=repr, ensure_ascii=False)
+        if record.stack_info:  # stack_info=True: logging's own format appends it
+            line["stack"] = record.stack_info
+        text = json.dumps(line, default=_repr, ensure_ascii=False)
         # json escapes the ASCII controls; these line breaks too, or a reader splitting lines
-        # as Python does (str.splitlines) gets pieces that are not JSON
-        return text.translate(_LINE_BREAKS)
+        # as Python does (str.splitlines) gets pieces that are not JSON; and lone surrogates
+        # (text from JSON input may hold them), which no UTF-8 stream or log file can write
+        return _SURROGATES.sub(_escape, text.translate(_LINE_BREAKS))
 
 
 #: Line breaks beyond ASCII's, as JSON escapes (they can only be inside strings).
 _LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or its type's name when that raises (logging would print a traceback)."""
+    try:
+        return repr(value)
+    except Exception as error:
+        return f"<{type(value).__name__}: repr failed: {type(error).__name__}>"
 
 
 def _message(record: logging.LogRecord) -> str:
@@ -64,7 +81,24 @@ def _message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
     except Exception as error:
-        return f"{record.msg} (arguments {record.args!r}: {type(error).__name__}: {error})"
+        return (
+            f"{_text(record.msg)} (arguments {_arguments(record.args)}: {type(error).__name__}: "
+            f"{_text(error)})"
+        )
+
+
+def _arguments(args: Any) -> str:
+    if isinstance(args, tuple):
+        return "(" + ", ".join(_repr(arg) for arg in args) + ")"
+    return _repr(args)
+
+
+def _text(value: Any) -> str:
+    """``str(value)``, or its repr (or type) when that raises."""
+    try:
+        return str(value)
+    except Exception:
+        return _repr(value)
 
 
 def use_json(logger: logging.Logger) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from runner.cli.dlq import REASON_WIDTH, _clear_errors, _echo
+from runner.cli.text import shown
 from runner.ops import dlq
 from runner.ops import status as ops
 
@@ -45,7 +46,12 @@ def status(stack: str | None, failures: int, as_json: bool) -> None:
 
 
 def lines(report: ops.Status) -> list[str]:
-    """The status as text: a table of queues, the workers, the last failures."""
+    """The status as text: a table of queues, the workers, the last failures; what the queues
+    and the bucket hold is shown with its control characters escaped (runner/cli/text.py)."""
+    return [shown(line) for line in _lines(report)]
+
+
+def _lines(report: ops.Status) -> list[str]:
     out = [f"{report.source}, bucket {report.bucket or '-'}, at {report.at:%Y-%m-%d %H:%M:%S} UTC"]
     rows = [("QUEUE", "VISIBLE", "IN FLIGHT", "DELAYED", "OLDEST")]
     for queue in report.queues:

@@ -14,6 +14,7 @@ import click
 
 from runner.cli.dlq import _clear_errors, _echo
 from runner.cli.status import duration
+from runner.cli.text import shown
 from runner.ops import status as status_
 from runner.ops import top as ops
 
@@ -169,7 +170,7 @@ def _nobody(frame: ops.Frame) -> list[str]:
     lines = [] if listing.workers else ["(no worker in the registry)"]
     if listing.problem:
         lines.append(f"(worker registry: {listing.problem})")
-    lines += [f"({note})" for note in listing.notes]
+    lines += [f"({shown(note)})" for note in listing.notes]
     if listing.gone:
         lines.append(f"({listing.gone} stopped or gone)")
     return lines
@@ -178,6 +179,7 @@ def _nobody(frame: ops.Frame) -> list[str]:
 def _table(heads: list[str], rows: list[list[str]]) -> list[str]:
     if not rows:
         return []
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [heads, *rows]) for i in range(len(heads) - 1)]
     return [
         "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
@@ -196,8 +198,8 @@ def screen(frame: ops.Frame, interval: float) -> Any:
         grid = Table(box=None, pad_edge=False, header_style="bold")
         for head in heads:
             grid.add_column(head, no_wrap=head not in ("", "PROGRESS"))
-        for row in rows:  # text from the bucket is shown as it is, never read as markup
-            grid.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
+        for row in rows:  # text from the bucket: never read as markup, its controls escaped
+            grid.add_row(*(Text(shown(cell)) if isinstance(cell, str) else cell for cell in row))
         return grid
 
     now = frame.at.timestamp()

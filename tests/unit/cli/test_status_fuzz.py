@@ -65,3 +65,37 @@ def test_status_never_prints_a_traceback(
         result.exception
     )
     assert "Traceback" not in result.output
+
+
+def test_status_lines_show_control_characters_as_escapes() -> None:
+    # GIVEN a status whose worker registry and dead letters hold terminal escapes and line
+    # breaks (a dead letter's task name and id are whatever its producer sent)
+    from datetime import UTC, datetime
+
+    from runner.cli import status as cli
+    from runner.ops import status as ops
+
+    hostile = "x\x1b[2J\x07\ny\u2028z"
+    worker = {
+        "host": hostile, "pid": 7, "queue": hostile, "state": "running", "concurrency": 2,
+        "waiting": 0, "totals": {"succeeded": 1, "failed": 0, "retried": 0}, "started": 0.0,
+        "version": hostile, "running": [{"task": hostile, "id": hostile, "started": None}],
+    }  # fmt: skip
+    failure = {
+        "failed_at": None, "task": hostile, "task_id": hostile, "message_id": "m",
+        "queue": "jobs", "reason": hostile,
+    }  # fmt: skip
+    report = ops.Status(
+        source="environment",
+        bucket="b",
+        queues=[],
+        failures=[failure],
+        workers={"registry": {"workers": [worker], "gone": 0, "notes": [hostile]}},
+        at=datetime.fromtimestamp(100.0, UTC),
+    )
+    # WHEN it is printed as text
+    lines = cli.lines(report)
+    # THEN no control character reaches the terminal and each line stays one line
+    text = "\n".join(lines)
+    assert not any(c in text for c in "\x1b\x07\u2028"), text
+    assert all(len(line.splitlines()) == 1 for line in lines)

@@ -186,3 +186,55 @@ def test_the_screen_shows_registry_text_as_it_is_not_as_markup(text: str) -> Non
     # THEN the text is shown as it is
     assert f"{text}:7" in out.getvalue()
     assert out.getvalue().count(text) >= 4
+
+
+#: What a job id, task name, host or S3 key may hold that a terminal would act on: an escape
+#: that clears the screen, line breaks, a bell.
+HOSTILE = "x\x1b[2J\x1b]0;owned\x07\ny\u2028z\rw"
+
+
+def hostile_frame() -> top.Frame:
+    at = 1_800_000_000.0
+    entry = registry.Entry(
+        host=HOSTILE, pid=7, version=HOSTILE, started=at - 100, at=at, interval=15,
+        concurrency=2, queue=HOSTILE, state="running",
+        running=[registry.Running(HOSTILE, HOSTILE, at - 30)], waiting=0,
+        totals={"succeeded": 1, "failed": 0, "retried": 0},
+    )  # fmt: skip
+    return top.Frame(
+        source="environment",
+        bucket="b",
+        at=datetime.fromtimestamp(at, UTC),
+        queues=[status.QueueStatus("jobs", "queue", "u", 3, 1, 0)],
+        registry=registry.Listing([entry], notes=[f"workers/{HOSTILE}.json: skipped"]),
+        jobs=[top.Job(entry.name, HOSTILE, HOSTILE, 30.0)],
+        tasks=top.per_task([entry]),
+        rate=None,
+    )
+
+
+def test_plain_lines_show_control_characters_from_the_bucket_as_escapes() -> None:
+    # GIVEN a frame whose registry text holds terminal escapes and line breaks (a job's id is
+    # whatever its producer chose; an entry or a key under workers/ is any text in the bucket)
+    frame = hostile_frame()
+    # WHEN it is printed plain
+    lines = cli.plain_lines(frame, 2.0)
+    # THEN no control character reaches the terminal, each row stays one line, and the text
+    # is still shown, escaped
+    text = "\n".join(lines)
+    assert not any(c in text for c in "\x1b\x07\r\u2028"), text
+    assert all(len(line.splitlines()) == 1 for line in lines)
+    assert "x\\x1b[2J" in text
+
+
+def test_the_screen_shows_control_characters_from_the_bucket_as_escapes() -> None:
+    # GIVEN the same frame, WHEN it is drawn on a terminal
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    Console(file=out, width=400, color_system=None).print(cli.screen(hostile_frame(), 2.0))
+    # THEN no escape of the bucket's text reaches the terminal
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "x\\x1b[2J" in out.getvalue()

@@ -156,11 +156,13 @@ def read(s3: Any, bucket: str, task_id: str) -> Record | None:
 
 @dataclass(frozen=True)
 class Change:
-    """What one refresh found: ids revoked since the last one, and ids no longer listed (their
-    records expired)."""
+    """What one refresh found: ids revoked since the last one, ids no longer listed (their
+    records expired), and ids revoked before whose record was written again since (a revoke,
+    then a revoke with terminate: the second must still stop the running job)."""
 
     added: frozenset[str]
     removed: frozenset[str]
+    rewritten: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -170,6 +172,7 @@ class _Pass:
     etag: str | None  # the marker's ETag when it began
     after: str | None = None  # the last key listed (the next page starts after it)
     newest: list[tuple[datetime, str]] = field(default_factory=list)  # a min-heap, oldest first
+    tags: dict[str, str] = field(default_factory=dict)  # the ETag of each id in ``newest``
     listed: int = 0  # records listed so far, kept or not
 
 
@@ -207,6 +210,7 @@ class Watch:
         self._listed_at: float | None = None
         self._pass: _Pass | None = None
         self._over = 0  # revocations left out at the last listing (past MAX_IDS)
+        self._tags: dict[str, str] = {}  # each id's record's ETag, as last listed
 
     @property
     def complete(self) -> bool:
@@ -232,13 +236,20 @@ class Watch:
             self._pass = _Pass(etag)
         listing = self._pass
         found = self._list(listing, deadline=now + self.list_seconds)
+        rewritten = frozenset(
+            task_id
+            for task_id, tag in listing.tags.items()
+            if self._tags.get(task_id, tag) != tag and task_id in self.ids
+        )
         if self._pass is None:  # complete: what it found is the whole set
             ids = found
+            self._tags = dict(listing.tags)
             self._say_if_over(listing.listed)
             self._etag, self._listed_at, self.refreshed_at = listing.etag, now, now
         else:  # under way: nothing is removed before it completes
             ids = self.ids | found
-        change = Change(frozenset(ids - self.ids), frozenset(self.ids - ids))
+            self._tags.update(listing.tags)
+        change = Change(frozenset(ids - self.ids), frozenset(self.ids - ids), rewritten)
         self.ids = ids
         return change
 
@@ -271,7 +282,10 @@ class Watch:
                 if len(listing.newest) < MAX_IDS:
                     heapq.heappush(listing.newest, entry)
                 elif entry > listing.newest[0]:
-                    heapq.heapreplace(listing.newest, entry)
+                    listing.tags.pop(heapq.heapreplace(listing.newest, entry)[1], None)
+                else:
+                    continue
+                listing.tags[task_id] = str(item.get("ETag", ""))
             if not page.get("IsTruncated") or not contents:
                 self._pass = None
                 break

@@ -192,22 +192,22 @@ class RevocationWatch(bootsteps.StartStopStep):
         ``on_loop`` is false (the worker is starting: its loop does not run yet)."""
         assert self.watch is not None
         change = self.watch.refresh()
-        if not change.added and not change.removed:
+        if not change.added and not change.removed and not change.rewritten:
             return
         ids = self.watch.ids
         _write_shared(ids)
-        stops = self._terminations(change.added)
+        stops = self._terminations(change.added | change.rewritten)
         hub = getattr(c, "hub", None) if on_loop else None
         if hub is not None:
             hub.call_soon(_apply, ids, change.removed, stops, c.pool)
         else:  # no event loop (solo pool): the sets are only read between jobs
             _apply(ids, change.removed, stops, c.pool)
 
-    def _terminations(self, added: frozenset[str]) -> dict[str, str]:
-        """Of the ids just revoked, those running here whose revocation says terminate: their
-        signal. One GetObject per revoked job running here, none otherwise."""
+    def _terminations(self, changed: frozenset[str]) -> dict[str, str]:
+        """Of the ids just revoked (or revoked again), those running here whose revocation says
+        terminate: their signal. One GetObject per such job running here, none otherwise."""
         assert self.watch is not None
-        running = {r.id for r in _active_requests()} & added
+        running = {r.id for r in _active_requests()} & changed
         stops = {}
         for task_id in running:
             record = revocations.read(self.watch.s3, self.bucket, task_id)

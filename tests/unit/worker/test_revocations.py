@@ -57,17 +57,17 @@ class Running:
 
 @pytest.fixture
 def refresh(moto_in_process: None) -> Iterator[Callable[[list[Any], Pool], list[Any]]]:
-    """``refresh(requests, pool)``: one refresh with ``requests`` running; returns the hub's
-    callbacks (run them to apply it)."""
+    """``refresh(requests, pool)``: one refresh of one worker with ``requests`` running;
+    returns the hub's callbacks (run them to apply it)."""
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
     active = worker_state.active_requests
+    step = revocations.RevocationWatch.__new__(revocations.RevocationWatch)
+    step.bucket = BUCKET
+    step.watch = core.Watch(boto3.client("s3", region_name="us-east-1"), BUCKET)
 
     def run(requests: list[Any], pool: Pool) -> list[Any]:
         callbacks: list[Any] = []
         hub = SimpleNamespace(call_soon=lambda fn, *args: callbacks.append(lambda: fn(*args)))
-        step = revocations.RevocationWatch.__new__(revocations.RevocationWatch)
-        step.bucket = BUCKET
-        step.watch = core.Watch(boto3.client("s3", region_name="us-east-1"), BUCKET)
         active.clear()
         active.update(requests)
         step.refresh(SimpleNamespace(hub=hub, pool=pool))
@@ -121,3 +121,23 @@ def test_terminate_on_a_pool_that_cannot_signal_does_not_stop_the_event_loop(
     assert "job-a" in worker_state.revoked
     said = [r.getMessage() for r in caplog.records]
     assert any("job-a" in line and "not stopped" in line for line in said), said
+
+
+def test_terminate_after_a_plain_revoke_of_a_running_job_stops_it(
+    refresh: Callable[[list[Any], Pool], list[Any]],
+) -> None:
+    # GIVEN a running job revoked without terminate, which a refresh of its worker has read
+    # (`galley revoke ID`: "it is STARTED and will finish (terminate stops it)")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    core.record(s3, BUCKET, [core.Record("job-a", "1", terminate=False)])
+    pool, jobs = Pool(), [Running("job-a", 101)]
+    for callback in refresh(jobs, pool):
+        callback()
+    assert "job-a" in worker_state.revoked and pool.signalled == []
+    # WHEN it is revoked again, with terminate (`galley revoke --terminate ID`), and the
+    # worker refreshes
+    core.record(s3, BUCKET, [core.Record("job-a", "2", terminate=True, signal="SIGKILL")])
+    for callback in refresh(jobs, pool):
+        callback()
+    # THEN its process gets the signal (on main: nothing; the id was no new revocation)
+    assert pool.signalled == [(101, 9)]

@@ -30,6 +30,7 @@ from runner.core.variables import (
     LONG_QUEUE_URL,
     MAX_HOP_SECONDS,
     MAX_REGISTRY_INTERVAL,
+    MIN_REGISTRY_INTERVAL,
     METRICS,
     MIN_PAYLOAD_THRESHOLD_BYTES,
     PAYLOAD_THRESHOLD_BYTES,
@@ -230,6 +231,16 @@ class WorkerSettings(ProducerSettings):
     @classmethod
     def _stack_name_valid(cls, value: str) -> str:
         return check_stack_name(value)
+
+    @field_validator("registry_interval")
+    @classmethod
+    def _registry_interval_valid(cls, value: float) -> float:
+        if 0 < value < MIN_REGISTRY_INTERVAL:
+            raise ValueError(
+                f"{value:g} s is too short: 0 (no registry) or "
+                f"{MIN_REGISTRY_INTERVAL} to {MAX_REGISTRY_INTERVAL}"
+            )
+        return value
 
     @field_validator("results_prefix")
     @classmethod

@@ -75,9 +75,11 @@ DEFAULT_REGION = "us-east-1"
 #: GALLEY_PAYLOAD_THRESHOLD_BYTES: its default and its lowest value (at most SQS's message size).
 DEFAULT_PAYLOAD_THRESHOLD_BYTES = 256 * 1024
 MIN_PAYLOAD_THRESHOLD_BYTES = 1024
-#: GALLEY_REGISTRY_INTERVAL: its default and its largest value, in seconds (runner/ops/registry.py).
+#: GALLEY_REGISTRY_INTERVAL: its default and its largest value, in seconds (runner/ops/registry.py),
+#: and its smallest other than 0 (off): shorter is a PUT storm from every worker, not an interval.
 DEFAULT_REGISTRY_INTERVAL = 15
 MAX_REGISTRY_INTERVAL = 300
+MIN_REGISTRY_INTERVAL = 0.5
 
 _QUEUE_NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{limits.MAX_QUEUE_NAME_LENGTH}}}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

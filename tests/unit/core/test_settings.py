@@ -227,3 +227,17 @@ def test_metrics_settings_are_read_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("GALLEY_STACK_NAME", "prod-jobs")
     loaded = load(WorkerSettings, queue_url=QUEUE, results_bucket="results")
     assert (loaded.metrics, loaded.stack_name) == ("emf", "prod-jobs")
+
+
+@pytest.mark.parametrize("value", ["1e-9", "0.001", "0.01"])
+def test_a_registry_interval_too_short_to_be_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # GIVEN a registry interval that would rewrite the entry without pause (a typo for 0, or
+    # milliseconds): a PUT storm to S3 from every worker, billed, and a thread spinning
+    monkeypatch.setenv("GALLEY_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/q")
+    monkeypatch.setenv("GALLEY_RESULTS_BUCKET", "results-bucket")
+    monkeypatch.setenv("GALLEY_REGISTRY_INTERVAL", value)
+    # WHEN the worker's settings are read, THEN it is refused, naming the variable
+    with pytest.raises(SettingsError, match="GALLEY_REGISTRY_INTERVAL"):
+        load(WorkerSettings)

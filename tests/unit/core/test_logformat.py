@@ -58,9 +58,7 @@ class _Unprintable:
         raise RuntimeError("no repr")
 
 
-@pytest.mark.parametrize(
-    ("message", "args"), [(_Unprintable(), ()), ("got %s", (_Unprintable(),))]
-)
+@pytest.mark.parametrize(("message", "args"), [(_Unprintable(), ()), ("got %s", (_Unprintable(),))])
 def test_a_message_or_argument_that_cannot_be_printed_is_one_json_line(
     logged: tuple[logging.Logger, io.StringIO],
     capsys: pytest.CaptureFixture[str],

@@ -12,6 +12,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runner.cli.failures import one_line_errors
+from runner.cli.text import shown
 from runner.core import aws, settings
 from runner.errors import WireError
 from runner.ops import dlq as ops
@@ -86,11 +87,11 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     rows = [("TASK", "ID", "RECEIVES", "FAILED AT", "REASON")]
     rows += [
         (
-            letter.task or "(undecodable)",
-            letter.task_id or letter.message_id,
+            shown(letter.task or "(undecodable)"),
+            shown(letter.task_id or letter.message_id),
             str(letter.receive_count),
             _when(letter.failed_at) + ("*" if _sent_at_only(letter) else ""),
-            ops.shorten_reason(letter.reason, REASON_WIDTH),
+            shown(ops.shorten_reason(letter.reason, REASON_WIDTH)),
         )
         for letter in letters
     ]
@@ -141,7 +142,7 @@ def _show(letter: ops.DeadLetter) -> None:
         ("receives", letter.receive_count),
     ]
     for name, value in fields:
-        _echo(f"{name + ':':<14}{'-' if value is None else value}")
+        _echo(f"{name + ':':<14}{'-' if value is None else shown(str(value))}")
     if letter.task_id is not None:
         headers = _json(letter.decoded().headers, indent=2)
         _echo("headers:\n" + "\n".join("  " + line for line in headers.splitlines()))

@@ -480,3 +480,25 @@ def test_list_and_show_print_a_task_id_with_a_lone_surrogate(
         assert result.exit_code == 0, result.output
     assert "job-\\udf3c-1" in listed.stdout
     assert "id:           job-\\udf3c-1" in shown.stdout
+
+
+def test_list_and_show_escape_what_a_terminal_would_act_on(
+    stack: embedded.LocalResources,
+) -> None:
+    """Found by the second review of issue 13 (`galley top` and `status` had it too): a task
+    name, id or reason is whatever a producer sent; printed raw, an escape sequence in one
+    clears the operator's screen and a line break forges a row."""
+    sqs, _ = support.clients(stack)
+    queue = stack.queue_url.rsplit("/", 1)[1]
+    task_id = "job-\x1b[2J-1"
+    body = codec.encode("tasks.\x1b]0;owned\x07x", [1], {}, queue=queue, task_id=task_id)
+    dead_letter(sqs, stack.dlq_url, body, reason="bad\nFAKE ROW", source_queue=stack.queue_url)
+    # WHEN it is listed and shown
+    listed = galley(stack, "list")
+    shown = galley(stack, "show", task_id)
+    # THEN neither prints a control character: each is written as its escape
+    for result in (listed, shown):
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.stdout for c in "\x1b\x07"), result.stdout
+        assert "\\x1b[2J" in result.stdout
+    assert "bad\\nFAKE ROW" in shown.stdout

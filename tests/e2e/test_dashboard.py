@@ -3,6 +3,7 @@ running stack (a real prefork worker on the moto server), the dashboard its own 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -184,3 +185,28 @@ def test_the_dashboard_shows_progress_finds_jobs_and_redrives_a_dead_letter(
 def lookup(page: Any, job_id: str) -> None:
     page.locator("#job-id").fill(job_id)
     page.locator("#lookup button").click()
+
+
+def test_an_id_typed_while_the_page_refreshes_is_the_one_looked_up(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN a page that looked up an id no job has (it asks again each refresh: it may run later)
+    page = browser.new_page()
+    page.goto(dashboard_url)
+    lookup(page, "no-job-has-this-id")
+    page.locator("#job .notfound").wait_for(timeout=10_000)
+    # AND a job that finished
+    done = str(uuid.uuid4())
+    _, s3 = support.clients(stack)
+    meta = {"status": "SUCCESS", "result": 7, "task_id": done, "name": "registry.steps"}
+    s3.put_object(Bucket=stack.bucket, Key=f"results/celery-task-meta-{done}", Body=json.dumps(meta))
+    # WHEN the person types its id and the page refreshes a few times before they press Look up
+    page.locator("#job-id").fill(done)
+    for _ in range(3):
+        with page.expect_response(lambda r: "/api/job?" in r.url, timeout=10_000):
+            pass
+    # THEN the field still holds what they typed, and Look up finds that job
+    assert page.locator("#job-id").input_value() == done
+    page.locator("#lookup button").click()
+    page.locator("#job .badge", has_text="SUCCESS").wait_for(timeout=10_000)
+    assert done in page.locator("#job dl").inner_text()

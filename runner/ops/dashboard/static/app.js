@@ -397,9 +397,11 @@
 
   let lookedUp = null;
 
+  // A quiet lookup is the refresh of the job shown: it must not touch the field, where the
+  // person may be typing the next id.
   async function lookup(id, quiet = false) {
     const wanted = id.trim();
-    $("job-id").value = wanted;
+    if (!quiet) $("job-id").value = wanted;
     if (!wanted) return;
     lookedUp = wanted;
     let data;

@@ -128,9 +128,9 @@ def test_the_dashboard_shows_progress_finds_jobs_and_redrives_a_dead_letter(
     seen: list[int] = []
 
     def advanced() -> bool:
-        if text.count():
-            shown = PROGRESS.match(text.inner_text())
-            if shown and (not seen or int(shown.group(1)) != seen[-1]):
+        # all_inner_texts does not wait: inner_text would wait 30 s for a bar that went away
+        for shown in filter(None, map(PROGRESS.match, text.all_inner_texts())):
+            if not seen or int(shown.group(1)) != seen[-1]:
                 seen.append(int(shown.group(1)))
         return len(seen) >= 3
 

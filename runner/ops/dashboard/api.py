@@ -10,7 +10,8 @@ Routes:
     GET  /static/NAME      its script and style sheet
     GET  /api/overview     queues (and their depth history), workers, running jobs and their
                            progress, per-task counts, jobs a second: a `galley top` frame
-    GET  /api/dlq          each dead-letter queue's messages (the recent failures), newest first
+    GET  /api/dlq          each dead-letter queue's messages (the recent failures), newest first;
+                           CSRF token needed (a listing receives every message)
     GET  /api/job?id=ID    one job: state, task, args, result or error and traceback, progress
     POST /api/dlq          {"action": "redrive", "queue": "jobs"|"long", "ids": [...]} (no ids:
                            all) or {"action": "purge", "queue": ...}; CSRF token and Origin needed
@@ -130,6 +131,8 @@ class Dashboard:
             return self.act(request.body)
         if request.method not in ("GET", "HEAD"):
             return _error(405, f"method {request.method} is not allowed here")
+        if path == "/api/dlq" and (refusal := self.guard.check_csrf(request.headers)):
+            return _refused(refusal)
         return self._get(path, query, token)
 
     def _get(self, path: str, query: dict[str, list[str]], token: str | None) -> Response:

@@ -24,10 +24,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8642
 #: A request's header block and body are read up to these sizes.
 MAX_HEADER_BYTES = 16 * 1024
+#: A connection silent this long (half a request, or idle between a page's requests) is closed:
+#: each holds a thread, and a client sending a byte a minute would hold one for ever.
+CLIENT_TIMEOUT_SECONDS = 30.0
 
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    client_timeout = CLIENT_TIMEOUT_SECONDS
 
     def __init__(self, address: tuple[str, int], dashboard: api.Dashboard | None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -43,6 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "galley-dashboard"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    @property  # type: ignore[override]
+    def timeout(self) -> float:  # read by StreamRequestHandler.setup: the socket's timeout
+        return self.server.client_timeout
 
     def do_GET(self) -> None:
         self._answer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import boto3
@@ -149,7 +150,7 @@ def test_dead_letters_are_listed_and_redriven_with_the_pages_token(
         source_queue=target.queues["jobs"],
     )
     # WHEN the page lists the dead-letter queues
-    listing = get(dashboard, "/api/dlq").json()
+    listing = get(dashboard, "/api/dlq", **{guard_.CSRF_HEADER: dashboard.guard.csrf}).json()
     # THEN the letter is there with its reason; the long DLQ says it is not set
     (jobs_dlq, long_dlq) = listing["queues"]
     assert [(x["task_id"], x["reason"]) for x in jobs_dlq["letters"]] == [(DONE_ID, "boom")]
@@ -256,14 +257,53 @@ def test_the_stack_out_of_reach_is_an_error_line_and_the_server_answers_on(
 
     dashboard = Dashboard(target, down, guard_.Guard("127.0.0.1", PORT))
     # WHEN the page refreshes, lists dead letters and looks a job up
-    answers = [
-        get(dashboard, path) for path in ("/api/overview", "/api/dlq", f"/api/job?id={DONE_ID}")
-    ]
+    page = {guard_.CSRF_HEADER: dashboard.guard.csrf}
+    paths = ("/api/overview", "/api/dlq", f"/api/job?id={DONE_ID}")
+    answers = [get(dashboard, path, **page) for path in paths]
     # THEN each is JSON with a line saying what cannot be reached, and no 500
     overview, letters, job = answers
     assert overview.status == 503 and "Could not connect" in overview.json()["error"]
     assert "Could not connect" in letters.json()["queues"][0]["problem"]
     assert job.status == 502 and "Could not connect" in job.json()["error"]
+
+
+def test_a_client_that_sends_half_a_request_is_hung_up_on(target: status.Target) -> None:
+    # GIVEN a running server (a short client timeout, for the test)
+    running = server.start(target, clients, port=0)
+    running.server.client_timeout = 0.5
+    try:
+        # WHEN a client sends half a request line and waits (slowloris: a thread each)
+        with socket.create_connection(("127.0.0.1", running.guard.port), timeout=5) as slow:
+            slow.sendall(b"GET / HTTP/1.1\r\n")
+            # THEN the server hangs up on it instead of holding a thread for ever
+            assert slow.recv(1024) == b""
+    finally:
+        running.stop()
+
+
+def test_listing_dead_letters_needs_the_pages_token(
+    dashboard: Dashboard, target: status.Target
+) -> None:
+    # GIVEN a dead letter
+    sqs = clients("sqs")
+    dead_letter(sqs, target.dead_letter_queues["jobs"], "{}", reason="r", source_queue="jobs")
+    # WHEN another site's page makes the browser GET the listing (a receive of every message)
+    answer = get(dashboard, "/api/dlq")
+    # THEN it is refused: no message was received
+    assert answer.status == 403 and "X-Galley-CSRF" in answer.json()["error"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=target.dead_letter_queues["jobs"], AttributeNames=["All"]
+    )["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "1"
+    # AND the page, which sends its token, lists it
+    listed = get(dashboard, "/api/dlq", **{guard_.CSRF_HEADER: dashboard.guard.csrf})
+    assert [len(q["letters"]) for q in listed.json()["queues"]] == [1, 0]
+
+
+def test_a_progress_beyond_a_float_is_no_progress(dashboard: Dashboard) -> None:
+    store_result({"status": "PROGRESS", "result": {"done": 10**400, "total": 4}, "name": "t"})
+    answer = get(dashboard, f"/api/job?id={DONE_ID}")
+    assert answer.status == 200 and answer.json()["job"]["progress"] is None
 
 
 # --- fuzzing: whatever a request holds, a JSON answer, never a 500 ---

@@ -52,7 +52,9 @@
   async function api(path, options = {}) {
     let response;
     try {
-      response = await fetch(path, { credentials: "same-origin", ...options });
+      // the CSRF token on every request: a POST and the dead letters' listing need it
+      const headers = { "X-Galley-CSRF": CSRF, ...(options.headers || {}) };
+      response = await fetch(path, { credentials: "same-origin", ...options, headers });
     } catch (error) {
       throw new Error("the dashboard server does not answer (is galley dashboard still running?)");
     }
@@ -73,7 +75,7 @@
   function post(path, body) {
     return api(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Galley-CSRF": CSRF },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
   }

@@ -199,7 +199,8 @@ def test_an_id_typed_while_the_page_refreshes_is_the_one_looked_up(
     done = str(uuid.uuid4())
     _, s3 = support.clients(stack)
     meta = {"status": "SUCCESS", "result": 7, "task_id": done, "name": "registry.steps"}
-    s3.put_object(Bucket=stack.bucket, Key=f"results/celery-task-meta-{done}", Body=json.dumps(meta))
+    key = f"results/celery-task-meta-{done}"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=json.dumps(meta))
     # WHEN the person types its id and the page refreshes a few times before they press Look up
     page.locator("#job-id").fill(done)
     for _ in range(3):

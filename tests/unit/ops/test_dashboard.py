@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -267,18 +268,60 @@ def test_the_stack_out_of_reach_is_an_error_line_and_the_server_answers_on(
     assert job.status == 502 and "Could not connect" in job.json()["error"]
 
 
-def test_a_client_that_sends_half_a_request_is_hung_up_on(target: status.Target) -> None:
-    # GIVEN a running server (a short client timeout, for the test)
-    running = server.start(target, clients, port=0)
-    running.server.client_timeout = 0.5
+@pytest.fixture
+def running(target: status.Target) -> Iterator[server.Running]:
+    """The dashboard served on a free loopback port (a short client timeout, for the tests)."""
+    started = server.start(target, clients, port=0)
+    started.server.client_timeout = 0.5
     try:
-        # WHEN a client sends half a request line and waits (slowloris: a thread each)
-        with socket.create_connection(("127.0.0.1", running.guard.port), timeout=5) as slow:
-            slow.sendall(b"GET / HTTP/1.1\r\n")
-            # THEN the server hangs up on it instead of holding a thread for ever
-            assert slow.recv(1024) == b""
+        yield started
     finally:
-        running.stop()
+        started.stop()
+
+
+def over_socket(running: server.Running, request: bytes) -> bytes:
+    """Everything the server answers ``request`` until it hangs up."""
+    with socket.create_connection(("127.0.0.1", running.guard.port), timeout=5) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_client_that_sends_half_a_request_is_hung_up_on(running: server.Running) -> None:
+    # WHEN a client sends half a request line and waits (slowloris: a thread each)
+    # THEN the server hangs up on it instead of holding a thread for ever
+    assert over_socket(running, b"GET / HTTP/1.1\r\n") == b""
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "PATCH", "TRACE"])
+def test_any_method_is_a_json_answer(running: server.Running, method: str) -> None:
+    host = f"Host: 127.0.0.1:{running.guard.port}"
+    answer = over_socket(running, f"{method} / HTTP/1.1\r\n{host}\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 "), head
+    assert json.loads(body)["error"] == f"method {method} is not allowed here"
+
+
+def test_a_chunked_body_is_refused_not_read_as_the_next_request(running: server.Running) -> None:
+    # GIVEN a POST whose body is chunked (no Content-Length)
+    host = f"127.0.0.1:{running.guard.port}"
+    body = json.dumps({"action": "purge", "queue": "jobs"}).encode()
+    request = (
+        (
+            f"POST /api/dlq HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n"
+            f"{guard_.CSRF_HEADER}: {running.guard.csrf}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            f"{len(body):x}\r\n"
+        ).encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    # WHEN it is sent
+    answer = over_socket(running, request)
+    # THEN one answer says so: 411, and the chunks are not taken for another request
+    assert answer.startswith(b"HTTP/1.1 411 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
 
 
 def test_listing_dead_letters_needs_the_pages_token(

@@ -3,6 +3,7 @@ running stack (a real prefork worker on the moto server), the dashboard its own 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -211,3 +212,35 @@ def test_an_id_typed_while_the_page_refreshes_is_the_one_looked_up(
     page.locator("#lookup button").click()
     page.locator("#job .badge", has_text="SUCCESS").wait_for(timeout=10_000)
     assert done in page.locator("#job dl").inner_text()
+
+
+def test_the_page_asks_for_one_dead_letter_listing_at_a_time(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN dead-letter queues whose depth changes at every refresh (failures arriving)
+    page = browser.new_page()
+    depth = itertools.count(1)
+
+    def growing(route: Any) -> None:
+        answer = route.fetch()
+        data = answer.json()
+        for queue in data["queues"]:
+            if queue["kind"] == "dead-letter" and queue["visible"] is not None:
+                queue["visible"] = next(depth)
+        route.fulfill(response=answer, json=data)
+
+    page.route("**/api/overview", growing)
+    # AND a listing that takes long (each receives every message; the server runs one at a time)
+    listings: list[Any] = []
+    page.route("**/api/dlq", lambda route: listings.append(route))
+    page.goto(dashboard_url)
+    # WHEN the page refreshes four times during the first listing
+    for _ in range(4):
+        with page.expect_response("**/api/overview", timeout=10_000):
+            pass
+    # THEN it asked for that one listing only, not one more each refresh
+    assert len(listings) == 1
+    # AND once it ends, the next refresh lists them again (they changed meanwhile)
+    listings[0].continue_()
+    # (evaluate lets Playwright deliver the routed requests to the handler above)
+    wait_for(lambda: page.evaluate("1") and len(listings) == 2, timeout=10, what="a new listing")

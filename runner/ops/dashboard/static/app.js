@@ -274,14 +274,32 @@
 
   let dlqDepth = null;
   let dlqReadAt = 0;
+  // One listing at a time: each receives every message and the server runs them in turn, so a
+  // listing asked for at each refresh while failures arrive piled up behind each other (and
+  // took the browser's connections from the refreshes). One asked for meanwhile runs after it.
+  let dlqLoading = null;
+  let dlqAgain = false;
 
-  async function loadDeadLetters() {
-    dlqReadAt = Date.now();
-    try {
-      renderDeadLetters(await api("/api/dlq"));
-    } catch (error) {
-      $("dlq").replaceChildren(el("p", { class: "problem", text: `Cannot read the dead-letter queues: ${error.message}` }));
+  function loadDeadLetters() {
+    if (dlqLoading) {
+      dlqAgain = true;
+      return dlqLoading;
     }
+    dlqReadAt = Date.now();
+    dlqLoading = (async () => {
+      try {
+        renderDeadLetters(await api("/api/dlq"));
+      } catch (error) {
+        $("dlq").replaceChildren(el("p", { class: "problem", text: `Cannot read the dead-letter queues: ${error.message}` }));
+      } finally {
+        dlqLoading = null;
+        if (dlqAgain) {
+          dlqAgain = false;
+          loadDeadLetters();
+        }
+      }
+    })();
+    return dlqLoading;
   }
 
   function renderDeadLetters(data) {

@@ -244,3 +244,28 @@ def test_the_page_asks_for_one_dead_letter_listing_at_a_time(
     listings[0].continue_()
     # (evaluate lets Playwright deliver the routed requests to the handler above)
     wait_for(lambda: page.evaluate("1") and len(listings) == 2, timeout=10, what="a new listing")
+
+
+def test_a_refresh_the_server_does_not_answer_is_shown_as_one(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN a page that showed the stack once
+    page = browser.new_page()
+    answered: list[Any] = []
+    held: list[Any] = []
+
+    def first_only(route: Any) -> None:
+        if answered:
+            held.append(route)  # AWS hanging: the server holds the refresh
+        else:
+            answered.append(route)
+            route.continue_()
+
+    page.route("**/api/overview", first_only)
+    page.goto(dashboard_url)
+    page.locator("#live.ok").wait_for(timeout=10_000)
+    # WHEN its next refresh is not answered
+    # THEN the page says so, rather than show the last answer as if it were current
+    banner = page.locator("#error", has_text="did not answer")
+    banner.wait_for(timeout=15_000)
+    assert page.locator("#live.stale").count() == 1

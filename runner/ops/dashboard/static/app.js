@@ -49,19 +49,25 @@
   const count = (progress) =>
     `${+progress.done.toFixed(2)}/${+progress.total.toFixed(2)} (${Math.round(progress.fraction * 100)}%)`;
 
+  //: A read the server has not answered in this long is given up, and the page says so: a
+  //: hanging AWS endpoint holds a refresh for minutes, and the page looked current meanwhile.
+  //: An action (POST) is waited for: it goes on in the server either way.
+  const PATIENCE = Math.max(5000, 10 * INTERVAL);
+
   async function api(path, options = {}) {
     let response;
-    try {
-      // the CSRF token on every request: a POST and the dead letters' listing need it
-      const headers = { "X-Galley-CSRF": CSRF, ...(options.headers || {}) };
-      response = await fetch(path, { credentials: "same-origin", ...options, headers });
-    } catch (error) {
-      throw new Error("the dashboard server does not answer (is galley dashboard still running?)");
-    }
     let data = null;
+    // the CSRF token on every request: a POST and the dead letters' listing need it
+    const headers = { "X-Galley-CSRF": CSRF, ...(options.headers || {}) };
+    const signal = options.method ? undefined : AbortSignal.timeout(PATIENCE);
     try {
+      response = await fetch(path, { credentials: "same-origin", ...options, headers, signal });
       data = await response.json();
     } catch (error) {
+      if (error.name === "TimeoutError") {
+        throw new Error(`the dashboard server did not answer in ${PATIENCE / 1000}s (AWS slow or out of reach?)`);
+      }
+      if (!response) throw new Error("the dashboard server does not answer (is galley dashboard still running?)");
       throw new Error(`HTTP ${response.status} without a JSON answer`);
     }
     if (!response.ok) {

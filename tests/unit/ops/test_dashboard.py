@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -266,6 +267,39 @@ def test_the_stack_out_of_reach_is_an_error_line_and_the_server_answers_on(
     assert overview.status == 503 and "Could not connect" in overview.json()["error"]
     assert "Could not connect" in letters.json()["queues"][0]["problem"]
     assert job.status == 502 and "Could not connect" in job.json()["error"]
+
+
+def test_a_refresh_behind_one_waiting_for_aws_is_a_503_not_one_more_thread_waiting(
+    target: status.Target,
+) -> None:
+    # GIVEN AWS that hangs on the first refresh's queue depths
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(**_: Any) -> None:  # (a hook that returns a value would stand for the answer)
+        entered.set()
+        release.wait(10)
+
+    def hanging(service: str) -> Any:
+        client = clients(service)
+        client.meta.events.register("before-call.sqs.GetQueueAttributes", hang)
+        return client
+
+    dashboard = Dashboard(target, hanging, guard_.Guard("127.0.0.1", PORT))
+    dashboard.turn_wait = 0.2
+    first: list[Response] = []
+    waiting = threading.Thread(target=lambda: first.append(get(dashboard, "/api/overview")))
+    waiting.start()
+    try:
+        assert entered.wait(10)
+        # WHEN the page asks again (and again) meanwhile
+        again = get(dashboard, "/api/overview")
+        # THEN it is told at once that the refresh before it is still waiting
+        assert again.status == 503, again.body
+        assert "still waiting for AWS" in again.json()["error"]
+    finally:
+        release.set()
+        waiting.join(10)
+    assert first[0].status == 200
 
 
 @pytest.fixture

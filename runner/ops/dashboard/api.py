@@ -240,7 +240,7 @@ class Dashboard:
     def _turn(self, lock: threading.Lock, before: str) -> Iterator[None]:
         """Holds ``lock``; _Busy (a 503) if ``before`` holds it past :attr:`turn_wait`."""
         if not lock.acquire(timeout=self.turn_wait):
-            raise _Busy(f"{before} is still waiting for AWS; the page asks again")
+            raise _Busy(f"{before} is still waiting for AWS; try again in a moment")
         try:
             yield
         finally:

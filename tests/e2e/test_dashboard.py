@@ -183,6 +183,28 @@ def test_the_dashboard_shows_progress_finds_jobs_and_redrives_a_dead_letter(
     assert shot.stat().st_size > 10_000
 
 
+def test_the_page_asks_for_one_lookup_at_a_time(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN a lookup the server takes long to answer (S3 slow)
+    page = browser.new_page()
+    asked: list[Any] = []
+    page.route("**/api/job?*", lambda route: asked.append(route))
+    page.goto(dashboard_url)
+    lookup(page, "no-job-has-this-id")
+    # WHEN the page refreshes four times meanwhile (each asks again for the job shown)
+    refreshes(page, 4)
+    # THEN it waits for the answer it asked for instead of asking again each refresh
+    assert len(asked) == 1
+
+
+def refreshes(page: Any, count: int) -> None:
+    """Wait for ``count`` refreshes of the page."""
+    for _ in range(count):
+        with page.expect_response("**/api/overview", timeout=10_000):
+            pass
+
+
 def lookup(page: Any, job_id: str) -> None:
     page.locator("#job-id").fill(job_id)
     page.locator("#lookup button").click()
@@ -235,9 +257,7 @@ def test_the_page_asks_for_one_dead_letter_listing_at_a_time(
     page.route("**/api/dlq", lambda route: listings.append(route))
     page.goto(dashboard_url)
     # WHEN the page refreshes four times during the first listing
-    for _ in range(4):
-        with page.expect_response("**/api/overview", timeout=10_000):
-            pass
+    refreshes(page, 4)
     # THEN it asked for that one listing only, not one more each refresh
     assert len(listings) == 1
     # AND once it ends, the next refresh lists them again (they changed meanwhile)

@@ -422,6 +422,9 @@
   // --- job lookup ---
 
   let lookedUp = null;
+  //: Lookups not answered yet: a refresh asks again for the job shown only when none is (with
+  //: S3 slow, one a refresh piled up like the dead-letter listings did).
+  let lookups = 0;
 
   // A quiet lookup is the refresh of the job shown: it must not touch the field, where the
   // person may be typing the next id.
@@ -431,6 +434,7 @@
     if (!wanted) return;
     lookedUp = wanted;
     let data;
+    lookups += 1;
     try {
       data = await api(`/api/job?id=${encodeURIComponent(wanted)}`);
     } catch (error) {
@@ -439,6 +443,8 @@
       $("job").replaceChildren(el("p", { class: cls, text: error.message }));
       if (error.status === 400) lookedUp = null;
       return;
+    } finally {
+      lookups -= 1;
     }
     if (lookedUp !== wanted) return;
     renderJob(data.job);
@@ -491,7 +497,7 @@
         dlqDepth = depth;
         loadDeadLetters();
       }
-      if (lookedUp) lookup(lookedUp, true);
+      if (lookedUp && !lookups) lookup(lookedUp, true);
     } catch (error) {
       showError(error.message);
     } finally {

@@ -85,9 +85,13 @@ def progress_of(meta: Any) -> Progress | None:
     if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
         return None
     assert isinstance(done, int | float) and isinstance(total, int | float)
+    try:
+        done, total = float(done), float(total)
+    except OverflowError:  # an int beyond a float's range: JSON allows it
+        return None
     if not (math.isfinite(done) and math.isfinite(total)) or total <= 0:
         return None
-    return Progress(float(done), float(total))
+    return Progress(done, total)
 
 
 class Watch:

@@ -3,6 +3,8 @@ running stack (a real prefork worker on the moto server), the dashboard its own 
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import signal
 import subprocess
@@ -127,9 +129,9 @@ def test_the_dashboard_shows_progress_finds_jobs_and_redrives_a_dead_letter(
     seen: list[int] = []
 
     def advanced() -> bool:
-        if text.count():
-            shown = PROGRESS.match(text.inner_text())
-            if shown and (not seen or int(shown.group(1)) != seen[-1]):
+        # all_inner_texts does not wait: inner_text would wait 30 s for a bar that went away
+        for shown in filter(None, map(PROGRESS.match, text.all_inner_texts())):
+            if not seen or int(shown.group(1)) != seen[-1]:
                 seen.append(int(shown.group(1)))
         return len(seen) >= 3
 
@@ -181,6 +183,109 @@ def test_the_dashboard_shows_progress_finds_jobs_and_redrives_a_dead_letter(
     assert shot.stat().st_size > 10_000
 
 
+def test_the_page_asks_for_one_lookup_at_a_time(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN a lookup the server takes long to answer (S3 slow)
+    page = browser.new_page()
+    asked: list[Any] = []
+    page.route("**/api/job?*", lambda route: asked.append(route))
+    page.goto(dashboard_url)
+    lookup(page, "no-job-has-this-id")
+    # WHEN the page refreshes four times meanwhile (each asks again for the job shown)
+    refreshes(page, 4)
+    # THEN it waits for the answer it asked for instead of asking again each refresh
+    assert len(asked) == 1
+
+
+def refreshes(page: Any, count: int) -> None:
+    """Wait for ``count`` refreshes of the page."""
+    for _ in range(count):
+        with page.expect_response("**/api/overview", timeout=10_000):
+            pass
+
+
 def lookup(page: Any, job_id: str) -> None:
     page.locator("#job-id").fill(job_id)
     page.locator("#lookup button").click()
+
+
+def test_an_id_typed_while_the_page_refreshes_is_the_one_looked_up(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN a page that looked up an id no job has (it asks again each refresh: it may run later)
+    page = browser.new_page()
+    page.goto(dashboard_url)
+    lookup(page, "no-job-has-this-id")
+    page.locator("#job .notfound").wait_for(timeout=10_000)
+    # AND a job that finished
+    done = str(uuid.uuid4())
+    _, s3 = support.clients(stack)
+    meta = {"status": "SUCCESS", "result": 7, "task_id": done, "name": "registry.steps"}
+    key = f"results/celery-task-meta-{done}"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=json.dumps(meta))
+    # WHEN the person types its id and the page refreshes a few times before they press Look up
+    page.locator("#job-id").fill(done)
+    for _ in range(3):
+        with page.expect_response(lambda r: "/api/job?" in r.url, timeout=10_000):
+            pass
+    # THEN the field still holds what they typed, and Look up finds that job
+    assert page.locator("#job-id").input_value() == done
+    page.locator("#lookup button").click()
+    page.locator("#job .badge", has_text="SUCCESS").wait_for(timeout=10_000)
+    assert done in page.locator("#job dl").inner_text()
+
+
+def test_the_page_asks_for_one_dead_letter_listing_at_a_time(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN dead-letter queues whose depth changes at every refresh (failures arriving)
+    page = browser.new_page()
+    depth = itertools.count(1)
+
+    def growing(route: Any) -> None:
+        answer = route.fetch()
+        data = answer.json()
+        for queue in data["queues"]:
+            if queue["kind"] == "dead-letter" and queue["visible"] is not None:
+                queue["visible"] = next(depth)
+        route.fulfill(response=answer, json=data)
+
+    page.route("**/api/overview", growing)
+    # AND a listing that takes long (each receives every message; the server runs one at a time)
+    listings: list[Any] = []
+    page.route("**/api/dlq", lambda route: listings.append(route))
+    page.goto(dashboard_url)
+    # WHEN the page refreshes four times during the first listing
+    refreshes(page, 4)
+    # THEN it asked for that one listing only, not one more each refresh
+    assert len(listings) == 1
+    # AND once it ends, the next refresh lists them again (they changed meanwhile)
+    listings[0].continue_()
+    # (evaluate lets Playwright deliver the routed requests to the handler above)
+    wait_for(lambda: page.evaluate("1") and len(listings) == 2, timeout=10, what="a new listing")
+
+
+def test_a_refresh_the_server_does_not_answer_is_shown_as_one(
+    stack: embedded.LocalResources, browser: Any, dashboard_url: str
+) -> None:
+    # GIVEN a page that showed the stack once
+    page = browser.new_page()
+    answered: list[Any] = []
+    held: list[Any] = []
+
+    def first_only(route: Any) -> None:
+        if answered:
+            held.append(route)  # AWS hanging: the server holds the refresh
+        else:
+            answered.append(route)
+            route.continue_()
+
+    page.route("**/api/overview", first_only)
+    page.goto(dashboard_url)
+    page.locator("#live.ok").wait_for(timeout=10_000)
+    # WHEN its next refresh is not answered
+    # THEN the page says so, rather than show the last answer as if it were current
+    banner = page.locator("#error", has_text="did not answer")
+    banner.wait_for(timeout=15_000)
+    assert page.locator("#live.stale").count() == 1

@@ -10,7 +10,8 @@ Routes:
     GET  /static/NAME      its script and style sheet
     GET  /api/overview     queues (and their depth history), workers, running jobs and their
                            progress, per-task counts, jobs a second: a `galley top` frame
-    GET  /api/dlq          each dead-letter queue's messages (the recent failures), newest first
+    GET  /api/dlq          each dead-letter queue's messages (the recent failures), newest first;
+                           CSRF token needed (a listing receives every message)
     GET  /api/job?id=ID    one job: state, task, args, result or error and traceback, progress
     POST /api/dlq          {"action": "redrive", "queue": "jobs"|"long", "ids": [...]} (no ids:
                            all) or {"action": "purge", "queue": ...}; CSRF token and Origin needed
@@ -22,7 +23,8 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -45,6 +47,10 @@ MAX_IDS = 100
 ACTIONS = ("redrive", "purge")
 #: How many messages of each dead-letter queue the page lists.
 DLQ_LIMIT = dlq.DEFAULT_LIMIT
+#: How long a request waits for its turn behind another (a refresh, a listing or an action
+#: waiting for AWS) before it is answered 503: a hanging endpoint then holds a few of the
+#: server's threads, not one more at every refresh of every page.
+TURN_WAIT_SECONDS = 15.0
 #: Static files by route, and their types.
 STATIC = {
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -104,6 +110,7 @@ class Dashboard:
         #: A listing receives every dead letter for a moment: a redrive at the same time would
         #: not see them, so listings, redrives and purges take turns.
         self._dlq_lock = threading.Lock()
+        self.turn_wait = TURN_WAIT_SECONDS
 
     # --- dispatch ---
 
@@ -111,6 +118,8 @@ class Dashboard:
         """The answer to ``request``; never raises."""
         try:
             return self._route(request)
+        except _Busy as error:
+            return _error(503, str(error))
         except Exception as error:  # the server must not die; say what happened, in one line
             log.exception("dashboard: %s %s failed", request.method, request.target[:200])
             return _error(500, f"internal error: {type(error).__name__}: {error}")
@@ -130,6 +139,8 @@ class Dashboard:
             return self.act(request.body)
         if request.method not in ("GET", "HEAD"):
             return _error(405, f"method {request.method} is not allowed here")
+        if path == "/api/dlq" and (refusal := self.guard.check_csrf(request.headers)):
+            return _refused(refusal)
         return self._get(path, query, token)
 
     def _get(self, path: str, query: dict[str, list[str]], token: str | None) -> Response:
@@ -160,7 +171,7 @@ class Dashboard:
 
     def overview(self) -> Response:
         """A `galley top` frame as JSON, with the queues' depth history."""
-        with self._frame_lock:
+        with self._turn(self._frame_lock, "the refresh before this one"):
             try:
                 frame = self.watch.frame()
             except GalleyError as error:  # the stack cannot be reached at all (yet)
@@ -192,7 +203,7 @@ class Dashboard:
         """Each dead-letter queue's messages, newest failure first (a peek: see runner.ops.dlq)."""
         sqs = self.clients("sqs")
         listed = []
-        with self._dlq_lock:
+        with self._turn(self._dlq_lock, "a dead-letter listing or action"):
             for role in queues.ROLES:
                 listed.append(self._letters(sqs, role))
         return _json(200, {"queues": listed, "limit": DLQ_LIMIT})
@@ -225,6 +236,16 @@ class Dashboard:
             return _error(502, str(error))
         return _json(200, {"job": found})
 
+    @contextmanager
+    def _turn(self, lock: threading.Lock, before: str) -> Iterator[None]:
+        """Holds ``lock``; _Busy (a 503) if ``before`` holds it past :attr:`turn_wait`."""
+        if not lock.acquire(timeout=self.turn_wait):
+            raise _Busy(f"{before} is still waiting for AWS; try again in a moment")
+        try:
+            yield
+        finally:
+            lock.release()
+
     # --- actions ---
 
     def act(self, body: bytes) -> Response:
@@ -238,7 +259,7 @@ class Dashboard:
             return _error(400, f"the {role} DLQ is not set ({dlq.ROLES[role].variable})")
         sqs = self.clients("sqs")
         try:
-            with self._dlq_lock:
+            with self._turn(self._dlq_lock, "a dead-letter listing or action"):
                 if action == "purge":
                     return self._purge(sqs, role, url)
                 return self._redrive(sqs, role, url, ids)
@@ -268,6 +289,10 @@ class Dashboard:
         lines += [f"not moved {f['id']}: {f['reason']}" for f in failed]
         summary = f"{len(moved)} moved, {len(failed)} not moved from the {role} DLQ"
         return _json(200, {"moved": moved, "not_moved": failed, "message": summary, "lines": lines})
+
+
+class _Busy(Exception):
+    """Another request holds what this one needs, past the wait (a 503)."""
 
 
 # --- what a request holds ---

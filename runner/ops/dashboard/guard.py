@@ -108,11 +108,17 @@ class Guard:
             return Refusal(403, f"cross-site check: a POST needs the header Origin: {expected}")
         if origin != expected:
             return Refusal(403, f"cross-site check: Origin {origin!r} is not {expected!r}")
+        return self.check_csrf(headers)
+
+    def check_csrf(self, headers: dict[str, str]) -> Refusal | None:
+        """The page's CSRF token in ``X-Galley-CSRF``: also asked of a GET that changes
+        something (listing the dead letters receives each one), which another site's page can
+        make a browser send (an ``<img>``) but not with a header of its choosing."""
         if not _same(headers.get(CSRF_HEADER, ""), self.csrf):
             return Refusal(
                 403,
-                "cross-site check: missing or wrong CSRF token (reload the page: the token "
-                "changes each time galley dashboard starts)",
+                "cross-site check: missing or wrong CSRF token in X-Galley-CSRF (reload the "
+                "page: the token changes each time galley dashboard starts)",
             )
         return None
 

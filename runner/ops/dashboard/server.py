@@ -24,10 +24,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8642
 #: A request's header block and body are read up to these sizes.
 MAX_HEADER_BYTES = 16 * 1024
+#: A connection silent this long (half a request, or idle between a page's requests) is closed:
+#: each holds a thread, and a client sending a byte a minute would hold one for ever.
+CLIENT_TIMEOUT_SECONDS = 30.0
 
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    client_timeout = CLIENT_TIMEOUT_SECONDS
 
     def __init__(self, address: tuple[str, int], dashboard: api.Dashboard | None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -44,25 +48,28 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:
-        self._answer()
+    def setup(self) -> None:
+        super().setup()
+        # a read that waits longer raises TimeoutError: handle_one_request closes the connection
+        self.connection.settimeout(self.server.client_timeout)
 
     def do_HEAD(self) -> None:
         self._answer(body=False)
 
-    def do_POST(self) -> None:
+    def do_GET(self) -> None:
         self._answer()
 
-    def do_PUT(self) -> None:
-        self._answer()
-
-    def do_DELETE(self) -> None:
-        self._answer()
+    # the methods api.Dashboard refuses with a JSON 405 (the stdlib would answer a 501 page)
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
 
     def _answer(self, *, body: bool = True) -> None:
         length = self.headers.get("Content-Length", "0")
         size = int(length) if length.isdigit() else -1
-        if not 0 <= size <= api.MAX_BODY_BYTES:
+        if "Transfer-Encoding" in self.headers:
+            # not read here: its chunks would be taken for the next request on the connection
+            answer = api.Response(411, b'{"error": "send the body with a Content-Length"}')
+            self.close_connection = True
+        elif not 0 <= size <= api.MAX_BODY_BYTES:
             answer = api.Response(
                 413, b'{"error": "the request body is missing its length or too large"}'
             )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -149,7 +152,7 @@ def test_dead_letters_are_listed_and_redriven_with_the_pages_token(
         source_queue=target.queues["jobs"],
     )
     # WHEN the page lists the dead-letter queues
-    listing = get(dashboard, "/api/dlq").json()
+    listing = get(dashboard, "/api/dlq", **{guard_.CSRF_HEADER: dashboard.guard.csrf}).json()
     # THEN the letter is there with its reason; the long DLQ says it is not set
     (jobs_dlq, long_dlq) = listing["queues"]
     assert [(x["task_id"], x["reason"]) for x in jobs_dlq["letters"]] == [(DONE_ID, "boom")]
@@ -256,14 +259,128 @@ def test_the_stack_out_of_reach_is_an_error_line_and_the_server_answers_on(
 
     dashboard = Dashboard(target, down, guard_.Guard("127.0.0.1", PORT))
     # WHEN the page refreshes, lists dead letters and looks a job up
-    answers = [
-        get(dashboard, path) for path in ("/api/overview", "/api/dlq", f"/api/job?id={DONE_ID}")
-    ]
+    page = {guard_.CSRF_HEADER: dashboard.guard.csrf}
+    paths = ("/api/overview", "/api/dlq", f"/api/job?id={DONE_ID}")
+    answers = [get(dashboard, path, **page) for path in paths]
     # THEN each is JSON with a line saying what cannot be reached, and no 500
     overview, letters, job = answers
     assert overview.status == 503 and "Could not connect" in overview.json()["error"]
     assert "Could not connect" in letters.json()["queues"][0]["problem"]
     assert job.status == 502 and "Could not connect" in job.json()["error"]
+
+
+def test_a_refresh_behind_one_waiting_for_aws_is_a_503_not_one_more_thread_waiting(
+    target: status.Target,
+) -> None:
+    # GIVEN AWS that hangs on the first refresh's queue depths
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(**_: Any) -> None:  # (a hook that returns a value would stand for the answer)
+        entered.set()
+        release.wait(10)
+
+    def hanging(service: str) -> Any:
+        client = clients(service)
+        client.meta.events.register("before-call.sqs.GetQueueAttributes", hang)
+        return client
+
+    dashboard = Dashboard(target, hanging, guard_.Guard("127.0.0.1", PORT))
+    dashboard.turn_wait = 0.2
+    first: list[Response] = []
+    waiting = threading.Thread(target=lambda: first.append(get(dashboard, "/api/overview")))
+    waiting.start()
+    try:
+        assert entered.wait(10)
+        # WHEN the page asks again (and again) meanwhile
+        again = get(dashboard, "/api/overview")
+        # THEN it is told at once that the refresh before it is still waiting
+        assert again.status == 503, again.body
+        assert "still waiting for AWS" in again.json()["error"]
+    finally:
+        release.set()
+        waiting.join(10)
+    assert first[0].status == 200
+
+
+@pytest.fixture
+def running(target: status.Target) -> Iterator[server.Running]:
+    """The dashboard served on a free loopback port (a short client timeout, for the tests)."""
+    started = server.start(target, clients, port=0)
+    started.server.client_timeout = 0.5
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def over_socket(running: server.Running, request: bytes) -> bytes:
+    """Everything the server answers ``request`` until it hangs up."""
+    with socket.create_connection(("127.0.0.1", running.guard.port), timeout=5) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_client_that_sends_half_a_request_is_hung_up_on(running: server.Running) -> None:
+    # WHEN a client sends half a request line and waits (slowloris: a thread each)
+    # THEN the server hangs up on it instead of holding a thread for ever
+    assert over_socket(running, b"GET / HTTP/1.1\r\n") == b""
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "PATCH", "TRACE"])
+def test_any_method_is_a_json_answer(running: server.Running, method: str) -> None:
+    host = f"Host: 127.0.0.1:{running.guard.port}"
+    answer = over_socket(running, f"{method} / HTTP/1.1\r\n{host}\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 "), head
+    assert json.loads(body)["error"] == f"method {method} is not allowed here"
+
+
+def test_a_chunked_body_is_refused_not_read_as_the_next_request(running: server.Running) -> None:
+    # GIVEN a POST whose body is chunked (no Content-Length)
+    host = f"127.0.0.1:{running.guard.port}"
+    body = json.dumps({"action": "purge", "queue": "jobs"}).encode()
+    request = (
+        (
+            f"POST /api/dlq HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n"
+            f"{guard_.CSRF_HEADER}: {running.guard.csrf}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            f"{len(body):x}\r\n"
+        ).encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    # WHEN it is sent
+    answer = over_socket(running, request)
+    # THEN one answer says so: 411, and the chunks are not taken for another request
+    assert answer.startswith(b"HTTP/1.1 411 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+
+
+def test_listing_dead_letters_needs_the_pages_token(
+    dashboard: Dashboard, target: status.Target
+) -> None:
+    # GIVEN a dead letter
+    sqs = clients("sqs")
+    dead_letter(sqs, target.dead_letter_queues["jobs"], "{}", reason="r", source_queue="jobs")
+    # WHEN another site's page makes the browser GET the listing (a receive of every message)
+    answer = get(dashboard, "/api/dlq")
+    # THEN it is refused: no message was received
+    assert answer.status == 403 and "X-Galley-CSRF" in answer.json()["error"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=target.dead_letter_queues["jobs"], AttributeNames=["All"]
+    )["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "1"
+    # AND the page, which sends its token, lists it
+    listed = get(dashboard, "/api/dlq", **{guard_.CSRF_HEADER: dashboard.guard.csrf})
+    assert [len(q["letters"]) for q in listed.json()["queues"]] == [1, 0]
+
+
+def test_a_progress_beyond_a_float_is_no_progress(dashboard: Dashboard) -> None:
+    store_result({"status": "PROGRESS", "result": {"done": 10**400, "total": 4}, "name": "t"})
+    answer = get(dashboard, f"/api/job?id={DONE_ID}")
+    assert answer.status == 200 and answer.json()["job"]["progress"] is None
 
 
 # --- fuzzing: whatever a request holds, a JSON answer, never a 500 ---

@@ -49,17 +49,25 @@
   const count = (progress) =>
     `${+progress.done.toFixed(2)}/${+progress.total.toFixed(2)} (${Math.round(progress.fraction * 100)}%)`;
 
+  //: A read the server has not answered in this long is given up, and the page says so: a
+  //: hanging AWS endpoint holds a refresh for minutes, and the page looked current meanwhile.
+  //: An action (POST) is waited for: it goes on in the server either way.
+  const PATIENCE = Math.max(5000, 10 * INTERVAL);
+
   async function api(path, options = {}) {
     let response;
-    try {
-      response = await fetch(path, { credentials: "same-origin", ...options });
-    } catch (error) {
-      throw new Error("the dashboard server does not answer (is galley dashboard still running?)");
-    }
     let data = null;
+    // the CSRF token on every request: a POST and the dead letters' listing need it
+    const headers = { "X-Galley-CSRF": CSRF, ...(options.headers || {}) };
+    const signal = options.method ? undefined : AbortSignal.timeout(PATIENCE);
     try {
+      response = await fetch(path, { credentials: "same-origin", ...options, headers, signal });
       data = await response.json();
     } catch (error) {
+      if (error.name === "TimeoutError") {
+        throw new Error(`the dashboard server did not answer in ${PATIENCE / 1000}s (AWS slow or out of reach?)`);
+      }
+      if (!response) throw new Error("the dashboard server does not answer (is galley dashboard still running?)");
       throw new Error(`HTTP ${response.status} without a JSON answer`);
     }
     if (!response.ok) {
@@ -73,7 +81,7 @@
   function post(path, body) {
     return api(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Galley-CSRF": CSRF },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
   }
@@ -272,14 +280,32 @@
 
   let dlqDepth = null;
   let dlqReadAt = 0;
+  // One listing at a time: each receives every message and the server runs them in turn, so a
+  // listing asked for at each refresh while failures arrive piled up behind each other (and
+  // took the browser's connections from the refreshes). One asked for meanwhile runs after it.
+  let dlqLoading = null;
+  let dlqAgain = false;
 
-  async function loadDeadLetters() {
-    dlqReadAt = Date.now();
-    try {
-      renderDeadLetters(await api("/api/dlq"));
-    } catch (error) {
-      $("dlq").replaceChildren(el("p", { class: "problem", text: `Cannot read the dead-letter queues: ${error.message}` }));
+  function loadDeadLetters() {
+    if (dlqLoading) {
+      dlqAgain = true;
+      return dlqLoading;
     }
+    dlqReadAt = Date.now();
+    dlqLoading = (async () => {
+      try {
+        renderDeadLetters(await api("/api/dlq"));
+      } catch (error) {
+        $("dlq").replaceChildren(el("p", { class: "problem", text: `Cannot read the dead-letter queues: ${error.message}` }));
+      } finally {
+        dlqLoading = null;
+        if (dlqAgain) {
+          dlqAgain = false;
+          loadDeadLetters();
+        }
+      }
+    })();
+    return dlqLoading;
   }
 
   function renderDeadLetters(data) {
@@ -396,13 +422,19 @@
   // --- job lookup ---
 
   let lookedUp = null;
+  //: Lookups not answered yet: a refresh asks again for the job shown only when none is (with
+  //: S3 slow, one a refresh piled up like the dead-letter listings did).
+  let lookups = 0;
 
+  // A quiet lookup is the refresh of the job shown: it must not touch the field, where the
+  // person may be typing the next id.
   async function lookup(id, quiet = false) {
     const wanted = id.trim();
-    $("job-id").value = wanted;
+    if (!quiet) $("job-id").value = wanted;
     if (!wanted) return;
     lookedUp = wanted;
     let data;
+    lookups += 1;
     try {
       data = await api(`/api/job?id=${encodeURIComponent(wanted)}`);
     } catch (error) {
@@ -411,6 +443,8 @@
       $("job").replaceChildren(el("p", { class: cls, text: error.message }));
       if (error.status === 400) lookedUp = null;
       return;
+    } finally {
+      lookups -= 1;
     }
     if (lookedUp !== wanted) return;
     renderJob(data.job);
@@ -463,7 +497,7 @@
         dlqDepth = depth;
         loadDeadLetters();
       }
-      if (lookedUp) lookup(lookedUp, true);
+      if (lookedUp && !lookups) lookup(lookedUp, true);
     } catch (error) {
       showError(error.message);
     } finally {

@@ -7,6 +7,7 @@ import sys
 import click
 
 from runner.cli.dlq import _clear_errors
+from runner.cli.status import stack_option
 from runner.core import settings
 from runner.local.process import StopRequested
 from runner.ops import status, top
@@ -14,13 +15,7 @@ from runner.ops.dashboard import server
 
 
 @click.command("dashboard")
-@click.option(
-    "--stack",
-    default=None,
-    metavar="NAME",
-    help="A deployed stack: its queues and bucket from its CloudFormation outputs "
-    "[default: the GALLEY_* variables, as `galley local env` exports them].",
-)
+@stack_option
 @click.option("--host", default=server.DEFAULT_HOST, show_default=True, help="Address to bind.")
 @click.option(
     "--port",

@@ -12,15 +12,18 @@ from runner.cli.text import shown
 from runner.ops import dlq
 from runner.ops import status as ops
 
-
-@click.command("status")
-@click.option(
+#: `--stack NAME` of the commands that look at a stack (status, top, dashboard).
+stack_option = click.option(
     "--stack",
     default=None,
     metavar="NAME",
     help="A deployed stack: its queues and bucket from its CloudFormation outputs "
     "[default: the GALLEY_* variables, as `galley local env` exports them].",
 )
+
+
+@click.command("status")
+@stack_option
 @click.option(
     "--failures",
     type=click.IntRange(0, ops.PEEK_LIMIT),

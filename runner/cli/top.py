@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from runner.cli.dlq import _clear_errors, _echo
-from runner.cli.status import duration
+from runner.cli.status import duration, stack_option
 from runner.cli.text import shown
 from runner.ops import status as status_
 from runner.ops import top as ops
@@ -23,13 +23,7 @@ PLAIN_BAR = 20
 
 
 @click.command("top")
-@click.option(
-    "--stack",
-    default=None,
-    metavar="NAME",
-    help="A deployed stack: its queues and bucket from its CloudFormation outputs "
-    "[default: the GALLEY_* variables, as `galley local env` exports them].",
-)
+@stack_option
 @click.option(
     "--interval",
     type=click.FloatRange(ops.MIN_INTERVAL, 3600),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from runner.core import queues, settings
+from runner.core import aws, queues, settings
 from runner.errors import LocalDataError, PortInUseError, ProcessError
 from runner.local import sam, snapshot, state
 from runner.local.process import Child, python_module, wait_for
@@ -36,10 +36,10 @@ COMMAND_MARKERS: dict[state.Kind, str] = {
 
 def local_session(region: str = "us-east-1") -> boto3.Session:
     """A boto3 session with moto's dummy credentials, whatever the environment holds."""
-    return boto3.Session(
+    return aws.new_session(
+        region,
         aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=region,
     )
 
 

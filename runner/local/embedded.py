@@ -194,12 +194,13 @@ def start_worker(
     """A real ``celery worker`` process attached to ``resources``, consuming the queue with
     role ``queue``.
 
-    Locally its long polls last 5 s (unless ``env`` says otherwise): a stopping worker waits for
-    its poll in flight, so Ctrl-C takes seconds, and moto's requests cost nothing. A worker on
+    Locally its long polls last 5 s (unless ``env`` or the caller's own
+    GALLEY_RECEIVE_WAIT_SECONDS says otherwise): a stopping worker waits for its poll in flight,
+    so Ctrl-C takes seconds, and moto's requests cost nothing. A worker on
     another queue than ``jobs`` takes its visibility timeout from its queue: the attached
     environment's GALLEY_VISIBILITY_TIMEOUT is the jobs queue's. ``extra_env`` and ``env`` are
     laid over the stack's environment."""
-    merged = {**os.environ, **resources.env(), settings.RECEIVE_WAIT_SECONDS: "5"}
+    merged = {settings.RECEIVE_WAIT_SECONDS: "5", **os.environ, **resources.env()}
     if queue != queues.JOBS:
         merged.pop(settings.VISIBILITY_TIMEOUT, None)
     return Child(

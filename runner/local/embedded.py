@@ -18,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from runner.core import queues, settings
+from runner.core import aws, queues, settings
 from runner.errors import LocalDataError, PortInUseError, ProcessError
 from runner.local import sam, snapshot, state
 from runner.local.process import Child, python_module, wait_for
@@ -36,10 +36,10 @@ COMMAND_MARKERS: dict[state.Kind, str] = {
 
 def local_session(region: str = "us-east-1") -> boto3.Session:
     """A boto3 session with moto's dummy credentials, whatever the environment holds."""
-    return boto3.Session(
+    return aws.new_session(
+        region,
         aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=region,
     )
 
 
@@ -194,12 +194,13 @@ def start_worker(
     """A real ``celery worker`` process attached to ``resources``, consuming the queue with
     role ``queue``.
 
-    Locally its long polls last 5 s (unless ``env`` says otherwise): a stopping worker waits for
-    its poll in flight, so Ctrl-C takes seconds, and moto's requests cost nothing. A worker on
+    Locally its long polls last 5 s (unless ``env`` or the caller's own
+    GALLEY_RECEIVE_WAIT_SECONDS says otherwise): a stopping worker waits for its poll in flight,
+    so Ctrl-C takes seconds, and moto's requests cost nothing. A worker on
     another queue than ``jobs`` takes its visibility timeout from its queue: the attached
     environment's GALLEY_VISIBILITY_TIMEOUT is the jobs queue's. ``extra_env`` and ``env`` are
     laid over the stack's environment."""
-    merged = {**os.environ, **resources.env(), settings.RECEIVE_WAIT_SECONDS: "5"}
+    merged = {settings.RECEIVE_WAIT_SECONDS: "5", **os.environ, **resources.env()}
     if queue != queues.JOBS:
         merged.pop(settings.VISIBILITY_TIMEOUT, None)
     return Child(

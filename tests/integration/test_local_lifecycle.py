@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
+from runner.core import settings
 from runner.local import embedded, process
 from runner.local.process import Child, wait_for
 from tests import support
@@ -26,9 +27,12 @@ READY_LINE = "attach a shell with"
 
 
 def _user_env() -> dict[str, str]:
-    """A user's shell: no Galley variables, the project's `galley` on PATH."""
+    """A user's shell: no Galley variables, the project's `galley` on PATH; and long polls of
+    1 s, as every test worker has (tests/support.py): each stop of a stack, and these tests stop
+    one or more each, first waits for its workers' polls in flight (5 s by default locally)."""
     env = support.attached_env_plain()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env[settings.RECEIVE_WAIT_SECONDS] = support.RECEIVE_WAIT_SECONDS
     return env
 
 

@@ -174,3 +174,29 @@ def test_clear_forgets_every_client() -> None:
     first: Any = aws.cached("sqs", region=REGION)
     aws.clear()
     assert aws.cached("sqs", region=REGION) is not first
+
+
+def test_new_clients_read_a_service_model_from_disk_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN botocore's JSON file reads counted (a worker builds about seven clients at start;
+    # reading and parsing the models again for each one cost it over a second)
+    from botocore.loaders import JSONFileLoader
+
+    read: list[str] = []
+    load_file = JSONFileLoader.load_file
+
+    def counted(self: JSONFileLoader, file_path: str) -> Any:
+        read.append(os.path.basename(file_path))
+        return load_file(self, file_path)
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", counted)
+    # WHEN clients are built one after another, each in a session of its own
+    built = [aws.client("sqs", region=REGION) for _ in range(3)]
+    built += [
+        aws.client("sqs", region=REGION, session=aws.new_session(region=REGION)) for _ in range(2)
+    ]
+    # THEN SQS's service model was read at most once, and the loader's search path did not grow
+    assert read.count("service-2") <= 1, read
+    paths = built[0]._loader.search_paths
+    assert len(paths) == len(set(paths)), paths

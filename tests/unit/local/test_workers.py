@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner.core import queues
+from runner.core import queues, settings
 from runner.local import embedded, workers
 from runner.local.resources import LocalResources
 
@@ -122,3 +122,25 @@ def test_a_worker_is_started_on_its_queue_with_its_environment(
     workers.start_worker(RESOURCES, spec)
     assert seen == {"concurrency": 1, "queue": "long", "extra_env": {"X": "1"}}
     assert [s.queue for s in workers.local_workers()] == [queues.JOBS, queues.LONG]
+
+
+@pytest.mark.parametrize(("shell", "expected"), [(None, "5"), ("1", "1"), ("20", "20")])
+def test_a_local_worker_long_polls_5_s_unless_the_shell_sets_its_own(
+    monkeypatch: pytest.MonkeyPatch, shell: str | None, expected: str
+) -> None:
+    # GIVEN GALLEY_RECEIVE_WAIT_SECONDS set in the shell that runs `galley local up`, or not
+    if shell is None:
+        monkeypatch.delenv(settings.RECEIVE_WAIT_SECONDS, raising=False)
+    else:
+        monkeypatch.setenv(settings.RECEIVE_WAIT_SECONDS, shell)
+    seen: dict[str, Any] = {}
+
+    class _Child:
+        def __init__(self, argv: list[str], *, env: dict[str, str], log: Path | None) -> None:
+            seen.update(env)
+
+    monkeypatch.setattr(embedded, "Child", _Child)
+    # WHEN a local worker starts
+    embedded.start_worker(RESOURCES)
+    # THEN the shell's value is used (not silently replaced), else the local default of 5 s
+    assert seen[settings.RECEIVE_WAIT_SECONDS] == expected

@@ -35,10 +35,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import states
 from celery.backends.s3 import S3Backend as CeleryS3Backend
-from celery.exceptions import BackendStoreError, TaskRevokedError
+from celery.exceptions import BackendStoreError, ImproperlyConfigured, TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.utils.encoding import bytes_to_str
 
+from runner.core import aws
 from runner.runtime import chords, conditional, polling
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,24 @@ class S3Backend(CeleryS3Backend):
     def client(self) -> Any:
         """The boto3 S3 client of Celery's S3 resource (AWS_ENDPOINT_URL, region, retries)."""
         return self._s3_resource.meta.client
+
+    def _connect_to_s3(self) -> Any:
+        """Celery's S3 resource, from a session sharing this process's service models, its
+        uploads of results sent without waiting for S3's ``100 Continue`` (runner.core.aws)."""
+        credentials = {
+            name: value
+            for name, value in (
+                ("aws_access_key_id", self.aws_access_key_id),
+                ("aws_secret_access_key", self.aws_secret_access_key),
+            )
+            if value
+        }
+        session = aws.new_session(self.aws_region, **credentials)
+        if session.get_credentials() is None:
+            raise ImproperlyConfigured("Missing aws s3 creds")
+        resource = session.resource("s3", endpoint_url=self.endpoint_url)
+        aws.quicken_small_uploads(resource.meta.client)
+        return resource
 
     def object_key(self, key: str | bytes) -> str:
         """The S3 key of a backend key, as Celery's S3 backend names it."""

@@ -200,3 +200,39 @@ def test_new_clients_read_a_service_model_from_disk_once_per_process(
     assert read.count("service-2") <= 1, read
     paths = built[0]._loader.search_paths
     assert len(paths) == len(set(paths)), paths
+
+
+class _Sent(Exception):
+    """Raised in place of sending: the request stops at the wire."""
+
+
+def _sent_headers(client: Any, body: Any) -> dict[str, str]:
+    """The headers a PutObject of ``body`` would go out with (nothing is sent)."""
+    sent: dict[str, str] = {}
+
+    def stop(request: Any, **_: Any) -> None:
+        sent.update({k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+        raise _Sent
+
+    client.meta.events.register("before-send.s3.PutObject", stop)
+    with pytest.raises(_Sent):
+        client.put_object(Bucket="results", Key="k", Body=body)
+    return sent
+
+
+@pytest.mark.parametrize("body", [b"", b'{"status": "SUCCESS"}', b"x" * (1024 * 1024 - 1)])
+def test_a_small_s3_put_goes_out_without_waiting_for_100_continue(body: bytes) -> None:
+    # botocore sends every PutObject with Expect: 100-continue: the body waits one more round
+    # trip for S3's go-ahead, for a job's result of a few hundred bytes (other SDKs skip it
+    # under 1 MiB)
+    s3 = aws.client("s3", region=REGION, endpoint_url="http://127.0.0.1:9")
+    assert "Expect" not in _sent_headers(s3, body)
+
+
+def test_a_large_s3_put_still_asks_for_100_continue() -> None:
+    import io
+
+    s3 = aws.client("s3", region=REGION, endpoint_url="http://127.0.0.1:9")
+    assert _sent_headers(s3, io.BytesIO(b"x" * aws.EXPECT_CONTINUE_MIN_BYTES))["Expect"] == (
+        "100-continue"
+    )

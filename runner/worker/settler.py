@@ -53,7 +53,7 @@ DEAD_LETTER_ATTEMPTS = 5
 MAX_BACKOFF_SECONDS = 10.0
 #: How long the first ack of a batch waits for others before its DeleteMessageBatch goes out
 #: (a full batch of ten on one queue goes at once; any other outcome does not wait).
-DELETE_WINDOW_SECONDS = 0.25
+DELETE_WINDOW_SECONDS = 0.1
 
 
 def backoff(attempt: int, cap: float = MAX_BACKOFF_SECONDS) -> float:

@@ -40,7 +40,7 @@ def _killed_mid_task(
     **env: str,
 ) -> tuple[embedded.LocalResources, Any, str]:
     """``acked_first``: the kill waits for the early ack to reach SQS. Galley's settler holds an
-    ack up to 0.25 s for a batch (runner/worker/settler.py), and a task that starts within that
+    ack up to 0.1 s for a batch (runner/worker/settler.py), and a task that starts within that
     window would otherwise be killed before its ack went out, and come back: not stock Celery's
     immediate ack, which this models."""
     stack = make_stack(visibility_timeout=3, max_receive_count=5)

@@ -73,6 +73,9 @@ class Ledger:
         #: average, seconds): the receiver buffers messages only for queues of short jobs.
         self._typical_hold: dict[str, float] = {}
         self._changed = threading.Condition()
+        #: Per receiver waiting in :meth:`wait_below`: (queue URL, limit). Only a place freeing
+        #: up below a waiter's limit wakes the waiters: not every receipt, start or deletion.
+        self._waiters: list[tuple[str, int]] = []
         self.visibility_timeout = visibility_timeout
         #: How close to running out a visibility counts as run out: receipt and heartbeat times
         #: are taken after SQS's own clock started (a quarter of the timeout, at most 5 s; the
@@ -93,7 +96,6 @@ class Ledger:
             entry.visible_until = entry.received_at + self.visibility_timeout
         with self._changed:
             self._entries[entry.receipt] = entry
-            self._changed.notify_all()
         return entry
 
     def get(self, receipt: str) -> Entry | None:
@@ -142,7 +144,7 @@ class Ledger:
                 held_for = time.monotonic() - began
                 before = self._typical_hold.get(entry.queue_url, held_for)
                 self._typical_hold[entry.queue_url] = before + (held_for - before) * HOLD_WEIGHT
-            self._changed.notify_all()  # one fewer held: the receiver may ask for more
+            self._wake_if_room(entry.queue_url)  # one fewer held: a receiver may ask for more
             return entry
 
     def extended(self, receipts: list[str], until: float) -> None:
@@ -170,7 +172,13 @@ class Ledger:
     def forget(self, receipt: str) -> None:
         """Settled on SQS (or given up): no longer ours."""
         with self._changed:
-            self._entries.pop(receipt, None)
+            entry = self._entries.pop(receipt, None)
+            if entry is not None and entry.action is None:  # it was held: one fewer now
+                self._wake_if_room(entry.queue_url)
+
+    def _wake_if_room(self, queue_url: str) -> None:
+        limits = [limit for queue, limit in self._waiters if queue == queue_url]
+        if limits and self._held(queue_url) < max(limits):
             self._changed.notify_all()
 
     # --- what the heartbeat and the receiver read ---
@@ -220,14 +228,24 @@ class Ledger:
         """Wait until fewer than ``limit`` messages of ``queue_url`` are held and undecided;
         False on timeout."""
         deadline = time.monotonic() + timeout
+        waiter = (queue_url, limit)
         with self._changed:
-            while True:
-                if self._held(queue_url) < limit:
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
+            self._waiters.append(waiter)
+            try:
+                while True:
+                    if self._held(queue_url) < limit:
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+            finally:
+                self._waiters.remove(waiter)
+
+    def waiting(self) -> int:
+        """How many receivers wait in :meth:`wait_below`."""
+        with self._changed:
+            return len(self._waiters)
 
 
 def _receive_count(sqs_message: dict[str, Any]) -> int:

@@ -217,3 +217,37 @@ def test_short_jobs_that_waited_in_the_buffer_are_still_short() -> None:
         ledger.decide(entry.receipt, "delete")
         ledger.forget(entry.receipt)
     assert ledger.typical_hold(Q) < 1
+
+
+def test_a_waiting_receiver_is_woken_only_when_there_is_room_for_it() -> None:
+    """Issue 12: every message received, decided or deleted woke each waiting receiver (three a
+    queue) to find no room yet: some 18 thread switches per job in a busy worker's process."""
+    ledger = short_jobs(Ledger())
+    receipts = hold(ledger, 5)
+    woken: list[str] = []
+    notify_all = ledger._changed.notify_all
+
+    def counted() -> None:
+        woken.append("notify_all")
+        notify_all()
+
+    ledger._changed.notify_all = counted  # type: ignore[method-assign]
+    # GIVEN a receiver waiting for fewer than 3 undecided messages, and none waiting on another
+    found: list[bool] = []
+    waiting = threading.Thread(target=lambda: found.append(ledger.wait_below(Q, 3, timeout=10)))
+    waiting.start()
+    wait_for(lambda: ledger.waiting() == 1, timeout=5, what="the receiver to wait")
+    # WHEN messages arrive, one is deleted once decided, and two more are decided: 3 left
+    ledger.add(Q, {"ReceiptHandle": "late", "Body": "b"})
+    ledger.decide(receipts[0], "delete")
+    ledger.forget(receipts[0])
+    ledger.decide(receipts[1], "delete")
+    ledger.decide(receipts[2], "delete")
+    # THEN nothing woke it: there is no room yet
+    assert woken == []
+    # WHEN one more is decided (2 left)
+    ledger.decide(receipts[3], "delete")
+    waiting.join(5)
+    # THEN it was woken once, and found room
+    assert woken == ["notify_all"]
+    assert found == [True]

@@ -211,7 +211,9 @@ def _sent_headers(client: Any, body: Any) -> dict[str, str]:
     sent: dict[str, str] = {}
 
     def stop(request: Any, **_: Any) -> None:
-        sent.update({k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+        sent.update(
+            {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        )
         raise _Sent
 
     client.meta.events.register("before-send.s3.PutObject", stop)

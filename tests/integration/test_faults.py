@@ -93,22 +93,29 @@ def proxy(moto_server: embedded.MotoServer) -> Iterator[FaultProxy]:
 def test_sqs_and_s3_calls_pass_through_on_kept_alive_connections(
     proxy: FaultProxy, stack: embedded.LocalResources
 ) -> None:
-    # GIVEN an SQS and an S3 client through the proxy, and a 300 KiB object
+    # GIVEN an SQS and an S3 client through the proxy, a 300 KiB object and a 1 MiB file
     sqs, s3 = proxied("sqs", proxy), proxied("s3", proxy)
     payload = os.urandom(300 * 1024)
-    # WHEN a message goes round and the object is written (bytes, and a file, which botocore
-    # sends with Expect: 100-continue), read, inspected and deleted
+    large = os.urandom(aws.EXPECT_CONTINUE_MIN_BYTES)
+    expects: list[bytes | None] = []
+    s3.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: expects.append(request.headers.get("Expect")),
+    )
+    # WHEN a message goes round and the objects are written (the bytes at once, the file after
+    # the 100 Continue the proxy answers for it), read, inspected and deleted
     sqs.send_message(QueueUrl=stack.queue_url, MessageBody="through the proxy")
     messages = sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1)["Messages"]
     sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
     s3.put_object(Bucket=stack.bucket, Key="big", Body=payload)
-    s3.put_object(Bucket=stack.bucket, Key="big-file", Body=io.BytesIO(payload))
+    s3.put_object(Bucket=stack.bucket, Key="big-file", Body=io.BytesIO(large))
     fetched = s3.get_object(Bucket=stack.bucket, Key="big-file")["Body"].read()
     head = s3.head_object(Bucket=stack.bucket, Key="big")
     s3.delete_object(Bucket=stack.bucket, Key="big")
     # THEN every answer is the upstream's, intact
+    assert expects == [None, b"100-continue"]
     assert [m["Body"] for m in messages] == ["through the proxy"]
-    assert fetched == payload
+    assert fetched == large
     assert head["ContentLength"] == len(payload)
     remaining = s3.list_objects_v2(Bucket=stack.bucket)["Contents"]
     assert [o["Key"] for o in remaining] == ["big-file"]

@@ -27,7 +27,10 @@ each message sent, so a backlog slowed every producer, and moto spent 43% of its
 side-by-side benchmark. :func:`quicken_sqs_clock` tells the time from ``time.time()``: moto built
 three datetimes each time it asked (twice per message of the queue, per receive).
 :func:`remember_moto_modules` lists moto's modules once: its dispatcher listed its ~200 package
-folders (a stat each) for every request, under a lock all requests share.
+folders (a stat each) for every request, under a lock all requests share. :func:`reuse_threads`
+serves each connection on a thread that then waits for the next one: moto's answers close every
+connection, and werkzeug's threaded server started a thread for each, its accept loop waiting for
+the new thread to run.
 
 With ``--data FILE`` the server keeps the stack's data (:mod:`runner.local.snapshot`): ``POST
 /_galley/restore``, sent by `galley local up` once template.yaml is deployed, puts FILE's
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import queue
 import datetime
 import functools
 import json
@@ -313,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
+    reuse_threads(server)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
@@ -326,6 +331,59 @@ def main(argv: list[str] | None = None) -> None:
         print("saving with requests still in progress", file=sys.stderr, flush=True)
     _save(data)
     server.server_close()
+
+
+class ThreadReuse:
+    """Serves each connection of a ``socketserver.ThreadingMixIn`` server on a thread of its own,
+    as the mixin does, but a thread that has served one waits up to ``idle_seconds`` for the next
+    before it ends: a connection in progress (a long poll) never holds up another, and a server
+    answering one request per connection no longer starts a thread for each."""
+
+    def __init__(self, server: Any, idle_seconds: float = 60.0) -> None:
+        self.server = server
+        self.idle_seconds = idle_seconds
+        #: Threads started, ever.
+        self.started = 0
+        self._handed: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._idle = 0  # threads waiting on _handed and not yet promised a connection
+        self._lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """The server's accept loop calls this for each connection."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._handed.put((request, client_address))
+                return
+            self.started += 1
+        threading.Thread(
+            target=self._serve, args=(request, client_address), name="moto-request", daemon=True
+        ).start()
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        connection: tuple[Any, Any] | None = (request, client_address)
+        while connection is not None:
+            self.server.process_request_thread(*connection)  # handles, then closes
+            connection = self._next()
+
+    def _next(self) -> tuple[Any, Any] | None:
+        with self._lock:
+            self._idle += 1
+        try:
+            return self._handed.get(timeout=self.idle_seconds)
+        except queue.Empty:
+            with self._lock:
+                if self._idle:  # nothing was promised to an idle thread: this one can go
+                    self._idle -= 1
+                    return None
+            return self._handed.get()  # a connection was handed over as the wait ran out
+
+
+def reuse_threads(server: Any, idle_seconds: float = 60.0) -> ThreadReuse:
+    """Make ``server`` (werkzeug's threaded server) serve its connections on reused threads."""
+    reuse = ThreadReuse(server, idle_seconds)
+    server.process_request = reuse.process_request
+    return reuse
 
 
 def _save(data: snapshot.DataFile | None) -> None:

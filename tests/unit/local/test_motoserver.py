@@ -308,3 +308,75 @@ def test_moto_s_modules_are_listed_once(monkeypatch: pytest.MonkeyPatch) -> None
     second = list(backends.list_of_moto_modules())
     assert "sqs" in first and first == second
     assert len(listed) == 1
+
+
+def _threaded_server(app: Any) -> Any:
+    from werkzeug.serving import make_server
+
+    return make_server("127.0.0.1", 0, app, threaded=True)
+
+
+def test_connections_one_after_another_reuse_one_thread() -> None:
+    """Issue 12: moto's answers close every connection, and werkzeug's threaded server started a
+    thread for each one, its accept loop waiting for the thread to run (the GIL, under load)."""
+    import http.client
+
+    served: list[threading.Thread] = []  # the threads themselves: an ident can be reused
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        served.append(threading.current_thread())
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = _threaded_server(app)
+    reuse = motoserver.reuse_threads(server)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        for _ in range(20):
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b"ok")
+            connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # one thread, or a few when a connection came before the last thread had closed its own
+    # (werkzeug's threaded server alone: 20)
+    assert len(served) == 20
+    assert len({id(thread) for thread in served}) <= 5
+    assert reuse.started <= 5
+
+
+def test_connections_at_once_each_get_a_thread_and_none_waits() -> None:
+    # a long poll holds its thread: a request arriving meanwhile gets another one at once
+    import http.client
+
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/hold":
+            release.wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = _threaded_server(app)
+    reuse = motoserver.reuse_threads(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    held = []
+    try:
+        for _ in range(3):  # three long polls in flight
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+            connection.request("GET", "/hold")
+            held.append(connection)
+        quick = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+        quick.request("GET", "/")
+        assert quick.getresponse().read() == b"ok"  # not behind the three
+        release.set()
+        assert [c.getresponse().read() for c in held] == [b"ok"] * 3
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert reuse.started == 4

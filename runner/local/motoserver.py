@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import queue
 import datetime
 import functools
 import json
 import logging
 import os
+import queue
 import signal
 import sys
 import threading

@@ -18,6 +18,10 @@ visibility and then marks it received, without a lock, so two receives at the sa
 workers, or one worker's receivers polling side by side) can both return the same message: it
 runs twice. :func:`serialize_sqs_receives` takes messages from a queue one receive at a time; the
 long poll's waiting happens outside the lock, so a poll waiting on an empty queue holds up no one.
+:func:`serialize_sqs_queue_writes` does the same for sends and deletes: moto deletes a message by
+rebuilding its queue's list of messages, so of two deletes at once (two workers acking) the last
+put back the message the other had deleted (it ran again a visibility timeout later), and a
+message sent meanwhile could vanish.
 :func:`lighten_sqs_receives` removes moto's heaviest cost: for each message it hands out, moto
 computes every attribute of the queue (each count a pass over all its messages) to read one
 number, so a receive from a queue of N messages cost N x 10 passes; moto ran out of CPU at ~30
@@ -84,7 +88,15 @@ def serialize_s3_objects() -> None:
     S3Response.key_response = key_response  # type: ignore[method-assign]
 
 
-_RECEIVE_LOCKS: dict[str, threading.Lock] = {}
+#: Per queue (ARN): held while moto takes messages from it, adds one or deletes one.
+_QUEUE_LOCKS: dict[str, threading.RLock] = {}
+_QUEUE_LOCKS_GUARD = threading.Lock()
+
+
+def _queue_lock(queue: Any) -> threading.RLock:
+    """The queue's lock: reentrant, since a receive deletes what it moves to a dead-letter queue."""
+    with _QUEUE_LOCKS_GUARD:
+        return _QUEUE_LOCKS.setdefault(queue.queue_arn, threading.RLock())
 
 
 def serialize_sqs_receives() -> None:
@@ -105,7 +117,7 @@ def serialize_sqs_receives() -> None:
         message_attribute_names: list[str] | None = None,
     ) -> Any:
         queue = self.get_queue(queue_name)
-        lock = _RECEIVE_LOCKS.setdefault(queue.queue_arn, threading.Lock())
+        lock = _queue_lock(queue)
         deadline = time.monotonic() + wait_seconds_timeout
         while True:
             with lock:  # one look at the queue, no waiting: moto's own loop with a wait of 0
@@ -119,6 +131,25 @@ def serialize_sqs_receives() -> None:
 
     receive_message.galley_serialized = True  # type: ignore[attr-defined]
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def serialize_sqs_queue_writes() -> None:
+    """Add and delete a queue's messages one at a time (and not during a receive from it), in
+    this process. Idempotent."""
+    from moto.sqs.models import Queue
+
+    for name in ("add_message", "delete_message"):
+        current = getattr(Queue, name)
+        if getattr(current, "galley_serialized", False):
+            continue
+
+        def serialized(self: Queue, *args: Any, _current: Any = current, **kwargs: Any) -> Any:
+            with _queue_lock(self):
+                return _current(self, *args, **kwargs)
+
+        functools.update_wrapper(serialized, current)
+        serialized.galley_serialized = True  # type: ignore[attr-defined]
+        setattr(Queue, name, serialized)
 
 
 def lighten_sqs_receives() -> None:
@@ -308,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     serialize_s3_objects()
     serialize_sqs_receives()
+    serialize_sqs_queue_writes()
     lighten_sqs_receives()
     lighten_sqs_sends()
     quicken_sqs_clock()

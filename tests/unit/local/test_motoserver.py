@@ -380,3 +380,60 @@ def test_connections_at_once_each_get_a_thread_and_none_waits() -> None:
         server.shutdown()
         server.server_close()
     assert reuse.started == 4
+
+
+def test_deletes_and_a_send_at_the_same_moment_lose_nothing_and_bring_nothing_back(
+    moto_in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto deletes a message by rebuilding its queue's list of messages, without a lock: of two
+    deletes at once (two workers acking) the last to finish put back the message the other had
+    deleted, and it ran again a visibility timeout later (the chaos suite's 'other' duplicates);
+    a message sent meanwhile could vanish from the queue."""
+    from moto.sqs.models import Message, Queue, SQSBackend, sqs_backends
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="writes")["QueueUrl"]
+    for body in ("a", "b", "c", "d"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    handles = {
+        m["Body"]: m["ReceiptHandle"]
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=4, VisibilityTimeout=60)[
+            "Messages"
+        ]
+    }
+    assert sorted(handles) == ["a", "b", "c", "d"]
+    # GIVEN a moto whose deletes take a while to look through the queue
+    slow_match = Message.had_receipt_handle
+
+    def had_receipt_handle(self: Message, handle: str) -> bool:
+        time.sleep(0.01)
+        return slow_match(self, handle)
+
+    monkeypatch.setattr(Message, "had_receipt_handle", had_receipt_handle)
+    for name in ("delete_message", "add_message"):  # restored after the test
+        monkeypatch.setattr(Queue, name, getattr(Queue, name))
+    monkeypatch.setattr(SQSBackend, "receive_message", SQSBackend.receive_message)
+    motoserver.serialize_sqs_receives()
+    motoserver.serialize_sqs_queue_writes()
+    # WHEN two messages are deleted and one is sent, at the same moment
+    barrier = threading.Barrier(3)
+
+    def at_once(call: Any, **kwargs: Any) -> threading.Thread:
+        def run() -> None:
+            barrier.wait()
+            call(QueueUrl=url, **kwargs)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    threads = [
+        at_once(sqs.delete_message, ReceiptHandle=handles["a"]),
+        at_once(sqs.delete_message, ReceiptHandle=handles["b"]),
+        at_once(sqs.send_message, MessageBody="e"),
+    ]
+    for thread in threads:
+        thread.join(10)
+    # THEN both deleted messages are gone, and the sent one is there
+    queue = sqs_backends["123456789012"]["us-east-1"].get_queue("writes")
+    assert sorted(m.body for m in queue._messages) == ["c", "d", "e"]

@@ -73,19 +73,24 @@ DRAIN_SECONDS = 10.0
 StartResponse = Callable[..., Any]
 
 
-def serialize_s3_objects() -> None:
-    """Run moto's S3 object requests one at a time, in this process. Idempotent."""
-    current = S3Response.key_response
+def _under_lock(owner: type, name: str, lock_for: Callable[[Any], Any]) -> None:
+    """Run ``owner.name`` holding ``lock_for(self)``; a method already wrapped stays as it is."""
+    current = getattr(owner, name)
     if getattr(current, "galley_serialized", False):
         return
 
     @functools.wraps(current)
-    def key_response(self: S3Response, *args: Any, **kwargs: Any) -> Any:
-        with _LOCK:
+    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock_for(self):
             return current(self, *args, **kwargs)
 
-    key_response.galley_serialized = True  # type: ignore[attr-defined]
-    S3Response.key_response = key_response  # type: ignore[method-assign]
+    serialized.galley_serialized = True  # type: ignore[attr-defined]
+    setattr(owner, name, serialized)
+
+
+def serialize_s3_objects() -> None:
+    """Run moto's S3 object requests one at a time, in this process. Idempotent."""
+    _under_lock(S3Response, "key_response", lambda _: _LOCK)
 
 
 #: Per queue (ARN): held while moto takes messages from it, adds one or deletes one.
@@ -139,17 +144,7 @@ def serialize_sqs_queue_writes() -> None:
     from moto.sqs.models import Queue
 
     for name in ("add_message", "delete_message"):
-        current = getattr(Queue, name)
-        if getattr(current, "galley_serialized", False):
-            continue
-
-        def serialized(self: Queue, *args: Any, _current: Any = current, **kwargs: Any) -> Any:
-            with _queue_lock(self):
-                return _current(self, *args, **kwargs)
-
-        functools.update_wrapper(serialized, current)
-        serialized.galley_serialized = True  # type: ignore[attr-defined]
-        setattr(Queue, name, serialized)
+        _under_lock(Queue, name, _queue_lock)
 
 
 def lighten_sqs_receives() -> None:

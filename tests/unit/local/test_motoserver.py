@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -310,10 +312,19 @@ def test_moto_s_modules_are_listed_once(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(listed) == 1
 
 
-def _threaded_server(app: Any) -> Any:
+@contextlib.contextmanager
+def _serving(app: Any) -> Iterator[tuple[int, motoserver.ThreadReuse]]:
+    """werkzeug's threaded server running ``app`` on reused threads: (its port, the reuse)."""
     from werkzeug.serving import make_server
 
-    return make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    reuse = motoserver.reuse_threads(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port, reuse
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_connections_one_after_another_reuse_one_thread() -> None:
@@ -328,20 +339,13 @@ def test_connections_one_after_another_reuse_one_thread() -> None:
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
 
-    server = _threaded_server(app)
-    reuse = motoserver.reuse_threads(server)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    try:
+    with _serving(app) as (port, reuse):
         for _ in range(20):
-            connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", "/")
             response = connection.getresponse()
             assert (response.status, response.read()) == (200, b"ok")
             connection.close()
-    finally:
-        server.shutdown()
-        server.server_close()
     # one thread, or a few when a connection came before the last thread had closed its own
     # (werkzeug's threaded server alone: 20)
     assert len(served) == 20
@@ -361,24 +365,20 @@ def test_connections_at_once_each_get_a_thread_and_none_waits() -> None:
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
 
-    server = _threaded_server(app)
-    reuse = motoserver.reuse_threads(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     held = []
-    try:
-        for _ in range(3):  # three long polls in flight
-            connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
-            connection.request("GET", "/hold")
-            held.append(connection)
-        quick = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
-        quick.request("GET", "/")
-        assert quick.getresponse().read() == b"ok"  # not behind the three
-        release.set()
-        assert [c.getresponse().read() for c in held] == [b"ok"] * 3
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
+    with _serving(app) as (port, reuse):
+        try:
+            for _ in range(3):  # three long polls in flight
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.request("GET", "/hold")
+                held.append(connection)
+            quick = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            quick.request("GET", "/")
+            assert quick.getresponse().read() == b"ok"  # not behind the three
+            release.set()
+            assert [c.getresponse().read() for c in held] == [b"ok"] * 3
+        finally:
+            release.set()  # a held request never outlives the test
     assert reuse.started == 4
 
 

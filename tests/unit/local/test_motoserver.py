@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from moto.s3.models import S3Backend
 
 from runner.local import motoserver
+from runner.local.process import wait_for
 
 BUCKET = "cas"
 
@@ -317,14 +318,17 @@ def _serving(app: Any) -> Iterator[tuple[int, motoserver.ThreadReuse]]:
     """werkzeug's threaded server running ``app`` on reused threads: (its port, the reuse)."""
     from werkzeug.serving import make_server
 
+    before = threading.active_count()
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    reuse = motoserver.reuse_threads(server)
+    reuse = motoserver.reuse_threads(server, idle_seconds=0.2)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_port, reuse
     finally:
         server.shutdown()
         server.server_close()
+        # its threads end once idle: none is left to later tests that count threads
+        wait_for(lambda: threading.active_count() <= before, timeout=10, what="idle threads")
 
 
 def test_connections_one_after_another_reuse_one_thread() -> None:

@@ -13,6 +13,7 @@ process: keyed by pid, and emptied in a child right after ``os.fork`` (Celery's 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -25,8 +26,13 @@ from botocore.utils import determine_content_length
 
 from runner.core import limits
 
+#: The User-Agent of Galley's clients (botocore appends ``Botocore/<version>``). Named in their
+#: Config, it is sent as it is; left to botocore, it is built anew, twice, for every request
+#: (about a tenth of the CPU of a small PutObject), with metadata AWS's own SDK metrics use.
+USER_AGENT = "galley Boto3/{} Python/{}.{}.{}".format(boto3.__version__, *sys.version_info[:3])
+
 #: Standard retry mode with a few attempts: rides out throttling and brief outages.
-DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent=USER_AGENT)
 
 #: The receive loop's read timeout: past the longest long poll, so a silent connection is given
 #: up, never waited on.

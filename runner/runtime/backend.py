@@ -32,6 +32,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import states
 from celery.backends.s3 import S3Backend as CeleryS3Backend
@@ -76,7 +77,8 @@ class S3Backend(CeleryS3Backend):
 
     def _connect_to_s3(self) -> Any:
         """Celery's S3 resource, from a session sharing this process's service models, its
-        uploads of results sent without waiting for S3's ``100 Continue`` (runner.core.aws)."""
+        uploads of results sent without waiting for S3's ``100 Continue``, its User-Agent
+        built once (runner.core.aws)."""
         credentials = {
             name: value
             for name, value in (
@@ -88,7 +90,9 @@ class S3Backend(CeleryS3Backend):
         session = aws.new_session(self.aws_region, **credentials)
         if session.get_credentials() is None:
             raise ImproperlyConfigured("Missing aws s3 creds")
-        resource = session.resource("s3", endpoint_url=self.endpoint_url)
+        resource = session.resource(
+            "s3", endpoint_url=self.endpoint_url, config=Config(user_agent=aws.USER_AGENT)
+        )
         aws.quicken_small_uploads(resource.meta.client)
         return resource
 

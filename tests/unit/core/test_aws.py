@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
+import botocore
 import pytest
 from botocore.config import Config
 
@@ -238,3 +241,35 @@ def test_a_large_s3_put_still_asks_for_100_continue() -> None:
     assert _sent_headers(s3, io.BytesIO(b"x" * aws.EXPECT_CONTINUE_MIN_BYTES))["Expect"] == (
         "100-continue"
     )
+
+
+def _sent_user_agents(client: Any, times: int) -> list[str]:
+    agents: list[str] = []
+
+    def stop(request: Any, **_: Any) -> None:
+        agent = request.headers["User-Agent"]
+        agents.append(agent.decode() if isinstance(agent, bytes) else agent)
+        raise _Sent
+
+    client.meta.events.register("before-send", stop)
+    for _ in range(times):
+        with pytest.raises(_Sent):
+            client.put_object(Bucket="results", Key="k", Body=b"{}")
+    return agents
+
+
+def test_clients_send_galleys_user_agent_built_once() -> None:
+    # botocore builds its User-Agent twice for every request (about 0.25 ms of CPU of a 2.5 ms
+    # PutObject here); a client that names its agent in its Config sends that string as it is
+    s3 = aws.client("s3", region=REGION, endpoint_url="http://127.0.0.1:9")
+    first, second = _sent_user_agents(s3, 2)
+    assert first == second == f"{aws.USER_AGENT} Botocore/{botocore.__version__}"
+    python = platform.python_version()
+    assert aws.USER_AGENT.split() == ["galley", f"Boto3/{boto3.__version__}", f"Python/{python}"]
+
+
+def test_an_explicit_user_agent_wins() -> None:
+    s3 = aws.client(
+        "s3", region=REGION, endpoint_url="http://127.0.0.1:9", config=Config(user_agent="mine/1")
+    )
+    assert _sent_user_agents(s3, 1)[0].startswith("mine/1 ")

@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import botocore
 import pytest
 from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.utils.encoding import bytes_to_str
 
+from runner.core import aws
 from runner.runtime import backend as galley_backend
 from tests.unit.runtime.s3_results import (
     BUCKET,
@@ -242,3 +245,16 @@ def test_a_result_write_does_not_wait_for_100_continue(s3: Any) -> None:
     assert len(sent) == 1
     assert "Expect" not in sent[0]
     assert stored(s3, "t-fast")["status"] == states.SUCCESS
+
+
+def test_a_result_write_sends_galleys_user_agent(s3: Any) -> None:
+    # built once (runner.core.aws.USER_AGENT), not twice per PutObject by botocore
+    app = make_app()
+    sent: list[str] = []
+    app.backend.client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(request.headers["User-Agent"])
+    )
+    app.backend.mark_as_done("t-agent", {"n": 1}, request=request("t-agent"))
+    assert [bytes_to_str(agent) for agent in sent] == [
+        f"{aws.USER_AGENT} Botocore/{botocore.__version__} Resource"
+    ]

@@ -13,6 +13,7 @@ process: keyed by pid, and emptied in a child right after ``os.fork`` (Celery's 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -106,6 +107,22 @@ _CONFIGS: dict[str, Config] = {use: DEFAULT_CONFIG.merge(extra) for use, extra i
 _ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_PROFILE")
 
 
+def with_app_id(config: Config, session: boto3.Session) -> Config:
+    """``config``, its User-Agent (Galley's, unless the caller named another) ending in
+    ``app/<id>`` when an application id is set (``Config.user_agent_appid``,
+    ``AWS_SDK_UA_APP_ID``, ``sdk_ua_app_id``): botocore adds it only to the agent it builds."""
+    if getattr(config, "user_agent", None) != USER_AGENT:
+        return config
+    core = getattr(session, "_session", None)  # boto3.Session's botocore session
+    app_id = getattr(config, "user_agent_appid", None) or (
+        core.get_config_variable("user_agent_appid") if core is not None else None
+    )
+    if not app_id:
+        return config
+    safe = re.sub(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]", "-", str(app_id))[:50]
+    return config.merge(Config(user_agent=f"{USER_AGENT} app/{safe}"))
+
+
 def config_for(use: Use = "default", config: Config | None = None) -> Config:
     """The Config a client for ``use`` gets: :data:`DEFAULT_CONFIG`, the use's, then ``config``."""
     merged = _CONFIGS[use]
@@ -172,7 +189,7 @@ def client(
 ) -> Any:
     """A new boto3 client for ``service``; explicit arguments win over the environment."""
     session = session or new_session()
-    kwargs: dict[str, Any] = {"config": config_for(use, config)}
+    kwargs: dict[str, Any] = {"config": with_app_id(config_for(use, config), session)}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     if region:

@@ -91,7 +91,9 @@ class S3Backend(CeleryS3Backend):
         if session.get_credentials() is None:
             raise ImproperlyConfigured("Missing aws s3 creds")
         resource = session.resource(
-            "s3", endpoint_url=self.endpoint_url, config=Config(user_agent=aws.USER_AGENT)
+            "s3",
+            endpoint_url=self.endpoint_url,
+            config=aws.with_app_id(Config(user_agent=aws.USER_AGENT), session),
         )
         aws.quicken_small_uploads(resource.meta.client)
         return resource

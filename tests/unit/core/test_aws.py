@@ -273,3 +273,22 @@ def test_an_explicit_user_agent_wins() -> None:
         "s3", region=REGION, endpoint_url="http://127.0.0.1:9", config=Config(user_agent="mine/1")
     )
     assert _sent_user_agents(s3, 1)[0].startswith("mine/1 ")
+
+
+@pytest.mark.parametrize(
+    ("env", "config", "tail"),
+    [
+        ({"AWS_SDK_UA_APP_ID": "billing-jobs"}, None, " app/billing-jobs"),
+        ({}, Config(user_agent_appid="from config"), " app/from-config"),
+        ({}, None, ""),
+    ],
+)
+def test_an_application_id_still_reaches_the_user_agent(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], config: Config | None, tail: str
+) -> None:
+    # botocore adds app/<id> (AWS_SDK_UA_APP_ID, sdk_ua_app_id, Config.user_agent_appid) only to
+    # the User-Agent it builds; Galley names its own, so it adds the id itself
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s3 = aws.client("s3", region=REGION, endpoint_url="http://127.0.0.1:9", config=config)
+    assert _sent_user_agents(s3, 1) == [f"{aws.USER_AGENT}{tail} Botocore/{botocore.__version__}"]

@@ -13,7 +13,6 @@ process: keyed by pid, and emptied in a child right after ``os.fork`` (Celery's 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.loaders import Loader, create_loader
+from botocore.useragent import sanitize_user_agent_string_component
 from botocore.utils import determine_content_length
 
 from runner.core import limits
@@ -113,13 +113,14 @@ def with_app_id(config: Config, session: boto3.Session) -> Config:
     ``AWS_SDK_UA_APP_ID``, ``sdk_ua_app_id``): botocore adds it only to the agent it builds."""
     if getattr(config, "user_agent", None) != USER_AGENT:
         return config
+    app_id = getattr(config, "user_agent_appid", None)  # an empty one wins, as in botocore
     core = getattr(session, "_session", None)  # boto3.Session's botocore session
-    app_id = getattr(config, "user_agent_appid", None) or (
-        core.get_config_variable("user_agent_appid") if core is not None else None
-    )
+    if app_id is None and core is not None:
+        app_id = core.get_config_variable("user_agent_appid")
     if not app_id:
         return config
-    safe = re.sub(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]", "-", str(app_id))[:50]
+    # botocore's own characters (a comma too); a long id is sent whole, botocore warns of it
+    safe = sanitize_user_agent_string_component(str(app_id), allow_hash=True)
     return config.merge(Config(user_agent=f"{USER_AGENT} app/{safe}"))
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import boto3
 import botocore
 import pytest
 from botocore.config import Config
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from runner.core import aws, limits
 
@@ -292,3 +296,30 @@ def test_an_application_id_still_reaches_the_user_agent(
         monkeypatch.setenv(name, value)
     s3 = aws.client("s3", region=REGION, endpoint_url="http://127.0.0.1:9", config=config)
     assert _sent_user_agents(s3, 1) == [f"{aws.USER_AGENT}{tail} Botocore/{botocore.__version__}"]
+
+
+#: What an environment variable can hold (no NUL, no lone surrogate).
+_ENV_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configured=st.none() | st.text(), environment=st.none() | _ENV_TEXT)
+@example(configured="jobs,eu", environment=None)  # a comma is one of botocore's characters
+@example(configured="x" * 60, environment=None)  # botocore warns past 50 and sends it whole
+@example(configured="", environment="billing")  # an empty id in the Config is botocore's answer
+def test_an_application_id_reaches_the_user_agent_as_stock_botocore_sends_it(
+    configured: str | None, environment: str | None
+) -> None:
+    # GIVEN an application id in the client's Config, in AWS_SDK_UA_APP_ID, in both or in neither
+    config = Config(user_agent_appid=configured)
+    env = {} if environment is None else {"AWS_SDK_UA_APP_ID": environment}
+    with mock.patch.dict(os.environ, env):
+        if environment is None:
+            os.environ.pop("AWS_SDK_UA_APP_ID", None)
+        # WHEN Galley's client and a client left to botocore (no User-Agent named) send a request
+        (galley,) = _sent_user_agents(aws.client("s3", region=REGION, config=config), 1)
+        stock_config = config.merge(Config(user_agent=None))
+        (stock,) = _sent_user_agents(aws.client("s3", region=REGION, config=stock_config), 1)
+    # THEN Galley's names the same app/<id> as botocore's, whatever its length or characters
+    app = re.findall(r" (app/\S+)", stock)
+    assert galley == " ".join([aws.USER_AGENT, *app, f"Botocore/{botocore.__version__}"])

@@ -30,6 +30,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.config import Config
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
@@ -83,6 +84,26 @@ class Channel(SQSChannel):
         if queue is not None and self.connection is not None:
             self.connection.stop_receiving(queue)
         return result
+
+    def _new_boto_client(
+        self,
+        service: Any,
+        region: Any,
+        access_key_id: Any,
+        secret_access_key: Any,
+        session_token: Any = None,
+        config: Config | None = None,
+    ) -> Any:
+        """kombu's boto3 client (Celery's sends: task code, retries, chords, web apps), its
+        User-Agent Galley's (runner.core.aws): botocore would build its own twice per SendMessage.
+        ``client-config`` is laid under it, kombu's own ``config`` over it, as kombu does."""
+        options = self.transport_options.get("client-config") or {}
+        named = Config(**{"user_agent": aws.USER_AGENT, **options})
+        named = named.merge(config) if config is not None else named
+        named = aws.with_app_id(named, aws.new_session(region))
+        return super()._new_boto_client(
+            service, region, access_key_id, secret_access_key, session_token, config=named
+        )
 
     def drain_events(self, timeout: float | None = None, callback: Any = None, **kw: Any) -> Any:
         raise virtual.Empty()  # the transport delivers what the receivers bring

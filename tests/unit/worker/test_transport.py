@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import botocore
 import pytest
 from kombu import Connection
+from kombu.utils.encoding import bytes_to_str
 
+from runner.core import aws
 from runner.settlement import rules
 from runner.wire import codec
 from runner.worker import custody as custody_module
@@ -156,3 +159,36 @@ def test_a_message_is_delivered_on_its_queue_through_the_default_exchange(
     # exchange is bound to no queue on SQS, and the retry would be dropped)
     info = payload["properties"]["delivery_info"]
     assert (info["exchange"], info["routing_key"]) == ("", "long")
+
+
+class _Sent(Exception):
+    pass
+
+
+def test_the_sending_client_names_galleys_user_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an application id, and a connection with the client-config the app gives kombu
+    for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SDK_UA_APP_ID", "billing-jobs")
+    transport.register()
+    options = {
+        "region": "us-east-1",
+        "predefined_queues": {"jobs": {"url": Q}},
+        "client-config": {"read_timeout": 20, "retries": {"mode": "standard", "max_attempts": 5}},
+    }
+    sent: list[str] = []
+
+    def stop(request: Any, **_: Any) -> None:
+        sent.append(bytes_to_str(request.headers["User-Agent"]))
+        raise _Sent
+
+    # WHEN Celery sends a job through kombu's SQS client (task code, retries, chords, web apps)
+    with Connection("galley-sqs://", transport_options=options) as connection:
+        sqs = connection.default_channel.sqs("jobs")
+        sqs.meta.events.register("before-send", stop)
+        with pytest.raises(_Sent):
+            sqs.send_message(QueueUrl=Q, MessageBody="{}")
+    # THEN it names Galley's User-Agent, built once, with the application id; client-config holds
+    assert sent == [f"{aws.USER_AGENT} app/billing-jobs Botocore/{botocore.__version__}"]
+    assert sqs.meta.config.read_timeout == 20
+    assert sqs.meta.config.retries["total_max_attempts"] == 6

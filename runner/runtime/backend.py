@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from botocore.config import Config
@@ -40,7 +40,7 @@ from celery.exceptions import BackendStoreError, ImproperlyConfigured, TaskRevok
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.utils.encoding import bytes_to_str
 
-from runner.core import aws
+from runner.core import aws, quickput
 from runner.runtime import chords, conditional, polling
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,13 @@ class S3Backend(CeleryS3Backend):
         return None if found is None else self._text(found[0])
 
     def set(self, key: str | bytes, value: Any) -> None:
-        self.client.put_object(Bucket=self.bucket_name, Key=self.object_key(key), Body=value)
+        """One PutObject; after the first, without botocore's pipeline (runner.core.quickput)."""
+        body = value.encode("utf-8") if isinstance(value, str) else value
+        self._quick_put.put(self.bucket_name, self.object_key(key), body)
+
+    @cached_property
+    def _quick_put(self) -> quickput.QuickPut:
+        return quickput.QuickPut(self.client)
 
     def _text(self, data: bytes) -> Any:
         return data if self.content_encoding == "binary" else data.decode("utf-8")

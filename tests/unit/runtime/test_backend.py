@@ -258,3 +258,21 @@ def test_a_result_write_sends_galleys_user_agent(s3: Any) -> None:
     assert [bytes_to_str(agent) for agent in sent] == [
         f"{aws.USER_AGENT} Botocore/{botocore.__version__} Resource"
     ]
+
+
+def test_result_writes_after_the_first_skip_botocores_pipeline(s3: Any) -> None:
+    # a PutObject through botocore costs ~2 ms of CPU, half of it the same for every result
+    # (runner.core.quickput); the second and later results are sent as the first was
+    app = make_app()
+    signed: list[str] = []
+    app.backend.client.meta.events.register(
+        "before-sign.s3.PutObject", lambda operation_name, **_: signed.append(operation_name)
+    )
+    for n in range(3):
+        app.backend.mark_as_done(f"t-quick-{n}", {"n": n}, request=request(f"t-quick-{n}"))
+    assert len(signed) == 1
+    assert [stored(s3, f"t-quick-{n}")["result"] for n in range(3)] == [
+        {"n": 0},
+        {"n": 1},
+        {"n": 2},
+    ]

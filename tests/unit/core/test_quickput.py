@@ -1,0 +1,189 @@
+"""runner.core.quickput: the second upload to a bucket is botocore's request, sent without its
+pipeline; anything unusual goes through botocore."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.core import aws, quickput
+
+NOW = datetime.datetime(2026, 12, 1, 2, 30, 0)
+BODY = b'{"status": "SUCCESS", "result": 1}'
+
+
+class _Raw:
+    def stream(self, *_: Any, **__: Any) -> list[bytes]:
+        return [b""]
+
+
+def _answer(url: str, status: int = 200) -> AWSResponse:
+    return AWSResponse(url, status, {}, _Raw())
+
+
+class _Network:
+    """Answers every request at the client's ``before-send`` (where botocore, and the quick path
+    after it, let a handler answer), recording which path sent it: botocore's requests carry
+    an ``amz-sdk-invocation-id``, the quick path's do not."""
+
+    def __init__(self, client: Any, status: int = 200, error: Exception | None = None) -> None:
+        self.botocore: list[Any] = []
+        self.quick: list[Any] = []
+        self.status = status
+        self.error = error
+        client.meta.events.register("before-send.s3", self._answer)
+
+    def _answer(self, request: Any, **_: Any) -> AWSResponse:
+        if "amz-sdk-invocation-id" in request.headers:
+            self.botocore.append(request)
+            return _answer(request.url)
+        self.quick.append(request)
+        if self.error is not None:
+            raise self.error
+        return _answer(request.url, self.status)
+
+    def keys(self) -> list[str]:
+        return [r.url.rsplit("/", 1)[1] for r in self.botocore]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _client(endpoint: str | None, **config: Any) -> Any:
+    return aws.client(
+        "s3", region="us-west-2", endpoint_url=endpoint, config=Config(**config) if config else None
+    )
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: NOW)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+
+def _quick_and_reference(endpoint: str | None, key: str) -> tuple[Any, Any]:
+    """The quick path's second upload of ``key``, and botocore's own request for it (no
+    checksum: botocore adds a CRC32 only because it supports one; S3 does not ask for it)."""
+    client = _client(endpoint)
+    network = _Network(client)
+    quick = quickput.QuickPut(client)
+    quick.put("results-bucket", "first", BODY)
+    assert network.keys() == ["first"]  # the first went through botocore
+    quick.put("results-bucket", key, BODY)
+    assert network.keys() == ["first"] and len(network.quick) == 1
+    reference = _client(endpoint, request_checksum_calculation="when_required")
+    expected = _Network(reference)
+    reference.put_object(Bucket="results-bucket", Key=key, Body=BODY)
+    return network.quick[0], expected.botocore[0]
+
+
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:9"])
+def test_the_second_upload_is_the_request_botocore_signs(endpoint: str | None) -> None:
+    sent, expected = _quick_and_reference(endpoint, "celery-task-meta-3c6e0b8a")
+    assert sent.method == "PUT"
+    assert sent.url == expected.url
+    assert sent.body == BODY
+    assert expected.body.getvalue() == BODY  # botocore sends a file-like body
+    for header in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "User-Agent"):
+        assert _text(sent.headers[header]) == _text(expected.headers[header]), header
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=60))
+def test_any_key_is_quoted_and_signed_as_botocore_does(key: str) -> None:
+    sent, expected = _quick_and_reference(None, key)
+    assert sent.url == expected.url
+    assert _text(sent.headers["Authorization"]) == _text(expected.headers["Authorization"])
+
+
+def _learned_quick(status: int = 200, error: Exception | None = None) -> tuple[Any, _Network]:
+    client = _client(None)
+    network = _Network(client, status, error)
+    quick = quickput.QuickPut(client)
+    quick.put("results-bucket", "first", BODY)
+    return quick, network
+
+
+@pytest.mark.parametrize("status", [400, 403, 404])
+def test_a_4xx_answer_goes_through_botocore_from_then_on(status: int) -> None:
+    quick, network = _learned_quick(status=status)
+    quick.put("results-bucket", "k1", BODY)
+    assert network.keys() == ["first", "k1"]
+    quick.put("results-bucket", "k2", BODY)
+    assert len(network.quick) == 1  # not tried again
+    assert network.keys() == ["first", "k1", "k2"]
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408])
+def test_a_passing_fault_is_sent_again_through_botocore_and_the_next_is_quick(status: int) -> None:
+    quick, network = _learned_quick(status=status)
+    quick.put("results-bucket", "k1", BODY)
+    assert network.keys() == ["first", "k1"]
+    quick.put("results-bucket", "k2", BODY)
+    assert len(network.quick) == 2
+
+
+def test_a_failed_send_is_sent_again_through_botocore_and_the_next_is_quick() -> None:
+    quick, network = _learned_quick(error=ConnectionResetError("reset"))
+    quick.put("results-bucket", "k1", BODY)
+    assert network.keys() == ["first", "k1"]
+    quick.put("results-bucket", "k2", BODY)
+    assert len(network.quick) == 2
+
+
+def test_a_large_body_goes_through_botocore() -> None:
+    quick, network = _learned_quick()
+    quick.put("results-bucket", "big", b"x" * quickput.MAX_QUICK_BYTES)
+    assert network.keys() == ["first", "big"] and not network.quick
+
+
+def test_each_bucket_learns_from_its_own_first_upload() -> None:
+    quick, network = _learned_quick()
+    quick.put("other-bucket", "k", BODY)
+    assert network.keys() == ["first", "k"] and not network.quick
+    quick.put("other-bucket", "k2", BODY)
+    assert network.quick[0].url == "https://other-bucket.s3.us-west-2.amazonaws.com/k2"
+
+
+def test_without_a_before_send_answer_the_clients_own_http_session_sends() -> None:
+    client = _client("http://127.0.0.1:9")
+    network = _Network(client)
+    quick = quickput.QuickPut(client)
+    quick.put("results-bucket", "first", BODY)
+    client.meta.events.unregister("before-send.s3", network._answer)
+    sent: list[Any] = []
+    quick._http = type("Http", (), {"send": lambda self, r: sent.append(r) or _answer(r.url)})()
+    quick.put("results-bucket", "k", BODY)
+    assert [r.url for r in sent] == ["http://127.0.0.1:9/results-bucket/k"]
+
+
+class _Signing:
+    def __init__(self, url: str, signing: dict[str, Any]) -> None:
+        self.url = url
+        self.context = {"signing": signing}
+        self.headers = {"User-Agent": "galley"}
+
+
+@pytest.mark.parametrize(
+    ("signature_version", "signing", "url"),
+    [
+        ("v4-s3express", {"region": "us-west-2"}, "https://b.s3.amazonaws.com/k"),
+        ("s3v4", {"region": "us-west-2", "signing_name": "s3-outposts"}, "https://b/k"),
+        ("s3v4", {"signingRegionSet": ["*"], "region": "*"}, "https://b/k"),
+        ("s3v4", {"region": "us-west-2", "request_credentials": object()}, "https://b/k"),
+        ("s3v4", {"region": "us-west-2"}, "https://b/k?x-id=PutObject"),
+        ("s3v4", {"region": "us-west-2"}, "https://b/other-key"),
+    ],
+)
+def test_an_unusual_upload_is_never_sent_quick(
+    signature_version: str, signing: dict[str, Any], url: str
+) -> None:
+    assert quickput._route(_Signing(url, signing), "k", signature_version, "us-west-2") is None

@@ -6,7 +6,8 @@ the endpoint, and a few dozen event handlers. A job's result is always that same
 its key and body, written once per kept job by the process that ran it. So:
 
 - the first upload to a bucket goes through botocore's ``put_object``; a ``before-sign`` handler
-  notes the URL it built and how botocore signs it;
+  notes the URL it built and how botocore signs it, as last signed (botocore signs again after
+  a redirect to the bucket's region), once the upload succeeded;
 - the next ones are that request with another key and body, signed by botocore's own SigV4 signer
   for S3 (``S3SigV4Auth``, with the client's credentials, refreshed as botocore refreshes them)
   and sent on the client's own HTTP session (its TLS settings, proxies, timeouts and pool), after
@@ -54,7 +55,7 @@ class QuickPut:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._learning = threading.local()  # (bucket, key) of the upload botocore is sending
+        self._learning = threading.local()  # the first upload to a bucket botocore is sending
         #: bucket -> how to send its next uploads; None: they go through botocore
         self._routes: dict[str, _Route | None] = {}
         signer = getattr(client, "_request_signer", None)
@@ -84,11 +85,15 @@ class QuickPut:
                     )
                     with self._lock:
                         self._routes[bucket] = None
-        self._learning.upload = (bucket, key)
+        learning = _Learning(key) if bucket not in self._routes else None
+        self._learning.upload = learning
         try:
             self._client.put_object(Bucket=bucket, Key=key, Body=body)
         finally:
             self._learning.upload = None
+        if learning is not None and learning.signed:
+            with self._lock:
+                self._routes.setdefault(bucket, learning.route)
 
     def _send(self, route: _Route, key: str, body: bytes) -> int:
         request = AWSRequest(
@@ -107,14 +112,22 @@ class QuickPut:
         return int(response.status_code)
 
     def _learn(self, request: Any, signature_version: Any = None, **kwargs: Any) -> None:
-        """botocore's first upload to a bucket, about to be signed: how to send the next ones."""
-        upload = getattr(self._learning, "upload", None)
-        if upload is None or upload[0] in self._routes:
-            return
-        bucket, key = upload
-        route = _route(request, key, signature_version, kwargs.get("region_name"))
-        with self._lock:
-            self._routes.setdefault(bucket, route)
+        """botocore's first upload to a bucket, about to be signed: how to send the next ones.
+        It is signed again when botocore retries it or follows a redirect to the bucket's
+        region, so the last signing is kept, and only once botocore's upload succeeded."""
+        learning = getattr(self._learning, "upload", None)
+        if learning is not None:
+            learning.route = _route(
+                request, learning.key, signature_version, kwargs.get("region_name")
+            )
+            learning.signed = True
+
+
+@dataclass
+class _Learning:
+    key: str
+    signed: bool = False
+    route: _Route | None = None
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,28 @@ def test_without_a_before_send_answer_the_clients_own_http_session_sends() -> No
     assert [r.url for r in sent] == ["http://127.0.0.1:9/results-bucket/k"]
 
 
+def test_a_bucket_in_another_region_is_learned_from_botocores_redirected_upload() -> None:
+    # GIVEN a client in us-west-2 and a bucket in eu-central-1: S3 answers 301 PermanentRedirect
+    # to an upload not signed for the bucket's region, and botocore sends it again there
+    client = _client(None)
+    sent: list[tuple[str, int]] = []
+
+    def s3(request: Any, **_: Any) -> AWSResponse:
+        home = "/eu-central-1/s3/" in _text(request.headers["Authorization"])
+        path = "botocore" if "amz-sdk-invocation-id" in request.headers else "quick"
+        sent.append((path, 200 if home else 301))
+        headers = {} if home else {"x-amz-bucket-region": "eu-central-1"}
+        return AWSResponse(request.url, 200 if home else 301, headers, _Raw())
+
+    client.meta.events.register("before-send.s3", s3)
+    quick = quickput.QuickPut(client)
+    # WHEN three results are written
+    for key in ("first", "k1", "k2"):
+        quick.put("results-bucket", key, BODY)
+    # THEN the next ones are sent as botocore's redirected upload was: to the bucket's region
+    assert sent == [("botocore", 301), ("botocore", 200), ("quick", 200), ("quick", 200)]
+
+
 class _Signing:
     def __init__(self, url: str, signing: dict[str, Any]) -> None:
         self.url = url

@@ -107,7 +107,9 @@ class QuickPut:
         prepared = request.prepare()
         # as botocore does: a before-send handler may answer instead (moto's mock, a stub)
         answers = self._client.meta.events.emit("before-send.s3.PutObject", request=prepared)
-        response = first_non_none_response(answers) or self._http.send(prepared)
+        response = first_non_none_response(answers)
+        if response is None:
+            response = self._http.send(prepared)
         _ = response.content  # read to the end: the connection goes back to the pool
         return int(response.status_code)
 

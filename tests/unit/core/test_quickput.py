@@ -187,6 +187,32 @@ def test_a_bucket_in_another_region_is_learned_from_botocores_redirected_upload(
     assert sent == [("botocore", 301), ("botocore", 200), ("quick", 200), ("quick", 200)]
 
 
+class _FalseAnswer(AWSResponse):
+    """A response that is false, as ``requests``' is for a 4xx or 5xx."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def test_a_before_send_answer_is_used_whatever_its_truth() -> None:
+    # GIVEN a learned bucket and a before-send handler answering every upload, as botocore
+    # lets one (it takes any answer that is not None)
+    client = _client("http://127.0.0.1:9")
+    network = _Network(client)
+    quick = quickput.QuickPut(client)
+    quick.put("results-bucket", "first", BODY)
+    client.meta.events.unregister("before-send.s3", network._answer)
+    client.meta.events.register(
+        "before-send.s3", lambda request, **_: _FalseAnswer(request.url, 200, {}, _Raw())
+    )
+    sent: list[Any] = []
+    quick._http = type("Http", (), {"send": lambda self, r: sent.append(r) or _answer(r.url)})()
+    # WHEN the next result is written
+    quick.put("results-bucket", "k", BODY)
+    # THEN the handler's answer is the upload's: nothing goes out on the client's HTTP session
+    assert sent == []
+
+
 class _Signing:
     def __init__(self, url: str, signing: dict[str, Any]) -> None:
         self.url = url

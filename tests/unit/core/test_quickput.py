@@ -56,9 +56,9 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _client(endpoint: str | None, **config: Any) -> Any:
+def _client(endpoint: str | None, region: str = "us-west-2", **config: Any) -> Any:
     return aws.client(
-        "s3", region="us-west-2", endpoint_url=endpoint, config=Config(**config) if config else None
+        "s3", region=region, endpoint_url=endpoint, config=Config(**config) if config else None
     )
 
 
@@ -69,31 +69,85 @@ def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 
 
-def _quick_and_reference(endpoint: str | None, key: str) -> tuple[Any, Any]:
+def _quick_and_reference(
+    endpoint: str | None,
+    key: str,
+    bucket: str = "results-bucket",
+    region: str = "us-west-2",
+    **config: Any,
+) -> tuple[Any, Any]:
     """The quick path's second upload of ``key``, and botocore's own request for it (no
     checksum: botocore adds a CRC32 only because it supports one; S3 does not ask for it)."""
-    client = _client(endpoint)
+    client = _client(endpoint, region, **config)
     network = _Network(client)
     quick = quickput.QuickPut(client)
-    quick.put("results-bucket", "first", BODY)
+    quick.put(bucket, "first", BODY)
     assert network.keys() == ["first"]  # the first went through botocore
-    quick.put("results-bucket", key, BODY)
+    quick.put(bucket, key, BODY)
     assert network.keys() == ["first"] and len(network.quick) == 1
-    reference = _client(endpoint, request_checksum_calculation="when_required")
+    reference = _client(endpoint, region, request_checksum_calculation="when_required", **config)
     expected = _Network(reference)
-    reference.put_object(Bucket="results-bucket", Key=key, Body=BODY)
+    reference.put_object(Bucket=bucket, Key=key, Body=BODY)
     return network.quick[0], expected.botocore[0]
 
 
-@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:9"])
-def test_the_second_upload_is_the_request_botocore_signs(endpoint: str | None) -> None:
-    sent, expected = _quick_and_reference(endpoint, "celery-task-meta-3c6e0b8a")
+#: Clients and buckets whose uploads botocore signs with plain SigV4 for ``s3``, each at its
+#: own URL: (endpoint, bucket, region, Config arguments).
+SIGNED_ALIKE = {
+    "default": (None, "results-bucket", "us-west-2", {}),
+    "local endpoint": ("http://127.0.0.1:9", "results-bucket", "us-west-2", {}),
+    "us-east-1": (None, "results-bucket", "us-east-1", {}),
+    "us-east-1 regional": (
+        None, "results-bucket", "us-east-1", {"s3": {"us_east_1_regional_endpoint": "regional"}}
+    ),
+    "eu-central-1": (None, "results-bucket", "eu-central-1", {}),
+    "path style": (None, "results-bucket", "eu-central-1", {"s3": {"addressing_style": "path"}}),
+    "virtual style": (
+        None, "results-bucket", "eu-central-1", {"s3": {"addressing_style": "virtual"}}
+    ),
+    "dotted bucket": (None, "results.bucket", "eu-central-1", {}),
+    "fips": (None, "results-bucket", "us-east-1", {"use_fips_endpoint": True}),
+    "dualstack": (None, "results-bucket", "eu-central-1", {"use_dualstack_endpoint": True}),
+    "accelerate": (
+        None, "results-bucket", "eu-central-1", {"s3": {"use_accelerate_endpoint": True}}
+    ),
+    "endpoint with a path": ("http://127.0.0.1:9/s3/prefix/", "results-bucket", "us-west-2", {}),
+    "https endpoint": ("https://s3.example.test", "results-bucket", "us-west-2", {}),
+    "access point": (None, "arn:aws:s3:us-west-2:123456789012:accesspoint/jobs", "us-west-2", {}),
+    "access point elsewhere": (
+        None,
+        "arn:aws:s3:eu-central-1:123456789012:accesspoint/jobs",
+        "us-west-2",
+        {"s3": {"use_arn_region": True}},
+    ),
+    "signature_version v4": (None, "results-bucket", "us-west-2", {"signature_version": "v4"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SIGNED_ALIKE.values(), ids=SIGNED_ALIKE.keys())
+def test_the_second_upload_is_the_request_botocore_signs(case: tuple[Any, ...]) -> None:
+    endpoint, bucket, region, config = case
+    sent, expected = _quick_and_reference(
+        endpoint, "celery-task-meta-3c6e0b8a", bucket, region, **config
+    )
     assert sent.method == "PUT"
     assert sent.url == expected.url
     assert sent.body == BODY
     assert expected.body.getvalue() == BODY  # botocore sends a file-like body
     for header in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "User-Agent"):
         assert _text(sent.headers[header]) == _text(expected.headers[header]), header
+    # and no other header: botocore's own are its invocation id and attempt count
+    assert {h.lower() for h in sent.headers} == {h.lower() for h in expected.headers} - {
+        "amz-sdk-invocation-id",
+        "amz-sdk-request",
+    }
+
+
+def test_temporary_credentials_are_signed_with_their_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "FQoGZXIvYXdzEXAMPLETOKEN")
+    sent, expected = _quick_and_reference(None, "celery-task-meta-3c6e0b8a")
+    assert _text(sent.headers["X-Amz-Security-Token"]) == "FQoGZXIvYXdzEXAMPLETOKEN"
+    assert _text(sent.headers["Authorization"]) == _text(expected.headers["Authorization"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -276,3 +276,22 @@ def test_result_writes_after_the_first_skip_botocores_pipeline(s3: Any) -> None:
         {"n": 1},
         {"n": 2},
     ]
+
+
+def test_results_written_quick_are_read_by_stock_celery(
+    both: tuple[Celery, Celery], s3: Any
+) -> None:
+    # GIVEN results Galley wrote after its first, without botocore's pipeline
+    galley, stock = both
+    signed: list[str] = []
+    galley.backend.client.meta.events.register(
+        "before-sign.s3.PutObject", lambda operation_name, **_: signed.append(operation_name)
+    )
+    for n in range(3):
+        galley.backend.mark_as_done(f"q-{n}", {"rows": n, "name": "é"}, request=request(f"q-{n}"))
+    assert len(signed) == 1
+    # THEN stock Celery's AsyncResult reads each as any other
+    for n in range(3):
+        found = stock.AsyncResult(f"q-{n}")
+        assert (found.state, found.get(timeout=1)) == (states.SUCCESS, {"rows": n, "name": "é"})
+

@@ -294,4 +294,3 @@ def test_results_written_quick_are_read_by_stock_celery(
     for n in range(3):
         found = stock.AsyncResult(f"q-{n}")
         assert (found.state, found.get(timeout=1)) == (states.SUCCESS, {"rows": n, "name": "é"})
-

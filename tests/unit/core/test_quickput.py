@@ -207,7 +207,9 @@ def test_each_bucket_learns_from_its_own_first_upload() -> None:
     assert network.quick[0].url == "https://other-bucket.s3.us-west-2.amazonaws.com/k2"
 
 
-def test_without_a_before_send_answer_the_clients_own_http_session_sends() -> None:
+def _learned_on_its_own_http() -> tuple[Any, quickput.QuickPut, list[Any]]:
+    """A client whose bucket is learned, no before-send handler answering any more, and what
+    the quick path then sends on the client's own HTTP session (each answered 200)."""
     client = _client("http://127.0.0.1:9")
     network = _Network(client)
     quick = quickput.QuickPut(client)
@@ -215,6 +217,11 @@ def test_without_a_before_send_answer_the_clients_own_http_session_sends() -> No
     client.meta.events.unregister("before-send.s3", network._answer)
     sent: list[Any] = []
     quick._http = type("Http", (), {"send": lambda self, r: sent.append(r) or _answer(r.url)})()
+    return client, quick, sent
+
+
+def test_without_a_before_send_answer_the_clients_own_http_session_sends() -> None:
+    _, quick, sent = _learned_on_its_own_http()
     quick.put("results-bucket", "k", BODY)
     assert [r.url for r in sent] == ["http://127.0.0.1:9/results-bucket/k"]
 
@@ -251,16 +258,10 @@ class _FalseAnswer(AWSResponse):
 def test_a_before_send_answer_is_used_whatever_its_truth() -> None:
     # GIVEN a learned bucket and a before-send handler answering every upload, as botocore
     # lets one (it takes any answer that is not None)
-    client = _client("http://127.0.0.1:9")
-    network = _Network(client)
-    quick = quickput.QuickPut(client)
-    quick.put("results-bucket", "first", BODY)
-    client.meta.events.unregister("before-send.s3", network._answer)
+    client, quick, sent = _learned_on_its_own_http()
     client.meta.events.register(
         "before-send.s3", lambda request, **_: _FalseAnswer(request.url, 200, {}, _Raw())
     )
-    sent: list[Any] = []
-    quick._http = type("Http", (), {"send": lambda self, r: sent.append(r) or _answer(r.url)})()
     # WHEN the next result is written
     quick.put("results-bucket", "k", BODY)
     # THEN the handler's answer is the upload's: nothing goes out on the client's HTTP session
